@@ -36,4 +36,5 @@ def mnist(mnist_home, monkeypatch) -> data.Dataset:
 
 
 def pytest_report_header(config):
-    return f"DIGITLAB_HOME for tests: per-test temporary folders (was {os.environ.get('DIGITLAB_HOME')})"
+    was = os.environ.get("DIGITLAB_HOME")
+    return f"DIGITLAB_HOME for tests: a temporary folder per test (outside: {was})"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays, array_shapes
+from hypothesis.extra.numpy import array_shapes, arrays
 
 from digitlab.data.idx import decode_idx, encode_idx, read_idx, write_idx
 from digitlab.errors import DataError

@@ -133,7 +133,10 @@ def data_fetch(
     force: Annotated[bool, typer.Option(help="Discard the cache and fetch again.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Fetch a dataset into the cache and verify it.  Example: digitlab data fetch mnist"""
+    """Fetch a dataset into the cache and verify it.
+
+    Example: digitlab data fetch mnist
+    """
     from digitlab import data
 
     ds = data.load(name, from_path=from_path, force=force, on_event=progress)
@@ -148,7 +151,10 @@ def data_info(
     from_path: FromPath = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Split sizes, class counts, source and cache.  Example: digitlab data info mnist --json"""
+    """Split sizes, class counts, source and cache.
+
+    Example: digitlab data info mnist --json
+    """
     from digitlab import data
 
     kwargs = {"from_path": from_path, "on_event": progress} if name in data.DATASETS else {}
@@ -166,7 +172,10 @@ def data_show(
         Path | None, typer.Option(help="Write a PNG grid here instead of ASCII art.")
     ] = None,
 ) -> None:
-    """Show digits as a PNG grid or ASCII art.  Example: digitlab data show mnist --out grid.png"""
+    """Show digits as a PNG grid or ASCII art.
+
+    Example: digitlab data show mnist --out grid.png
+    """
     from digitlab import data, plots
 
     ds = data.open_dataset(name)

@@ -75,9 +75,9 @@ def ascii_art(
         lines = ["".join(ASCII_RAMP[i] for i in row) for row in idx]
         blocks.append([caption[:28].ljust(28), *lines])
     per_row = max(1, (width + 1) // 29)
-    out = []
+    groups = []
     for start in range(0, len(blocks), per_row):
         group = blocks[start : start + per_row]
-        out.extend(" ".join(block[r] for block in group).rstrip() for r in range(len(group[0])))
-        out.append("")
-    return "\n".join(out).rstrip("\n")
+        rows = (" ".join(block[r] for block in group).rstrip() for r in range(len(group[0])))
+        groups.append("\n".join(rows))
+    return "\n\n".join(groups)

