@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
@@ -23,6 +26,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a normal file follows the umask
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -1,0 +1,81 @@
+"""What every benchmark needs: the machine, a median timer, and where results go."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.atomic import write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "benchmarks"
+
+
+def machine() -> dict:
+    """CPU model, cores, memory and library versions, for the record beside each figure."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f"{pages / 2**30:.0f} GiB"
+    except (ValueError, OSError):
+        memory = "unknown"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def median_seconds(
+    fn: Callable[[], object], repeats: int = 5, warmup: int = 1
+) -> tuple[float, list[float]]:
+    """Median wall-clock seconds of `fn()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def save(name: str, results: dict, markdown: str) -> None:
+    """Write docs/benchmarks/NAME.json and NAME.md (the section for docs/benchmarks.md)."""
+    results = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), "machine": machine()} | results
+    write_text(RESULTS / f"{name}.json", json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    footer = (
+        f"\n\nMachine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
+        f"NumPy {m['numpy']}. Measured {results['date']} with `python -m benchmarks {name}`.\n"
+    )
+    write_text(RESULTS / f"{name}.md", markdown.rstrip() + footer)
+
+
+def assemble() -> Path:
+    """Rebuild docs/benchmarks.md from every section in docs/benchmarks/."""
+    sections = [p.read_text() for p in sorted(RESULTS.glob("*.md"))]
+    intro = (
+        "# Benchmarks\n\nWritten by `make bench` (`python -m benchmarks`); every figure is a "
+        "median of several runs, with the machine it was measured on. Peers run in the same "
+        "process, on the same data, in the same run.\n\n"
+    )
+    path = ROOT / "docs" / "benchmarks.md"
+    write_text(path, intro + "\n".join(sections))
+    return path
