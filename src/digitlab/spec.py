@@ -1,0 +1,313 @@
+"""ModelSpec: a model described once, as data, that both engines build.
+
+    >>> spec = ModelSpec(layers=[Flatten(), Dense(256), ReLU(), Dense(10)])
+    >>> spec.output_shapes()[-1], spec.num_params()
+    ((10,), 203530)
+    >>> ModelSpec.from_dict(spec.to_dict()) == spec
+    True
+    >>> parse_shorthand("mlp:256-128-64").num_params()
+    242762
+
+Shapes are (C, H, W) for images and (D,) after Flatten. Layer kinds and their fields
+mirror torch.nn (Dense = nn.Linear, BatchNorm = BatchNorm1d/2d by input rank). The loss
+is softmax cross-entropy on the last layer's logits; no Softmax layer is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from digitlab.errors import DigitlabError
+
+INITS = ("default", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal")
+
+
+class SpecError(DigitlabError):
+    """A model description that cannot be built; the message names the layer."""
+
+
+@dataclass(frozen=True)
+class Flatten:
+    pass
+
+
+@dataclass(frozen=True)
+class Dense:
+    units: int
+    bias: bool = True
+    init: str = "default"  # "default" = torch.nn.Linear's own initialisation
+
+
+@dataclass(frozen=True)
+class Conv2D:
+    filters: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 0
+    bias: bool = True
+    init: str = "default"
+
+
+@dataclass(frozen=True)
+class MaxPool2D:
+    size: int = 2
+    stride: int | None = None  # None = size, as in torch
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class Dropout:
+    p: float = 0.5
+
+
+@dataclass(frozen=True)
+class ReLU:
+    pass
+
+
+@dataclass(frozen=True)
+class LeakyReLU:
+    negative_slope: float = 0.01
+
+
+@dataclass(frozen=True)
+class Sigmoid:
+    pass
+
+
+@dataclass(frozen=True)
+class Tanh:
+    pass
+
+
+Layer = (
+    Flatten | Dense | Conv2D | MaxPool2D | BatchNorm | Dropout | ReLU | LeakyReLU | Sigmoid | Tanh
+)
+LAYERS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        Flatten,
+        Dense,
+        Conv2D,
+        MaxPool2D,
+        BatchNorm,
+        Dropout,
+        ReLU,
+        LeakyReLU,
+        Sigmoid,
+        Tanh,
+    )
+}
+
+
+def _positive(where: str, name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(f"{where}: {name} must be a whole number ≥ 1, got {value!r}")
+
+
+def output_shape(layer: Layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """The shape `layer` produces from `shape`, or SpecError saying what is wrong."""
+    match layer:
+        case Flatten():
+            size = 1
+            for d in shape:
+                size *= d
+            return (size,)
+        case Dense(units=units, init=init):
+            _positive(where, "units", units)
+            if init not in INITS:
+                raise SpecError(f"{where}: init {init!r} is not one of {', '.join(INITS)}")
+            if len(shape) != 1:
+                raise SpecError(
+                    f"{where}: needs a flat input, got shape {shape}; add Flatten() before it"
+                )
+            return (units,)
+        case Conv2D(filters=f, kernel_size=k, stride=s, padding=p, init=init):
+            for name, value in (("filters", f), ("kernel_size", k), ("stride", s)):
+                _positive(where, name, value)
+            if not isinstance(p, int) or p < 0:
+                raise SpecError(f"{where}: padding must be a whole number ≥ 0, got {p!r}")
+            if init not in INITS:
+                raise SpecError(f"{where}: init {init!r} is not one of {', '.join(INITS)}")
+            if len(shape) != 3:
+                raise SpecError(f"{where}: needs an image input (C, H, W), got shape {shape}")
+            c, h, w = shape
+            ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            if ho < 1 or wo < 1:
+                raise SpecError(
+                    f"{where}: a {k}x{k} kernel does not fit the {h}x{w} input "
+                    f"(padding {p}); the output would be {ho}x{wo}"
+                )
+            return (f, ho, wo)
+        case MaxPool2D(size=k, stride=s):
+            _positive(where, "size", k)
+            s = k if s is None else s
+            _positive(where, "stride", s)
+            if len(shape) != 3:
+                raise SpecError(f"{where}: needs an image input (C, H, W), got shape {shape}")
+            c, h, w = shape
+            ho, wo = (h - k) // s + 1, (w - k) // s + 1
+            if ho < 1 or wo < 1:
+                raise SpecError(f"{where}: pooling {k}x{k} shrinks the {h}x{w} input below 1x1")
+            return (c, ho, wo)
+        case BatchNorm(momentum=m, eps=eps):
+            if not 0 <= m <= 1 or eps <= 0:
+                raise SpecError(f"{where}: momentum must be in [0, 1] and eps > 0")
+            if len(shape) not in (1, 3):
+                raise SpecError(f"{where}: needs (D,) or (C, H, W) input, got {shape}")
+            return shape
+        case Dropout(p=p):
+            if not 0 <= p < 1:
+                raise SpecError(f"{where}: p must be in [0, 1), got {p!r}")
+            return shape
+        case ReLU() | LeakyReLU() | Sigmoid() | Tanh():
+            return shape
+    raise SpecError(f"{where}: unknown layer {layer!r}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Input shape, number of classes and the layers, in order."""
+
+    layers: list[Layer]
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    name: str = ""
+    extra: dict = field(default_factory=dict, compare=False)  # free-form notes, kept in JSON
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", list(self.layers))
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        """The output shape of every layer; raises SpecError on the first impossible layer."""
+        if not self.layers:
+            raise SpecError("the model has no layers")
+        shape, shapes = self.input_shape, []
+        for i, layer in enumerate(self.layers):
+            shape = output_shape(layer, shape, f"layer {i} ({type(layer).__name__})")
+            shapes.append(shape)
+        if shape != (self.num_classes,):
+            raise SpecError(
+                f"layer {len(self.layers) - 1} ({type(self.layers[-1]).__name__}): the model "
+                f"ends with shape {shape}, expected ({self.num_classes},) logits, one per class"
+            )
+        return shapes
+
+    def validate(self) -> ModelSpec:
+        """Raise SpecError naming the first bad layer; return self when the spec is buildable."""
+        self.output_shapes()
+        return self
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Trainable parameter and buffer shapes under PyTorch's state_dict names."""
+        out, shape = {}, self.input_shape
+        for i, (layer, after) in enumerate(zip(self.layers, self.output_shapes(), strict=True)):
+            match layer:
+                case Dense(units=units, bias=bias):
+                    out[f"layers.{i}.weight"] = (units, shape[0])
+                    if bias:
+                        out[f"layers.{i}.bias"] = (units,)
+                case Conv2D(filters=f, kernel_size=k, bias=bias):
+                    out[f"layers.{i}.weight"] = (f, shape[0], k, k)
+                    if bias:
+                        out[f"layers.{i}.bias"] = (f,)
+                case BatchNorm():
+                    for name in ("weight", "bias", "running_mean", "running_var"):
+                        out[f"layers.{i}.{name}"] = (shape[0],)
+            shape = after
+        return out
+
+    def num_params(self) -> int:
+        """Trainable parameters (BatchNorm running statistics excluded)."""
+        total = 0
+        for name, shape in self.param_shapes().items():
+            if not name.endswith(("running_mean", "running_var")):
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n
+        return total
+
+    def to_dict(self) -> dict:
+        layers = [{"type": type(layer).__name__, **asdict(layer)} for layer in self.layers]
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "layers": layers,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        """Rebuild from to_dict() output; unknown layer types or fields raise SpecError."""
+        try:
+            layers = []
+            for i, entry in enumerate(d["layers"]):
+                entry = dict(entry)
+                kind = entry.pop("type", None)
+                if kind not in LAYERS:
+                    raise SpecError(f"layer {i}: unknown type {kind!r}; known: {', '.join(LAYERS)}")
+                allowed = {f.name for f in fields(LAYERS[kind])}
+                unknown = set(entry) - allowed
+                if unknown:
+                    raise SpecError(f"layer {i} ({kind}): unknown field {sorted(unknown)[0]!r}")
+                layers.append(LAYERS[kind](**entry))
+            spec = cls(
+                layers=layers,
+                input_shape=tuple(d.get("input_shape", (1, 28, 28))),
+                num_classes=int(d.get("num_classes", 10)),
+                name=d.get("name", ""),
+                extra=d.get("extra", {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise SpecError(f"model spec: {e}") from None
+        return spec.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise SpecError(f"model spec is not valid JSON: {e}") from None
+
+
+def mlp(hidden: list[int], num_classes: int = 10, name: str = "", **dense) -> ModelSpec:
+    """Flatten, then Dense+ReLU for each hidden size, then Dense(num_classes)."""
+    layers: list[Layer] = [Flatten()]
+    for units in hidden:
+        layers += [Dense(units, **dense), ReLU()]
+    layers.append(Dense(num_classes, **dense))
+    return ModelSpec(layers=layers, num_classes=num_classes, name=name).validate()
+
+
+def parse_shorthand(text: str, num_classes: int = 10) -> ModelSpec:
+    """'mlp:256-128-64' or 'mlp:' (softmax regression); 'cnn:32-64/128' = conv blocks / dense."""
+    kind, sep, body = text.partition(":")
+    try:
+        if kind == "mlp" and sep:
+            hidden = [int(u) for u in body.split("-")] if body else []
+            return mlp(hidden, num_classes, name=text)
+        if kind == "cnn" and sep:
+            convs, _, dense = body.partition("/")
+            layers: list[Layer] = []
+            for filters in (int(f) for f in convs.split("-")):
+                layers += [Conv2D(filters, 3, padding=1), ReLU(), MaxPool2D(2)]
+            layers.append(Flatten())
+            for units in (int(u) for u in dense.split("-") if u):
+                layers += [Dense(units), ReLU()]
+            layers.append(Dense(num_classes))
+            return ModelSpec(layers=layers, num_classes=num_classes, name=text).validate()
+    except ValueError:
+        pass
+    raise SpecError(f"model {text!r}: expected a shorthand like mlp:256-128-64 or cnn:32-64/128")
