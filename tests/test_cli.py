@@ -107,3 +107,42 @@ def test_installed_entry_point(mnist):
         text=True,
     )
     assert "Example: digitlab data fetch mnist" in done.stdout
+
+
+def test_unwritable_outputs_and_bad_settings_are_one_line_errors(mnist, tmp_path, monkeypatch):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    a_dir = tmp_path / "a-dir"
+    a_dir.mkdir()
+    cases = [
+        (("data", "show", "mnist", "--index", "0", "--out", str(a_dir)), "a-dir"),
+        (
+            ("data", "show", "mnist", "--index", "0", "--out", str(tmp_path / "g.gif")),
+            "cannot write .gif",
+        ),
+        (("run", "--out", str(a_file)), "a-file"),
+        (("data", "export", "mnist", "--limit", "2", "--out", str(a_file / "sub")), "a-file"),
+        (("data", "fetch", str(a_dir)), "fetch takes a dataset name"),
+        (("data", "info", "mnist", "--from", str(tmp_path / "nowhere")), "no such file or folder"),
+    ]
+    for args, needle in cases:
+        result = invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.startswith("error: ") and needle in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    monkeypatch.setenv("DIGITLAB_TIMEOUT", "abc")
+    result = invoke("data", "info", "fashion-mnist")
+    assert result.exit_code == 1 and "DIGITLAB_TIMEOUT='abc'" in result.stderr
+    monkeypatch.setenv("DIGITLAB_HOME", str(a_file))
+    monkeypatch.delenv("DIGITLAB_TIMEOUT")
+    result = invoke("data", "info", "mnist")
+    assert result.exit_code == 1 and "point DIGITLAB_HOME at a writable folder" in result.stderr
+
+
+def test_run_on_unlabeled_data(tmp_path):
+    rows = ["pixel" + ",pixel".join(str(i) for i in range(784))]
+    rows += [",".join(["0"] * 300 + ["200"] * 184 + ["0"] * 300)] * 3
+    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
+    result = invoke("run", "--dataset", str(tmp_path / "test.csv"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "samples.png").exists()

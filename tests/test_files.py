@@ -176,13 +176,13 @@ def test_export_then_import_round_trips(tmp_path, fmt):
     written = export(ds, fmt, out)
     assert written and all(p.exists() for p in written)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
-    if fmt == "png":  # one folder of PNGs per split, a subfolder per class
-        back = load_files(out / "train")
+    back = load_files(out)
+    if fmt == "png":  # train/<class>/*.png and test/<class>/*.png, read back class by class
         order = np.argsort(LABELS, kind="stable")
         np.testing.assert_array_equal(back.train.images, IMAGES[order])
         np.testing.assert_array_equal(back.train.labels, LABELS[order])
+        np.testing.assert_array_equal(back.test.labels, np.sort(LABELS[:4]))
         return
-    back = load_files(out)
     np.testing.assert_array_equal(back.train.images, IMAGES)
     np.testing.assert_array_equal(back.test.labels, LABELS[:4])
 
@@ -199,3 +199,76 @@ def test_export_never_overwrites_silently(tmp_path):
     assert (out / "train.csv").read_bytes() == before
     export(ds, "csv", out, limit=2, overwrite=True)
     assert len(load_files(out / "train.csv").train) == 2
+
+
+def stroke(size: int = 28) -> np.ndarray:
+    a = np.zeros((size, size), np.uint8)
+    a[size // 4 : 3 * size // 4, size // 2 - 2 : size // 2 + 2] = 255
+    return a
+
+
+def test_digit_named_folders_keep_their_digit_as_label(tmp_path):
+    for digit in ("3", "7"):  # 0-2, 4-6, 8, 9 missing: labels must not shift
+        (tmp_path / digit).mkdir()
+        Image.fromarray(stroke()).save(tmp_path / digit / "a.png")
+    ds = load_files(tmp_path)
+    assert ds.train.labels.tolist() == [3, 7] and ds.classes[7] == "7" and len(ds.classes) == 10
+
+
+def test_transparent_background_and_16_bit_images(tmp_path):
+    (tmp_path / "1").mkdir()
+    rgba = np.zeros((28, 28, 4), np.uint8)  # black ink on a fully transparent page
+    rgba[..., 3] = stroke()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "1" / "drawn.png")
+    Image.fromarray(stroke().astype(np.uint16) * 257).save(tmp_path / "1" / "deep.png")
+    ds = load_files(tmp_path)
+    for image in ds.train.images:  # both: light ink on black, like MNIST
+        assert image[0, 0] == 0 and image[14, 14] == 255
+
+
+def test_a_class_folder_without_images_is_an_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(stroke()).save(tmp_path / "a" / "x.png")
+    with pytest.raises(DataError, match=r"/b: holds no images .*every subfolder"):
+        load_files(tmp_path)
+
+
+def test_separate_test_folder_labels_map_by_class_name(tmp_path):
+    for split, classes in (("tr", ["cat", "dog"]), ("te", ["dog"])):
+        for c in classes:
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.fromarray(stroke()).save(tmp_path / split / c / "x.png")
+    ds = load_files(tmp_path / "tr", test=tmp_path / "te")
+    assert ds.classes == ["cat", "dog"] and ds.test.labels.tolist() == [1]
+
+
+def test_npz_with_train_only_and_unlabeled_idx(tmp_path):
+    np.savez(tmp_path / "k.npz", x_train=IMAGES, y_train=LABELS)
+    assert len(load_files(tmp_path / "k.npz").train) == 12
+    write_idx(tmp_path / "train-images-idx3-ubyte", IMAGES)
+    ds = load_files(tmp_path)
+    assert ds.train.labels is None and len(ds.train) == 12
+
+
+def test_csv_value_too_large_for_any_integer_names_the_line(tmp_path):
+    lines = csv_text(IMAGES[:2], LABELS[:2]).splitlines()
+    cells = lines[2].split(",")
+    cells[3] = "9" * 30
+    lines[2] = ",".join(cells)
+    (tmp_path / "t.csv").write_text("\n".join(lines))
+    with pytest.raises(DataError, match=r"line 3, column 4: 9{20} is outside 0..255"):
+        read_csv(tmp_path / "t.csv")
+
+
+def test_empty_path_is_refused_not_read_as_the_current_folder():
+    with pytest.raises(DataError, match="empty path"):
+        load_files("")
+
+
+def test_failed_export_leaves_no_new_folder(tmp_path):
+    np.savez(tmp_path / "s.npz", images=IMAGES, labels=LABELS)
+    ds = load_files(tmp_path / "s.npz")
+    with pytest.raises(DataError, match="--format 'tiff'"):
+        export(ds, "tiff", tmp_path / "new")
+    assert not (tmp_path / "new").exists()

@@ -22,6 +22,7 @@ from digitlab.data.idx import encode_idx, read_idx
 from digitlab.data.sources import (
     CACHE_FILES,
     DatasetInfo,
+    Mirror,
     UserFiles,
     decode_mnist_pickle,
     fetch,
@@ -154,13 +155,61 @@ def test_bad_mirrors_fall_through_with_their_reasons(tmp_path, servers):
 def test_all_sources_fail_one_error_lists_each(tmp_path, servers):
     wrong, missing = servers("wrong"), servers("404")
     info = tiny_info((wrong.url, missing.url))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError) as error:
-        fetch(info, tmp_path, from_path=tmp_path / "nowhere", timeout=0.5)
+        fetch(info, tmp_path, from_path=tmp_path / "empty", timeout=0.5)
     text = str(error.value)
     assert text.startswith("tiny: could not get the dataset from any source:")
-    for expected in ["cache:", "user files", "does not exist", "MD5", "HTTP 404", "What to do"]:
+    for expected in [
+        "cache:",
+        "user files",
+        "no class subfolders",
+        "MD5",
+        "HTTP 404",
+        "What to do",
+    ]:
         assert expected in text
     assert not (tmp_path / "datasets/tiny/source.json").exists()  # nothing cached
+
+
+def test_a_missing_from_path_fails_before_anything_else(tmp_path, servers):
+    good = servers()
+    with pytest.raises(DataError, match=r"--from .*nowhere: no such file or folder"):
+        fetch(tiny_info((good.url,)), tmp_path, from_path=tmp_path / "nowhere")
+    assert good.requests == []
+
+
+def test_force_keeps_the_old_cache_until_a_new_copy_verifies(tmp_path, servers):
+    good, missing = servers(), servers("404")
+    fetch(tiny_info((good.url,)), tmp_path)
+    with pytest.raises(DataError, match="HTTP 404"):
+        fetch(tiny_info((missing.url,)), tmp_path, force=True)
+    assert fetch(tiny_info((missing.url,)), tmp_path)[1] == "cache"  # still there, still valid
+
+
+def test_a_step_that_crashes_is_one_reason_not_a_traceback(tmp_path, servers):
+    class Broken:
+        label = "broken step"
+
+        def fetch(self, info, timeout):
+            raise EOFError("compressed file ended before the end-of-stream marker")
+
+    good = servers()
+    _, source, attempts = fetch(tiny_info(), tmp_path, chain=[Broken(), Mirror(good.url)])
+    assert source == f"mirror {good.url}"
+    assert attempts[-1] == (
+        "broken step",
+        "EOFError: compressed file ended before the end-of-stream marker",
+    )
+
+
+def test_unusable_cache_folder_is_a_clear_error(tmp_path, servers):
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    with pytest.raises(
+        DataError, match=r"cannot use this cache folder \(Not a directory\); point DIGITLAB_HOME"
+    ):
+        fetch(tiny_info((servers().url,)), home)
 
 
 def test_user_files_that_are_not_the_dataset_are_rejected(tmp_path):

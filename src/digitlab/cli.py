@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from digitlab.errors import DigitlabError
@@ -44,6 +46,10 @@ def reports_errors(command):
         except DigitlabError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
+        except OSError as e:  # a path we could not read or write: name it, no traceback
+            where = f"{e.filename}: " if e.filename else ""
+            typer.echo(f"error: {where}{e.strerror or e}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -73,6 +79,8 @@ def main(
     ] = False,
 ) -> None:
     """digitlab: handwritten-digit recognition from raw MNIST files to a served model."""
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so half-finished work is cleaned up, not left behind
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 # ---- presenting -------------------------------------------------------------------------
@@ -139,6 +147,11 @@ def data_fetch(
     """
     from digitlab import data
 
+    if name not in data.DATASETS and Path(name).exists():
+        raise DigitlabError(
+            f"{name}: fetch takes a dataset name ({', '.join(data.DATASETS)}); "
+            f"to import your files, use `digitlab data info {name}`"
+        )
     ds = data.load(name, from_path=from_path, force=force, on_event=progress)
     summary = ds.summary()
     typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
@@ -157,8 +170,7 @@ def data_info(
     """
     from digitlab import data
 
-    kwargs = {"from_path": from_path, "on_event": progress} if name in data.DATASETS else {}
-    summary = data.open_dataset(name, **kwargs).summary()
+    summary = data.open_dataset(name, from_path=from_path, on_event=progress).summary()
     typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
 
 
@@ -178,7 +190,7 @@ def data_show(
     """
     from digitlab import data, plots
 
-    ds = data.open_dataset(name)
+    ds = data.open_dataset(name, on_event=progress)
     try:
         chosen = ds.split(split)
     except KeyError as e:
@@ -222,7 +234,8 @@ def data_export(
 
     if limit is not None and limit < 1:
         raise DigitlabError(f"--limit {limit}: must be at least 1")
-    paths = export(data.open_dataset(name), fmt, out, limit=limit, overwrite=overwrite)
+    ds = data.open_dataset(name, on_event=progress)
+    paths = export(ds, fmt, out, limit=limit, overwrite=overwrite)
     for p in paths:
         typer.echo(f"wrote {p}")
 
@@ -243,17 +256,22 @@ def run(
     """
     from digitlab import data, plots
 
-    ds = data.open_dataset(dataset, **({"on_event": progress} if dataset in data.DATASETS else {}))
-    out.mkdir(parents=True, exist_ok=True)
+    ds = data.open_dataset(dataset, on_event=progress)
+    if len(ds.train) == 0:
+        raise DigitlabError(f"{dataset}: has no training images")
     grid = out / "samples.png"
-    # the first 4 training images of each class, class by class
-    picks = [i for c in range(len(ds.classes)) for i in (ds.train.labels == c).nonzero()[0][:4]]
+    labels = ds.train.labels
+    if labels is None:  # unlabeled: just the first 32
+        picks, title = list(range(min(32, len(ds.train)))), f"{ds.name}: the first training images"
+    else:  # the first 4 training images of each class, class by class
+        picks = [i for c in range(len(ds.classes)) for i in np.flatnonzero(labels == c)[:4]]
+        title = f"{ds.name}: 4 training images per class"
     fig = plots.sample_grid(
         ds.train.images[picks],
-        ds.train.labels[picks],
+        None if labels is None else labels[picks],
         ds.classes,
         columns=8,
-        title=f"{ds.name}: 4 training images per class",
+        title=title,
     )
     plots.save_figure(fig, grid)
     summary = ds.summary() | {"samples": str(grid)}

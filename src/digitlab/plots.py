@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from digitlab.atomic import write_bytes
+from digitlab.errors import DigitlabError
 
 ASCII_RAMP = " .:-=+*#%@"  # dark to bright
 
@@ -54,10 +55,17 @@ def sample_grid(
     return fig
 
 
+FIGURE_FORMATS = ("png", "jpg", "jpeg", "svg", "pdf")
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> None:
-    """Write a figure as PNG atomically and free it."""
+    """Write a figure atomically in the format its suffix names (PNG when there is none)."""
+    suffix = os.path.splitext(str(path))[1].lower().lstrip(".") or "png"
+    if suffix not in FIGURE_FORMATS:
+        plt.close(fig)
+        raise DigitlabError(f"{path}: cannot write .{suffix}; use {', '.join(FIGURE_FORMATS)}")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format=suffix, dpi=dpi)
     plt.close(fig)
     write_bytes(path, buffer.getvalue())
 

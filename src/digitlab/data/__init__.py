@@ -128,9 +128,17 @@ def load(
     info = DATASETS.get(name)
     if info is None:
         known = ", ".join(DATASETS)
-        raise DataError(f"unknown dataset {name!r}; known: {known} (or give a path to import)")
+        raise DataError(
+            f"unknown dataset {name!r}; known: {known} (load_files(path) imports yours)"
+        )
     if timeout is None:
-        timeout = float(os.environ.get("DIGITLAB_TIMEOUT", "10"))
+        text = os.environ.get("DIGITLAB_TIMEOUT", "10")
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise DataError(f"DIGITLAB_TIMEOUT={text!r}: expected a number of seconds") from None
+    if timeout <= 0:
+        raise DataError(f"timeout {timeout:g}: must be a positive number of seconds")
     arrays, source, attempts = fetch(
         info, home(), from_path=from_path, force=force, timeout=timeout, on_event=on_event
     )
@@ -146,11 +154,16 @@ def load(
     )
 
 
-def open_dataset(name_or_path: str, **kwargs) -> Dataset:
-    """A known dataset by name, or a user's files by path (what CLI arguments NAME|PATH mean)."""
+def open_dataset(name_or_path: str, from_path=None, **kwargs) -> Dataset:
+    """A known dataset by name, or a user's files by path (what CLI arguments NAME|PATH mean).
+
+    Keyword arguments go to load() for a known name; `from_path` applies to names only.
+    """
     if name_or_path in DATASETS:
-        return load(name_or_path, **kwargs)
-    if Path(name_or_path).exists():
+        return load(name_or_path, from_path=from_path, **kwargs)
+    if from_path is not None:
+        raise DataError(f"--from applies to named datasets ({', '.join(DATASETS)}), not to a path")
+    if name_or_path.strip() and Path(name_or_path).exists():
         return load_files(name_or_path)
     known = ", ".join(DATASETS)
     raise DataError(f"{name_or_path!r} is neither a known dataset ({known}) nor an existing path")

@@ -61,8 +61,13 @@ def export(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".digitlab-export-", dir=out))
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".digitlab-export-", dir=out))
+    except OSError as e:
+        raise DataError(f"{out}: cannot create the folder ({e.strerror})") from None
+    finished = False
     try:
         for split_name in SPLITS:
             split = ds.split(split_name)
@@ -87,6 +92,11 @@ def export(
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(p, target)
+        finished = True
         return [out / p.name for p in written]
+    except OSError as e:
+        raise DataError(f"{out}: export failed ({e.strerror or e})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not finished:
+            shutil.rmtree(out, ignore_errors=True)  # it was ours, and holds nothing finished

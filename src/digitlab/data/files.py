@@ -90,24 +90,22 @@ def find_idx_files(folder: Path) -> dict[str, Path]:
 
 
 def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
-    """Read the four MNIST-style IDX files of a folder; test files are optional."""
+    """Read MNIST-style IDX files of a folder; labels may be missing (unlabeled images)."""
     files = find_idx_files(folder)
-    missing = [r for r in ("train_images", "train_labels") if r not in files]
-    if missing:
-        raise DataError(
-            f"{folder}: no IDX files named like train-images-idx3-ubyte(.gz) and "
-            f"train-labels-idx1-ubyte(.gz) (missing {', '.join(missing)})"
-        )
-    if ("test_images" in files) != ("test_labels" in files):
-        raise DataError(f"{folder}: has test images or test labels but not both")
-    arrays = {role: read_idx(path) for role, path in files.items()}
+    if "train_images" not in files:
+        raise DataError(f"{folder}: no IDX file named like train-images-idx3-ubyte(.gz)")
+    arrays = {}
     for split in ("train", "test"):
-        if f"{split}_images" in arrays:
-            name = str(files[f"{split}_images"])
-            arrays[f"{split}_images"] = as_images(arrays[f"{split}_images"], name)
+        if f"{split}_images" not in files:
+            if f"{split}_labels" in files:
+                raise DataError(f"{files[f'{split}_labels']}: labels without a {split} images file")
+            continue
+        images_path = files[f"{split}_images"]
+        arrays[f"{split}_images"] = as_images(read_idx(images_path), str(images_path))
+        if f"{split}_labels" in files:
+            labels_path = files[f"{split}_labels"]
             n = len(arrays[f"{split}_images"])
-            lname = str(files[f"{split}_labels"])
-            arrays[f"{split}_labels"] = as_labels(arrays[f"{split}_labels"], n, lname)
+            arrays[f"{split}_labels"] = as_labels(read_idx(labels_path), n, str(labels_path))
     return arrays
 
 
@@ -120,18 +118,26 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             for layout in NPZ_LAYOUTS:
-                if {k for k in layout if k} <= keys:
-                    arrays = {role: z[k] for role, k in zip(ROLES, layout, strict=True) if k}
+                if set(layout[:2]) <= keys:  # the test pair is optional
+                    arrays = {
+                        role: z[k] for role, k in zip(ROLES, layout, strict=True) if k in keys
+                    }
                     break
             else:
                 raise DataError(
                     f"{path}: NPZ has arrays {sorted(keys)}; expected x_train/y_train"
                     "[/x_test/y_test], train_images/train_labels/..., or images/labels"
                 )
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: not a readable NPZ file ({e})") from None
-    except ValueError as e:  # object arrays need pickle, which we refuse
-        raise DataError(f"{path}: {e}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError as e:
+        if "pickle" in str(e) and zipfile.is_zipfile(path):  # object arrays: refused, never run
+            raise DataError(
+                f"{path}: holds Python objects (pickle), which digitlab refuses to load"
+            ) from None
+        raise DataError(f"{path}: not a readable NPZ file ({e})") from None
     out = {}
     for split in ("train", "test"):
         if f"{split}_images" in arrays:
@@ -194,6 +200,11 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                         f"{path}: line {lineno}, column {col + 1}: {cell.strip()!r} is not "
                         "a whole number"
                     ) from None
+                if not -1 <= int(cell) <= 256:  # too large for int64 reaches here
+                    raise DataError(
+                        f"{path}: line {lineno}, column {col + 1}: {cell.strip()[:20]} is "
+                        "outside 0..255"
+                    ) from None
         raise DataError(f"{path}: could not parse as CSV") from None
     pixels = values[:, 1:] if labeled else values
     bad = np.flatnonzero(((pixels < 0) | (pixels > 255)).any(axis=1))
@@ -217,48 +228,78 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 # ---- a folder of images, one subfolder per class ----------------------------------------
 
 
-def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read `folder/<class>/*.png`; grayscale, resized to 28x28, inverted if light-on-dark isn't."""
+def _gray(im) -> np.ndarray:
+    """Grayscale uint8; a transparent background is filled with the colour opposite the ink."""
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3] / 255
+        luma = np.asarray(im.convert("RGBA").convert("L"), dtype=np.float32)
+        ink = (luma * alpha).sum() / max(alpha.sum(), 1e-6)  # mean brightness of what is drawn
+        page = 255.0 if ink < 128 else 0.0  # dark ink goes on white paper, light ink on black
+        return np.rint(luma * alpha + page * (1 - alpha)).astype(np.uint8)
+    if im.mode.startswith(("I", "F")):  # 16-bit or float images: scale to 0..255
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return np.rint(np.clip(a, 0, top) * (255 / top)).astype(np.uint8)
+    return np.asarray(im.convert("L"), dtype=np.uint8)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file as uint8 (28, 28), 0 = background (inverted when the page is light)."""
     from PIL import Image, UnidentifiedImageError
 
-    class_dirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    try:
+        with Image.open(path) as im:
+            a = _gray(im)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    if a.shape != (28, 28):
+        a = np.asarray(Image.fromarray(a).resize((28, 28), Image.Resampling.LANCZOS))
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    return 255 - a if border.mean() > 127 else a  # dark ink on a light page: flip it
+
+
+def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read `folder/<class>/*.png`. Digit-named folders give that digit as the label."""
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{folder}: no class subfolders (expected {folder}/0/*.png, ...)")
-    names = [p.name for p in class_dirs]
-    if all(n.isdigit() for n in names):
-        names.sort(key=int)
+    if all(p.name.isdigit() for p in class_dirs):
+        ids = {p.name: int(p.name) for p in class_dirs}
+        names = [str(i) for i in range(max(10, max(ids.values()) + 1))]
     else:
-        names.sort()
-    images, labels = [], []
-    for class_id, class_name in enumerate(names):
-        for p in sorted((folder / class_name).iterdir()):
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(p) as im:
-                    gray = im.convert("L")
-                    if gray.size != (28, 28):
-                        gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
-                    a = np.asarray(gray, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{p}: not a readable image ({e})") from None
-            border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-            if border.mean() > 127:  # dark ink on a light page: flip to MNIST's polarity
-                a = 255 - a
-            images.append(a)
-            labels.append(class_id)
-    if not images:
-        raise DataError(f"{folder}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})")
+        names = [p.name for p in class_dirs]
+        ids = {name: i for i, name in enumerate(names)}
     if len(names) > 256:
         raise DataError(f"{folder}: {len(names)} classes, at most 256 are supported")
+    images, labels = [], []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(
+                f"{class_dir}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                f"every subfolder of {folder} is read as one class"
+            )
+        images += [read_image(p) for p in files]
+        labels += [ids[class_dir.name]] * len(files)
     return np.stack(images), np.array(labels, np.uint8), names
 
 
 # ---- one entry point ---------------------------------------------------------------------
 
+Names = list[str] | None  # class names, when the source carries them (image folders)
 
-def read_any(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], list[str] | None]:
+
+def _split_folders(path: Path) -> bool:
+    """True for the layout `data export --format png` writes: train/<class>/, test/<class>/."""
+    subs = {p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return "train" in subs and subs <= {"train", "test"}
+
+
+def read_any(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], Names]:
     """Read whatever `path` holds into role arrays (train_images, ...) and optional class names."""
+    if str(path).strip() == "":
+        raise DataError("empty path: give a file or folder to import")
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -275,6 +316,11 @@ def read_any(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], list[
                 if test_labels is not None:
                     arrays["test_labels"] = test_labels
             return arrays, None
+        if _split_folders(path):
+            arrays, names = read_any(path / "train")
+            if (path / "test").is_dir():
+                arrays |= _as_test(read_any(path / "test"), names, path / "test")
+            return arrays, names
         images, labels, names = read_image_folder(path)
         return {"train_images": images, "train_labels": labels}, names
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
@@ -288,10 +334,28 @@ def read_any(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], list[
         return arrays, None
     if IDX_NAME.match(path.name) or suffix in {".idx", ".idx.gz", ".ubyte", ".ubyte.gz"}:
         raise DataError(f"{path}: point at the folder holding the IDX images and labels files")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise DataError(f"{path}: a single image; put images in one subfolder per class")
     raise DataError(
         f"{path}: unknown format; expected a folder (IDX files, Kaggle train.csv, or one "
         "subfolder of images per class), a .csv or a .npz file"
     )
+
+
+def _as_test(read: tuple[dict[str, np.ndarray], Names], names: Names, where: Path) -> dict:
+    """A second source's train split as the test split, its labels mapped onto `names`."""
+    arrays, test_names = read
+    out = {"test_images": arrays["train_images"]}
+    labels = arrays.get("train_labels")
+    if labels is not None and test_names is not None and names is not None and test_names != names:
+        unknown = sorted(set(test_names[i] for i in np.unique(labels)) - set(names))
+        if unknown:
+            raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes")
+        lookup = np.array([names.index(n) if n in names else 0 for n in test_names], np.uint8)
+        labels = lookup[labels]
+    if labels is not None:
+        out["test_labels"] = labels
+    return out
 
 
 def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None = None) -> Dataset:
@@ -301,10 +365,7 @@ def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None
     """
     arrays, names = read_any(path)
     if test is not None:
-        test_arrays, _ = read_any(test)
-        arrays["test_images"] = test_arrays["train_images"]
-        if "train_labels" in test_arrays:
-            arrays["test_labels"] = test_arrays["train_labels"]
+        arrays |= _as_test(read_any(test), names, Path(test))
     labels = [arrays.get(f"{s}_labels") for s in ("train", "test")]
     if names is None:
         top = max((int(y.max()) for y in labels if y is not None and y.size), default=9)
@@ -320,7 +381,7 @@ def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None
         for s in ("train", "test")
     }
     return Dataset(
-        name=Path(path).name,
+        name=Path(path).resolve().name or str(path),
         classes=names,
         train=splits["train"],
         test=splits["test"],

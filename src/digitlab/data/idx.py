@@ -12,6 +12,7 @@ file name and the reason, never a NumPy traceback.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -65,7 +66,7 @@ def decode_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = DTYPES[code]
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(raw) < expected:
         raise DataError(
             f"{name}: file is truncated ({expected} bytes expected for shape {shape}, "

@@ -192,22 +192,31 @@ def decode_mnist_pickle(payload: bytes, name: str) -> Arrays:
     try:
         parts = _ArrayUnpickler(io.BytesIO(payload), encoding="latin1").load()
         (x1, y1), (x2, y2), (x3, y3) = parts
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as e:
-        raise DataError(f"{name}: not the expected MNIST pickle ({e})") from None
-
-    def to_uint8(x: np.ndarray) -> np.ndarray:
-        scaled = np.asarray(x, np.float64) * 256
-        pixels = np.rint(scaled)
-        if pixels.min() < 0 or pixels.max() > 255 or not np.array_equal(pixels, scaled):
-            raise DataError(f"{name}: pixel values are not value/256 for bytes 0..255")
-        return pixels.astype(np.uint8).reshape(-1, 28, 28)
-
+    except Exception as e:  # a pickle can fail in many ways; none may escape raw
+        raise DataError(f"{name}: not the expected MNIST pickle ({_describe(e)})") from None
+    train = [_pickle_part(x1, y1, name, "first"), _pickle_part(x2, y2, name, "second")]
+    test_images, test_labels = _pickle_part(x3, y3, name, "third")
     return {
-        "train_images": np.concatenate([to_uint8(x1), to_uint8(x2)]),
-        "train_labels": np.concatenate([y1, y2]).astype(np.uint8),
-        "test_images": to_uint8(x3),
-        "test_labels": np.asarray(y3).astype(np.uint8),
+        "train_images": np.concatenate([train[0][0], train[1][0]]),
+        "train_labels": np.concatenate([train[0][1], train[1][1]]),
+        "test_images": test_images,
+        "test_labels": test_labels,
     }
+
+
+def _pickle_part(x, y, name: str, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """One (images, labels) pair of the pickle: (N, 784) values/256 and N integer labels."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 784 or not len(x):
+        raise DataError(f"{name}: the {part} images are not a non-empty (N, 784) array")
+    if not isinstance(y, np.ndarray) or y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise DataError(f"{name}: the {part} labels are not {len(x)} integers")
+    scaled = np.asarray(x, np.float64) * 256
+    pixels = np.rint(scaled)
+    if pixels.min() < 0 or pixels.max() > 255 or not np.array_equal(pixels, scaled):
+        raise DataError(f"{name}: the {part} pixel values are not value/256 for bytes 0..255")
+    if y.min() < 0 or y.max() > 255:
+        raise DataError(f"{name}: the {part} labels are outside 0..255")
+    return pixels.astype(np.uint8).reshape(-1, 28, 28), y.astype(np.uint8)
 
 
 def download(url: str, timeout: float) -> bytes:
@@ -280,6 +289,14 @@ def default_chain(info: DatasetInfo, from_path: str | os.PathLike[str] | None) -
     return chain
 
 
+def _describe(e: Exception) -> str:
+    if isinstance(e, DataError):
+        return str(e)
+    if isinstance(e, OSError) and e.strerror:
+        return f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror}"
+    return f"{type(e).__name__}: {e}"
+
+
 def fetch(
     info: DatasetInfo,
     home: Path,
@@ -291,37 +308,23 @@ def fetch(
     lock_timeout: float = 600.0,
     on_event: Callable[[str], None] | None = None,
 ) -> tuple[Arrays, str, list[tuple[str, str]]]:
-    """Arrays of a known dataset, the source used ("cache" or a step's label), failed steps."""
+    """Arrays of a known dataset, the source used ("cache" or a step's label), failed steps.
+
+    `force` skips the cache; the old copy is replaced only once a new one has verified.
+    """
     say = on_event or (lambda message: None)
     folder = cache_dir(home, info.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    attempts: list[tuple[str, str]] = []
+    if from_path is not None and not Path(from_path).expanduser().exists():
+        raise DataError(f"--from {from_path}: no such file or folder")
+    if not force:  # lock-free fast path: files are replaced atomically and verified on read
+        try:
+            return read_cache(info, folder)[0], "cache", []
+        except (OSError, DataError):
+            pass
     try:
-        with FileLock(folder / ".lock", timeout=lock_timeout):
-            if force:
-                discard_cache(folder)
-            else:
-                try:
-                    arrays, _ = read_cache(info, folder)
-                    return arrays, "cache", attempts
-                except FileNotFoundError:
-                    attempts.append(("cache", f"{folder} holds no complete copy"))
-                except DataError as e:  # corrupted or tampered with: throw it away, fetch again
-                    attempts.append(("cache", f"discarded, did not verify: {e}"))
-                    say(f"cache of {info.name} did not verify ({e}); fetching it again")
-                    discard_cache(folder)
-            steps = default_chain(info, from_path) if chain is None else chain
-            for step in steps:
-                say(f"fetching {info.name} from {step.label}")
-                try:
-                    arrays = step.fetch(info, timeout)
-                    verify(info, arrays)
-                except DataError as e:
-                    attempts.append((step.label, str(e)))
-                    say(f"  failed: {e}")
-                    continue
-                write_cache(folder, arrays, step.label)
-                return arrays, step.label, attempts
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / ".lock", timeout=lock_timeout)
+        lock.acquire()
     except Timeout:
         raise DataError(
             f"{folder / '.lock'}: another digitlab process has held this lock for over "
@@ -329,8 +332,40 @@ def fetch(
         ) from None
     except OSError as e:
         raise DataError(
-            f"{folder}: cannot write the cache ({e.strerror}); set DIGITLAB_HOME"
+            f"{folder}: cannot use this cache folder ({e.strerror}); "
+            "point DIGITLAB_HOME at a writable folder"
         ) from None
+    attempts: list[tuple[str, str]] = []
+    try:
+        if not force:  # another process may have filled the cache while we waited
+            try:
+                return read_cache(info, folder)[0], "cache", attempts
+            except FileNotFoundError:
+                attempts.append(("cache", f"{folder} holds no complete copy"))
+            except DataError as e:  # corrupted or tampered with: throw it away, fetch again
+                attempts.append(("cache", f"discarded, did not verify: {e}"))
+                say(f"cache of {info.name} did not verify ({e}); fetching it again")
+                discard_cache(folder)
+        steps = default_chain(info, from_path) if chain is None else chain
+        for step in steps:
+            say(f"fetching {info.name} from {step.label}")
+            try:
+                arrays = step.fetch(info, timeout)
+                verify(info, arrays)
+            except Exception as e:  # every step may fail; its reason is kept for the user
+                attempts.append((step.label, _describe(e)))
+                say(f"  failed: {_describe(e)}")
+                continue
+            try:
+                write_cache(folder, arrays, step.label)
+            except OSError as e:
+                raise DataError(
+                    f"{folder}: cannot write the cache ({e.strerror}); "
+                    "point DIGITLAB_HOME at a writable folder"
+                ) from None
+            return arrays, step.label, attempts
+    finally:
+        lock.release()
     reasons = "\n".join(f"  - {label}: {reason}" for label, reason in attempts)
     raise DataError(
         f"{info.name}: could not get the dataset from any source:\n{reasons}\n{info.hint}".rstrip()
