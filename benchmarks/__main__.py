@@ -8,7 +8,7 @@ import json
 
 from benchmarks.common import assemble
 
-BENCHMARKS = ["data_load"]
+BENCHMARKS = ["data_load", "numpy_engine"]
 
 
 def main() -> None:

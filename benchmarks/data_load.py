@@ -23,13 +23,22 @@ def run(repeats: int = 5) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         export(ds, "idx", Path(tmp) / "idx")
         npz = Path(tmp) / "mnist.npz"
-        np.savez(npz, x_train=ds.train.images, y_train=ds.train.labels,
-                 x_test=ds.test.images, y_test=ds.test.labels)  # fmt: skip
+        np.savez(
+            npz,
+            x_train=ds.train.images,
+            y_train=ds.train.labels,
+            x_test=ds.test.images,
+            y_test=ds.test.labels,
+        )
 
         def gz_idx():
             out = []
-            for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]:  # fmt: skip
+            for name in [
+                "train-images-idx3-ubyte.gz",
+                "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz",
+            ]:
                 with gzip.open(Path(tmp) / "idx" / name) as f:
                     raw = f.read()
                 offset = 16 if "images" in name else 8

@@ -261,8 +261,11 @@ class Dropout(Layer):
 
 
 class ReLU(Layer):
+    def __init__(self, inplace: bool = False):
+        self.inplace = inplace  # safe when the layer below keeps no reference to its output
+
     def forward(self, x, training):
-        self.y = np.maximum(x, 0)
+        self.y = np.maximum(x, 0, out=x if self.inplace else None)
         return self.y
 
     def backward(self, dy, need_dx=True):
@@ -452,6 +455,9 @@ class Model:
         return z
 
 
+OWN_OUTPUT = (Dense, Conv2D, BatchNorm, MaxPool2D)  # forward returns a fresh array it won't reuse
+
+
 def build(spec: S.ModelSpec, seed: int = 0, dtype=np.float32) -> Model:
     """A NumPy model for `spec`, initialised from `seed` (float64 is for gradient checks)."""
     rng = np.random.default_rng(seed)
@@ -472,8 +478,8 @@ def build(spec: S.ModelSpec, seed: int = 0, dtype=np.float32) -> Model:
                 layers.append(BatchNorm(shape[0], layer, dtype))
             case S.Dropout():
                 layers.append(Dropout(layer, rng))
-            case S.ReLU():
-                layers.append(ReLU())
+            case S.ReLU():  # Dense, Conv2D, BatchNorm and MaxPool2D do not keep their outputs
+                layers.append(ReLU(inplace=bool(layers) and type(layers[-1]) in OWN_OUTPUT))
             case S.LeakyReLU():
                 layers.append(LeakyReLU(layer))
             case S.Sigmoid():
@@ -481,3 +487,27 @@ def build(spec: S.ModelSpec, seed: int = 0, dtype=np.float32) -> Model:
             case S.Tanh():
                 layers.append(Tanh())
     return Model(spec, layers, rng, dtype)
+
+
+def make_optimizer(
+    model: Model,
+    name: str,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> Optimizer:
+    """An optimizer by name ("sgd", "adam", "adamw") over the model's parameters."""
+    if name == "sgd":
+        return SGD(
+            model.parameters(),
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov and momentum > 0,
+            weight_decay=weight_decay,
+        )
+    if name == "adam":
+        return Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; expected sgd, adam or adamw")

@@ -1,0 +1,60 @@
+"""Named training recipes: a model spec plus the TrainConfig that trains it.
+
+    >>> spec, config = RECIPES["seed-gd-150"]          # the seeds' baseline, exactly
+    >>> spec, config = RECIPES["numpy-fast"]           # digitlab's recipe for the same network
+
+The seeds' projects trained [784, 256, 128, 64, 10] (ReLU) from scratch with plain
+gradient descent on the whole training split (80/20 split of the training data) for
+150 iterations and reported 92% test accuracy ([784, 32, 10]: 83%). One iteration over
+the whole split is one epoch here, so their recipe is 150 epochs of batch size 48,000.
+"""
+
+from __future__ import annotations
+
+from digitlab.spec import ModelSpec, mlp
+from digitlab.train import TrainConfig
+
+FULL_BATCH = 48_000  # 80% of MNIST's 60,000 training images: one step per epoch
+
+RECIPES: dict[str, tuple[ModelSpec, TrainConfig]] = {
+    "seed-gd-150": (
+        mlp([256, 128, 64], name="mlp-256-128-64", init="he_normal"),
+        TrainConfig(
+            epochs=150,
+            batch_size=FULL_BATCH,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.0,
+            nesterov=False,
+            schedule="constant",
+            val_split=0.2,
+        ),
+    ),
+    "seed-gd-150-small": (
+        mlp([32], name="mlp-32", init="he_normal"),
+        TrainConfig(
+            epochs=150,
+            batch_size=FULL_BATCH,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.0,
+            nesterov=False,
+            schedule="constant",
+            val_split=0.2,
+        ),
+    ),
+    "numpy-fast": (  # ≥ 98% test accuracy in about 2 s on 2 CPU cores
+        mlp([256, 128, 64], name="mlp-256-128-64"),
+        TrainConfig(
+            epochs=4,
+            batch_size=128,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=True,
+            schedule="onecycle",
+            label_smoothing=0.1,
+            val_split=0.0,
+        ),
+    ),
+}
