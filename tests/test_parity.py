@@ -258,3 +258,36 @@ def test_schedule_values_match_torch_over_a_long_run(case):
         )
         opt.step()
         sched.step()
+
+
+@pytest.mark.parametrize(
+    ("init", "torch_init"),
+    [
+        ("default", None),  # torch.nn's own reset_parameters
+        ("he_uniform", lambda w: torch.nn.init.kaiming_uniform_(w, nonlinearity="relu")),
+        ("he_normal", lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu")),
+        ("glorot_uniform", torch.nn.init.xavier_uniform_),
+        ("glorot_normal", torch.nn.init.xavier_normal_),
+    ],
+)
+@pytest.mark.parametrize("layer", ["dense", "conv"])
+def test_initial_weights_follow_torchs_distributions(init, torch_init, layer):
+    if layer == "dense":
+        spec = S.ModelSpec(
+            input_shape=(1, 20, 20), layers=[S.Flatten(), S.Dense(300, init=init), S.Dense(10)]
+        )
+    else:
+        spec = S.ModelSpec(
+            input_shape=(16, 8, 8), layers=[S.Conv2D(64, 5, init=init), S.Flatten(), S.Dense(10)]
+        )
+    ours = ne.build(spec, seed=0).state_dict()
+    module = te.build(spec, seed=0, device="cpu").module
+    key = "layers.1.weight" if layer == "dense" else "layers.0.weight"
+    theirs = dict(module.named_parameters())[key].detach()
+    if torch_init is not None:
+        torch_init(theirs)
+    ours_w, theirs_w = ours[key], theirs.numpy()
+    assert ours_w.std() == pytest.approx(theirs_w.std(), rel=0.05)  # same spread
+    assert abs(ours_w.mean()) < 0.1 * ours_w.std()  # centred
+    if "uniform" in init or init == "default":  # same bounds
+        assert np.abs(ours_w).max() == pytest.approx(np.abs(theirs_w).max(), rel=0.02)
