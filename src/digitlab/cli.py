@@ -12,6 +12,7 @@ import functools
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -238,6 +239,251 @@ def data_export(
     paths = export(ds, fmt, out, limit=limit, overwrite=overwrite)
     for p in paths:
         typer.echo(f"wrote {p}")
+
+
+# ---- models and training ------------------------------------------------------------------
+
+
+@app.command("models")
+@reports_errors
+def models(json_out: JsonFlag = False) -> None:
+    """List the preset models with parameter counts.
+
+    Example: digitlab models
+    """
+    from digitlab.presets import PRESETS
+
+    rows = [
+        {
+            "name": p.name,
+            "params": p.spec.num_params(),
+            "engine": p.engine,
+            "epochs": p.config.epochs,
+            "description": p.description,
+        }
+        for p in PRESETS.values()
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'name':<16} {'params':>9}  {'engine':<6}  description")
+    for r in rows:
+        typer.echo(f"{r['name']:<16} {r['params']:>9,}  {r['engine']:<6}  {r['description']}")
+    typer.echo("\nAlso: shorthands like mlp:512-256 or cnn:32-64/128, or a .json/.toml spec file.")
+
+
+class Progress:
+    """Training progress: a Rich bar per epoch on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, live: bool):
+        self.live, self.bar, self.task = live, None, None
+
+    def on_train_begin(self, trainer) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, trainer, epoch: int, steps: int) -> None:
+        self.epoch_started, self.total = time.perf_counter(), trainer.config.epochs
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn(f"epoch {epoch}/{self.total}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self.task = self.bar.add_task("", total=steps, stats="")
+            self.bar.start()
+
+    def on_batch_end(self, trainer, batch: int, seen: int, loss: float, acc: float) -> None:
+        if self.bar is not None:
+            rate = seen / max(time.perf_counter() - self.epoch_started, 1e-9)
+            stats = f"loss {loss:.4f}  acc {acc:.2%}  {rate:,.0f} img/s"
+            self.bar.update(self.task, completed=batch, stats=stats)
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        val = (
+            f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.2%}"
+            if row["val_acc"] == row["val_acc"]
+            else ""
+        )
+        loss, acc = row["train_loss"], row["train_acc"]
+        typer.echo(
+            f"epoch {row['epoch']}/{self.total}  loss {loss:.4f}  acc {acc:.2%}"
+            f"{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s"
+        )
+
+
+def train_config(preset_config, config_file: Path | None, flags: dict):
+    """Preset or recipe defaults, then the TOML file, then flags given on the command line."""
+    import tomllib
+    from dataclasses import replace
+
+    from digitlab.train import TrainConfig
+
+    config = preset_config or TrainConfig()
+    if config_file is not None:
+        try:
+            loaded = tomllib.loads(config_file.read_text())
+        except OSError as e:
+            raise DigitlabError(f"{config_file}: cannot read ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise DigitlabError(f"{config_file}: not valid TOML ({e})") from None
+        config = TrainConfig.from_dict(config.to_dict() | loaded.get("train", loaded))
+    given = {k: v for k, v in flags.items() if v is not None}
+    return replace(config, **given).validate()
+
+
+@app.command("train")
+@reports_errors
+def train(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Preset, shorthand (mlp:512-256, cnn:32-64/128) or spec.json/.toml."),
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="numpy or torch (default: the preset's).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training data.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (the peak, for onecycle).")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="constant, step, cosine or onecycle.")
+    ] = None,
+    warmup_epochs: Annotated[
+        float | None, typer.Option(help="Linear warm-up length in epochs.")
+    ] = None,
+    augment: Annotated[str | None, typer.Option(help="none, shift, affine or elastic.")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="0 to <1.")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="L2 (sgd, adam) or decoupled (adamw).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seeds weights, shuffling, augmentation, dropout.")
+    ] = None,
+    val_split: Annotated[
+        float | None, typer.Option(help="Share of train held out for validation.")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Early stopping after N epochs without progress.")
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:1, mps (torch engine).")
+    ] = "auto",
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (torch engine).")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Train on the first N images only (fast tries).")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or a path.")] = "mnist",
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML file of TrainConfig settings.")
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="A named recipe, e.g. seed-keras-128-64-16.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/MODEL-ENGINE).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the unfinished run in this directory.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Train a model into a run directory (model.json, model.safetensors, history.csv, checkpoint/).
+
+    Example: digitlab train --model mlp-256-128-64 --out runs/mlp
+    """
+    from digitlab import runs
+    from digitlab.presets import resolve_model
+    from digitlab.recipes import RECIPES
+
+    callbacks = [Progress(live=sys.stderr.isatty() and not json_out)]
+    if resume is not None:
+        model_obj, history, test = runs.resume(resume, device, callbacks, on_event=progress)
+        run_dir = resume
+    else:
+        if recipe is not None:
+            if recipe not in RECIPES:
+                raise DigitlabError(f"--recipe {recipe!r}: known recipes are {', '.join(RECIPES)}")
+            spec, preset_config = RECIPES[recipe]
+            preset = None
+        elif model is not None:
+            spec, preset = resolve_model(model)
+            preset_config = preset.config if preset else None
+        else:
+            raise DigitlabError(
+                "give --model (a preset, shorthand or spec file), --recipe, or --resume"
+            )
+        flags = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "optimizer": optimizer,
+            "lr": lr,
+            "schedule": schedule,
+            "warmup_epochs": warmup_epochs,
+            "augment": augment,
+            "label_smoothing": label_smoothing,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "val_split": val_split,
+            "patience": patience,
+        }
+        cfg = train_config(preset_config, config, flags)
+        has_conv = any(type(layer).__name__ == "Conv2D" for layer in spec.layers)
+        engine = engine or (preset.engine if preset else ("torch" if has_conv else "numpy"))
+        name = recipe or (
+            preset.name if preset else (spec.name or "model").replace(":", "-").replace("/", "_")
+        )
+        run_dir = out or Path("runs") / f"{name}-{engine}"
+        model_obj, history, test = runs.start(
+            run_dir,
+            spec,
+            engine,
+            cfg,
+            dataset,
+            limit,
+            device,
+            compile,
+            overwrite,
+            callbacks,
+            progress,
+            recipe or (preset and preset.name),
+        )
+    final = history.rows[-1]
+    summary = {
+        "run": str(run_dir),
+        "engine": model_obj.engine,
+        "epochs": len(history.rows),
+        "seconds": history.seconds,
+        "val_acc": final["val_acc"],
+        "test_acc": test["acc"],
+        "test_loss": test["loss"],
+    }
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    acc = f"test accuracy {test['acc']:.2%}" if test["acc"] is not None else "no labeled test split"
+    typer.echo(
+        f"trained {summary['epochs']} epochs in {history.seconds:.1f}s on {model_obj.engine}: {acc}"
+    )
+    typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
 
 
 # ---- the main job -------------------------------------------------------------------------

@@ -1,25 +1,35 @@
-"""One training loop for both engines: seeded shuffling, batches, schedule, validation.
+"""One training loop for both engines: seeded shuffling, batches, schedule, validation,
+early stopping, a NaN guard, and a state that checkpoints capture exactly.
 
     >>> model = numpy_engine.build(parse_shorthand("mlp:256-128-64"), seed=0)
     >>> history = fit(model, ds.train.images, ds.train.labels, TrainConfig(epochs=5))
     >>> history.rows[-1]["val_acc"]
 
-The whole dataset stays a uint8 array; a batch is a slice of a seeded permutation,
-converted to float32 and normalised on the fly (cifar10-airbench style).
+The whole dataset stays a uint8 array; a batch is a slice of a seeded permutation, turned
+into float32 (and augmented) by the engine: NumPy arrays for numpy_engine, device tensors
+for torch_engine. The permutation comes from the same NumPy RNG for both engines.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from digitlab.augment import AUGMENTATIONS
 from digitlab.engines import get_engine
-from digitlab.engines.schedules import Schedule
+from digitlab.engines.schedules import SCHEDULES, Schedule
+from digitlab.errors import DigitlabError
 from digitlab.preprocess import MNIST_MEAN, MNIST_STD, stratified_split
+
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+
+
+class TrainingDiverged(DigitlabError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -35,17 +45,81 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "onecycle"  # constant, step, cosine, onecycle
     warmup_epochs: float = 0.0
-    step_epochs: int = 3  # "step" schedule: decay every this many epochs
+    step_epochs: int = 3  # "step" schedule: multiply the lr by gamma every this many epochs
     gamma: float = 0.1
     label_smoothing: float = 0.0
+    augment: str = "none"  # none, shift, affine, elastic
     val_split: float = 0.1  # stratified share of train held out; the test set is never used
+    patience: int = 0  # early stopping: epochs without a better val loss (0 = off)
     seed: int = 0
     mean: float = MNIST_MEAN  # input normalisation, stored with the model
     std: float = MNIST_STD
     drop_last: bool = False
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> TrainConfig:
+        """Raise DigitlabError naming the first bad field."""
+        checks = [
+            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), "must be a positive number"),
+            (
+                "optimizer",
+                self.optimizer in OPTIMIZER_NAMES,
+                f"must be one of {', '.join(OPTIMIZER_NAMES)}",
+            ),
+            ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+            (
+                "augment",
+                self.augment in AUGMENTATIONS,
+                f"must be one of {', '.join(AUGMENTATIONS)}",
+            ),
+            ("val_split", 0 <= self.val_split < 1, "must be in [0, 1)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("momentum", 0 <= self.momentum < 1, "must be in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must be ≥ 0"),
+            ("std", self.std > 0, "must be positive"),
+            ("patience", self.patience >= 0, "must be ≥ 0"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise DigitlabError(f"train config: {name} = {getattr(self, name)!r} {why}")
+        return self
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a dict (TOML, JSON); unknown keys are an error that names them."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise DigitlabError(
+                f"train config: unknown setting {unknown[0]!r}; known: {', '.join(known)}"
+            )
+        values = {}
+        for name, value in d.items():
+            kind = type(getattr(cls(), name))
+            try:
+                values[name] = kind(value) if kind is not bool else _as_bool(value)
+            except (TypeError, ValueError):
+                raise DigitlabError(
+                    f"train config: {name} = {value!r} is not a {kind.__name__}"
+                ) from None
+        return cls(**values)
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(value)
 
 
 @dataclass
@@ -59,38 +133,172 @@ class History:
         return sum(r["seconds"] for r in self.rows)
 
 
-def batches(
-    x_uint8: np.ndarray,
-    order: np.ndarray,
-    batch_size: int,
-    mean: float,
-    std: float,
-    drop_last: bool = False,
-):
-    """Yield (index, float32 (B, 1, 28, 28) normalised) along `order`."""
-    scale, shift = np.float32(1 / (255 * std)), np.float32(mean / std)
-    stop = len(order) - (len(order) % batch_size if drop_last else 0)
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        x = x_uint8[idx].astype(np.float32)
-        x *= scale
-        x -= shift
-        yield idx, x[:, None]
+class Callback:
+    """Hooks into the loop; the CLI's progress bar and the run directory's checkpoints use them."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+    def on_epoch_begin(self, trainer: Trainer, epoch: int, steps: int) -> None: ...
+    def on_batch_end(
+        self, trainer: Trainer, batch: int, seen: int, loss: float, acc: float
+    ) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None: ...
 
 
-def evaluate_loss_acc(
-    model, images: np.ndarray, labels: np.ndarray, config: TrainConfig, batch_size: int = 2048
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in evaluation mode."""
-    total_loss, correct = 0.0, 0
-    for idx, x in batches(images, np.arange(len(images)), batch_size, config.mean, config.std):
-        z = model.logits(x, batch_size)
-        z = z - z.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        y = labels[idx]
-        total_loss += float(-log_p[np.arange(len(y)), y].sum())
-        correct += int((z.argmax(axis=1) == y).sum())
-    return total_loss / len(labels), correct / len(labels)
+class Trainer:
+    """The loop and everything it carries between epochs, so that a checkpoint is exact."""
+
+    def __init__(
+        self,
+        model,
+        images: np.ndarray,
+        labels: np.ndarray,
+        config: TrainConfig,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.model, self.config, self.callbacks = model, config.validate(), list(callbacks)
+        self.engine = get_engine(model.engine)
+        if config.val_split > 0:
+            train_idx, val_idx = stratified_split(labels, config.val_split, config.seed)
+            self.val = (images[val_idx], labels[val_idx])
+            images, labels = images[train_idx], labels[train_idx]
+        else:
+            self.val = None
+        if len(images) == 0:
+            raise DigitlabError("no training images left after the validation split")
+        self.images, self.labels = images, labels
+        n = len(images)
+        self.steps_per_epoch = (
+            n // config.batch_size if config.drop_last else math.ceil(n / config.batch_size)
+        )
+        if self.steps_per_epoch == 0:
+            raise DigitlabError(
+                f"batch size {config.batch_size} is larger than the {n} training images"
+            )
+        self.schedule = Schedule(
+            config.schedule,
+            base_lr=config.lr,
+            total_steps=self.steps_per_epoch * config.epochs,
+            warmup_steps=round(config.warmup_epochs * self.steps_per_epoch),
+            step_size=max(1, config.step_epochs * self.steps_per_epoch),
+            gamma=config.gamma,
+        )
+        self.optimizer = self.engine.make_optimizer(
+            model,
+            config.optimizer,
+            config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+        self.rng = np.random.default_rng(config.seed)  # shuffling (and NumPy augmentation)
+        self.history = History()
+        self.epoch = 0  # epochs finished
+        self.best_val_loss, self.stale = math.inf, 0
+        self.stopped_early = False
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, JSON-ready metadata): weights, optimizer buffers, every RNG, the history."""
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays |= {f"optimizer.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()}
+        meta = {
+            "epoch": self.epoch,
+            "history": self.history.rows,
+            "rng": self.rng.bit_generator.state,
+            "model_rng": self.model.rng_state(),
+            "best_val_loss": self.best_val_loss,
+            "stale": self.stale,
+            "config": self.config.to_dict(),
+        }
+        return arrays, meta
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict(
+            {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+        )
+        self.epoch = int(meta["epoch"])
+        self.history = History(list(meta["history"]))
+        self.rng.bit_generator.state = meta["rng"]
+        self.model.set_rng_state(meta["model_rng"])
+        self.best_val_loss, self.stale = float(meta["best_val_loss"]), int(meta["stale"])
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> History:
+        c = self.config
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        while self.epoch < c.epochs and not self.stopped_early:
+            self._run_epoch()
+        self.model.eval()
+        return self.history
+
+    def _run_epoch(self) -> None:
+        c = self.config
+        epoch = self.epoch + 1
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self, epoch, self.steps_per_epoch)
+        started = time.perf_counter()
+        order = self.rng.permutation(len(self.images))
+        step = self.epoch * self.steps_per_epoch
+        loss_sum, correct, seen = 0.0, 0, 0
+        batches = self.model.batches(
+            self.images,
+            self.labels,
+            order,
+            c.batch_size,
+            c.mean,
+            c.std,
+            c.augment,
+            self.rng,
+            c.drop_last,
+        )
+        for batch, (x, y) in enumerate(batches, start=1):
+            self.optimizer.lr = self.schedule.lr(step)
+            loss, right = self.model.train_step(x, y, self.optimizer, c.label_smoothing)
+            loss_sum = loss_sum + loss * len(y)  # device tensors stay on the device until the end
+            correct = correct + right
+            seen += len(y)
+            step += 1
+            if isinstance(loss, float) and not math.isfinite(loss):
+                self._diverged(epoch, batch)
+            if self.callbacks and (batch % 20 == 0 or batch == self.steps_per_epoch):
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, batch, seen, float(loss_sum) / seen, int(correct) / seen)
+        train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):
+            self._diverged(epoch, None)
+        row = {
+            "epoch": epoch,
+            "lr": self.optimizer.lr,
+            "train_loss": train_loss,
+            "train_acc": int(correct) / seen,
+        }
+        if self.val is not None:
+            row["val_loss"], row["val_acc"] = self.model.evaluate(*self.val, c.mean, c.std)
+        else:
+            row["val_loss"] = row["val_acc"] = float("nan")
+        row["seconds"] = time.perf_counter() - started
+        self.history.rows.append(row)
+        self.epoch = epoch
+        if c.patience and self.val is not None:
+            if row["val_loss"] < self.best_val_loss - 1e-6:
+                self.best_val_loss, self.stale = row["val_loss"], 0
+            else:
+                self.stale += 1
+                self.stopped_early = self.stale >= c.patience
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, row)
+
+    def _diverged(self, epoch: int, batch: int | None) -> None:
+        where = f"epoch {epoch}" + (f", batch {batch}" if batch else "")
+        kept = (
+            f"the checkpoint of epoch {self.epoch} is kept" if self.epoch else "no epoch finished"
+        )
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite in {where} (lr {self.optimizer.lr:.3g}); "
+            f"{kept}. Try a smaller --lr or a warm-up (--warmup-epochs 1)"
+        )
 
 
 def fit(
@@ -98,64 +306,25 @@ def fit(
     images: np.ndarray,
     labels: np.ndarray,
     config: TrainConfig | None = None,
-    callbacks: Sequence[Callable[[dict], None]] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> History:
-    """Train `model` (either engine) on uint8 images; returns the per-epoch History."""
-    config = config or TrainConfig()
-    engine = get_engine(model.engine)
-    if config.val_split > 0:
-        train_idx, val_idx = stratified_split(labels, config.val_split, config.seed)
-        val_images, val_labels = images[val_idx], labels[val_idx]
-        images, labels = images[train_idx], labels[train_idx]
-    n = len(images)
-    per_epoch = n // config.batch_size if config.drop_last else math.ceil(n / config.batch_size)
-    total = per_epoch * config.epochs
-    schedule = Schedule(
-        config.schedule,
-        base_lr=config.lr,
-        total_steps=total,
-        warmup_steps=round(config.warmup_epochs * per_epoch),
-        step_size=max(1, config.step_epochs * per_epoch),
-        gamma=config.gamma,
-    )
-    optimizer = engine.make_optimizer(
-        model,
-        config.optimizer,
-        config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
-    rng = np.random.default_rng(config.seed)
-    history, step = History(), 0
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        order = rng.permutation(n)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for idx, x in batches(
-            images, order, config.batch_size, config.mean, config.std, config.drop_last
-        ):
-            optimizer.lr = schedule.lr(step)
-            loss, right = model.train_step(x, labels[idx], optimizer, config.label_smoothing)
-            loss_sum += loss * len(idx)
-            correct += right
-            seen += len(idx)
-            step += 1
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.lr,
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
-        }
-        if config.val_split > 0:
-            row["val_loss"], row["val_acc"] = evaluate_loss_acc(
-                model, val_images, val_labels, config
-            )
-        else:
-            row["val_loss"] = row["val_acc"] = float("nan")
-        row["seconds"] = time.perf_counter() - started
-        history.rows.append(row)
-        for callback in callbacks:
-            callback(row)
-    model.eval()
-    return history
+    """Train `model` (either engine) on uint8 images (N, 28, 28); returns the per-epoch History."""
+    return Trainer(model, images, labels, config or TrainConfig(), callbacks).run()
+
+
+def evaluate_loss_acc(
+    model, images: np.ndarray, labels: np.ndarray, config: TrainConfig, batch_size: int = 2048
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on uint8 images, normalised as in `config`."""
+    return model.evaluate(images, labels, config.mean, config.std, batch_size)
+
+
+def batches(x_uint8: np.ndarray, order: np.ndarray, batch_size: int, mean: float, std: float):
+    """Yield (index, float32 (B, 1, 28, 28) normalised) along `order` (no augmentation)."""
+    scale, shift = np.float32(1 / (255 * std)), np.float32(mean / std)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x = x_uint8[idx].astype(np.float32)
+        x *= scale
+        x -= shift
+        yield idx, x[:, None]

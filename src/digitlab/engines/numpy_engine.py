@@ -18,6 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from digitlab import spec as S
+from digitlab.augment import AUGMENTATIONS, augment
 from digitlab.engines.numpy_optim import SGD, Adam, AdamW, Optimizer, Parameter
 
 __all__ = [
@@ -429,12 +430,65 @@ class Model:
     ) -> tuple[float, int]:
         """One optimisation step on a batch; returns (mean loss, number correct)."""
         self.training = True
-        logits = self.forward(x)
-        loss, dlogits = softmax_cross_entropy(logits, labels, label_smoothing)
-        correct = int((logits.argmax(axis=1) == labels).sum())
-        self.backward(dlogits)
-        optimizer.step()
+        with np.errstate(
+            over="ignore", invalid="ignore"
+        ):  # divergence is reported by the NaN guard
+            logits = self.forward(x)
+            loss, dlogits = softmax_cross_entropy(logits, labels, label_smoothing)
+            correct = int((logits.argmax(axis=1) == labels).sum())
+            self.backward(dlogits)
+            optimizer.step()
         return loss, correct
+
+    def batches(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        order: np.ndarray,
+        batch_size: int,
+        mean: float,
+        std: float,
+        augmentation: str = "none",
+        rng=None,
+        drop_last: bool = False,
+    ):
+        """Yield (x float32 (B, 1, 28, 28) normalised, labels (B,)) along `order`, augmented."""
+        aug = AUGMENTATIONS[augmentation]
+        scale, shift = np.float32(1 / std), np.float32(mean / std)
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            x = images[idx].astype(np.float32)
+            x *= np.float32(1 / 255)
+            if aug.active:
+                x = augment(x, rng, aug)
+            x *= scale
+            x -= shift
+            yield x[:, None], labels[idx]
+
+    def evaluate(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: float,
+        std: float,
+        batch_size: int = 2048,
+    ) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over uint8 images, evaluation mode."""
+        total, correct = 0.0, 0
+        for x, y in self.batches(images, labels, np.arange(len(images)), batch_size, mean, std):
+            z = self.logits(x, batch_size)
+            loss, _ = softmax_cross_entropy(z, y)
+            total += loss * len(y)
+            correct += int((z.argmax(axis=1) == y).sum())
+        return total / max(len(labels), 1), correct / max(len(labels), 1)
+
+    def rng_state(self) -> dict:
+        """The dropout RNG, JSON-ready, for exact resume."""
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
 
     def logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Evaluation-mode logits, in batches to bound memory."""

@@ -10,11 +10,16 @@ State dicts use the same names and layouts as the NumPy engine (`layers.1.weight
 
 from __future__ import annotations
 
+import base64
+import math
+
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from digitlab import spec as S
+from digitlab.augment import AUGMENTATIONS, Augmentation, gaussian_kernel
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -70,13 +75,212 @@ def to_module(spec: S.ModelSpec) -> Net:
     return Net(layers)
 
 
+def augment(x: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.Tensor:
+    """On-device twin of digitlab.augment.augment for x (B, 1, H, W) in [0, 1]."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def uniform(lo, hi, *shape):
+        return torch.rand(*shape, generator=gen, device=dev) * (hi - lo) + lo
+
+    angle = uniform(-aug.rotate, aug.rotate, b) * (math.pi / 180)
+    zoom = uniform(1 - aug.scale, 1 + aug.scale, b)
+    shift = uniform(-aug.shift, aug.shift, b, 2)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # affine_grid works in [-1, 1] coordinates (x first): convert the pixel shift
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, shift[:, 1] * 2 / w], -1),
+            torch.stack([sin, cos, shift[:, 0] * 2 / h], -1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
+    if aug.elastic_alpha:
+        k = torch.from_numpy(gaussian_kernel(aug.elastic_sigma)).to(dev)
+        noise = uniform(-1, 1, b * 2, 1, h, w)
+        noise = F.conv2d(noise, k.view(1, 1, 1, -1), padding=(0, len(k) // 2))
+        noise = F.conv2d(noise, k.view(1, 1, -1, 1), padding=(len(k) // 2, 0))
+        field = noise.view(b, 2, h, w) * aug.elastic_alpha  # pixels; (rows, cols)
+        grid = grid + torch.stack([field[:, 1] * 2 / w, field[:, 0] * 2 / h], -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class Optimizer:
+    """torch.optim underneath; `lr` settable like the NumPy optimizers; state as flat arrays."""
+
+    def __init__(self, inner: torch.optim.Optimizer):
+        self.inner = inner
+
+    @property
+    def lr(self) -> float:
+        return self.inner.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.inner.param_groups:
+            group["lr"] = value
+
+    def step(self) -> None:
+        self.inner.step()
+
+    def zero_grad(self) -> None:
+        self.inner.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Per-parameter buffers as `{buffer}.{index}` arrays (no pickle), plus lr."""
+        out = {"lr": np.array(self.lr)}
+        params = self.inner.param_groups[0]["params"]
+        for i, p in enumerate(params):
+            for key, value in self.inner.state.get(p, {}).items():
+                out[f"{key}.{i}"] = torch.as_tensor(value).detach().cpu().numpy().copy()
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.lr = float(state["lr"])
+        params = self.inner.param_groups[0]["params"]
+        for name, value in state.items():
+            if name == "lr":
+                continue
+            key, _, index = name.rpartition(".")
+            p = params[int(index)]
+            tensor = torch.as_tensor(np.asarray(value))
+            self.inner.state[p][key] = tensor if key == "step" else tensor.to(p.device)
+
+
+def make_optimizer(
+    model: Model,
+    name: str,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> Optimizer:
+    """The torch.optim optimizer of the same name and settings as numpy_engine.make_optimizer."""
+    params = model.parameters()
+    if name == "sgd":
+        nesterov = nesterov and momentum > 0
+        inner = torch.optim.SGD(
+            params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        )
+    elif name == "adam":
+        inner = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    elif name == "adamw":
+        inner = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; expected sgd, adam or adamw")
+    return Optimizer(inner)
+
+
 class Model:
     """A torch module plus the engine surface shared with numpy_engine.Model."""
 
     engine = "torch"
 
-    def __init__(self, spec: S.ModelSpec, module: Net, device: torch.device):
+    def __init__(self, spec: S.ModelSpec, module: Net, device: torch.device, compile: bool = False):
         self.spec, self.module, self.device = spec, module.to(device), device
+        self.forward_module = torch.compile(self.module) if compile else self.module
+        self.autocast = device.type == "cuda"  # bf16 matmuls and convs on CUDA
+        self.aug_gen = torch.Generator(device=device)
+        self.aug_gen.manual_seed(0)
+        self._data: tuple[int, torch.Tensor, torch.Tensor] | None = None  # dataset on the device
+
+    def seed(self, seed: int) -> None:
+        """Seed everything random in training: dropout (torch's RNG) and augmentation."""
+        torch.manual_seed(seed)
+        self.aug_gen.manual_seed(seed)
+
+    def _on_device(
+        self, images: np.ndarray, labels: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split on the device as uint8 images and int64 labels, moved once."""
+        key = id(images)
+        if self._data is None or self._data[0] != key:
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+            y = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+            self._data = (key, x, y)
+        return self._data[1], self._data[2]
+
+    def batches(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        order: np.ndarray,
+        batch_size: int,
+        mean: float,
+        std: float,
+        augmentation: str = "none",
+        rng=None,
+        drop_last: bool = False,
+    ):
+        """Yield (x (B, 1, 28, 28) float32, labels) as device tensors; indexing and augmentation
+        happen on the device."""
+        x_all, y_all = self._on_device(images, labels)
+        order_t = torch.from_numpy(np.asarray(order, np.int64)).to(self.device)
+        aug = AUGMENTATIONS[augmentation]
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            idx = order_t[start : min(start + batch_size, stop)]
+            x = x_all[idx].unsqueeze(1).float().div_(255)
+            if aug.active:
+                x = augment(x, self.aug_gen, aug)
+            yield x.sub_(mean).div_(std), y_all[idx]
+
+    def train_step(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        optimizer: Optimizer,
+        label_smoothing: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step; returns (mean loss, number correct) as device tensors (no sync)."""
+        self.module.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.forward_module(x)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), (logits.detach().argmax(1) == labels).sum()
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: float,
+        std: float,
+        batch_size: int = 2048,
+    ) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over uint8 images, evaluation mode."""
+        mode = self.module.training
+        self.module.eval()
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for x, y in self.batches(images, labels, np.arange(len(images)), batch_size, mean, std):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                z = self.forward_module(x).float()
+            total += F.cross_entropy(z, y, reduction="sum")
+            correct += (z.argmax(1) == y).sum()
+        self.module.train(mode)
+        n = max(len(labels), 1)
+        return float(total) / n, int(correct) / n
+
+    def rng_state(self) -> dict:
+        """torch's CPU (and CUDA) RNG and the augmentation generator, JSON-ready."""
+        state = {"cpu": torch.get_rng_state(), "aug": self.aug_gen.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {k: base64.b64encode(v.numpy().tobytes()).decode() for k, v in state.items()}
+
+    def set_rng_state(self, state: dict) -> None:
+        def tensor(key):
+            return torch.frombuffer(bytearray(base64.b64decode(state[key])), dtype=torch.uint8)
+
+        torch.set_rng_state(tensor("cpu"))
+        self.aug_gen.set_state(tensor("aug"))
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensor("cuda"), self.device)
 
     @property
     def training(self) -> bool:
@@ -122,7 +326,9 @@ class Model:
         return torch.softmax(z, dim=1).numpy()
 
 
-def build(spec: S.ModelSpec, seed: int = 0, device: str = "auto") -> Model:
-    """A torch model for `spec`, initialised by torch from `seed`."""
+def build(spec: S.ModelSpec, seed: int = 0, device: str = "auto", compile: bool = False) -> Model:
+    """A torch model for `spec`, initialised by torch from `seed`; `compile` uses torch.compile."""
     torch.manual_seed(seed)
-    return Model(spec, to_module(spec), pick_device(device))
+    model = Model(spec, to_module(spec), pick_device(device), compile=compile)
+    model.seed(seed)
+    return model

@@ -1,0 +1,378 @@
+"""The run directory: everything a trained model needs, and nothing that runs code when opened.
+
+    runs/NAME/
+      model.json          spec, classes, dataset, preprocessing, train config, version, engine
+      model.safetensors   weights under PyTorch's names
+      history.csv         one row per epoch
+      checkpoint/         epoch-NNNN.safetensors (weights + optimizer) and latest.json (RNGs,
+                          history, which file is latest), written after every epoch
+
+    >>> save_run("runs/mlp", model, config, history, data_info)
+    >>> model = load_model("runs/mlp", engine="numpy")        # weights move between engines
+
+Every file is written atomically; a checkpoint's JSON is written after its weights and names
+them with their SHA-256, so a kill at any moment leaves the previous epoch loadable.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from digitlab.atomic import write_bytes, write_text
+from digitlab.engines import get_engine
+from digitlab.errors import DigitlabError
+from digitlab.spec import ModelSpec, SpecError
+from digitlab.train import Callback, History, TrainConfig, Trainer
+
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+FORMAT = 1
+
+
+class RunError(DigitlabError):
+    """A run directory that is missing, incomplete or damaged."""
+
+
+def _version() -> str:
+    from digitlab import __version__
+
+    return __version__
+
+
+def _json_safe(value):
+    """NaN and infinities as null: JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, value) -> None:
+    write_text(path, json.dumps(_json_safe(value), indent=2) + "\n")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write safetensors atomically; return the file's SHA-256."""
+    # np.ascontiguousarray would turn 0-d scalars (optimizer step, lr) into shape (1,)
+    payload = st_save({k: np.require(v, requirements="C") for k, v in arrays.items()})
+    write_bytes(path, payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _load_arrays(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    if sha256 is not None and hashlib.sha256(payload).hexdigest() != sha256:
+        raise RunError(f"{path}: does not match the checksum recorded beside it (damaged?)")
+    try:
+        return st_load(payload)
+    except Exception as e:  # safetensors raises its own error types
+        raise RunError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def history_csv(history: History) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in history.rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def read_history(run: str | os.PathLike[str]) -> History:
+    """history.csv back as a History (floats; NaN where a value is missing)."""
+    path = Path(run) / "history.csv"
+    try:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    return History(
+        [{k: (int(v) if k == "epoch" else float(v or "nan")) for k, v in r.items()} for r in rows]
+    )
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+
+
+def save_checkpoint(run: Path, trainer: Trainer) -> None:
+    """Weights + optimizer (safetensors), then RNGs and history (JSON) naming that file."""
+    folder = run / "checkpoint"
+    arrays, meta = trainer.state_dict()
+    name = f"epoch-{trainer.epoch:04d}.safetensors"
+    meta |= {"weights": name, "sha256": _save_arrays(folder / name, arrays)}
+    _write_json(folder / "latest.json", meta)
+    for old in folder.glob("epoch-*.safetensors"):  # only the latest is needed
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(run: Path) -> tuple[dict[str, np.ndarray], dict]:
+    meta = _read_json(run / "checkpoint" / "latest.json")
+    meta["best_val_loss"] = math.inf if meta.get("best_val_loss") is None else meta["best_val_loss"]
+    return _load_arrays(run / "checkpoint" / meta["weights"], meta.get("sha256")), meta
+
+
+class Checkpoint(Callback):
+    """After every epoch: the checkpoint and history.csv."""
+
+    def __init__(self, run: Path):
+        self.run = Path(run)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        save_checkpoint(self.run, trainer)
+        write_text(self.run / "history.csv", history_csv(trainer.history))
+
+
+# ---- the finished run ------------------------------------------------------------------------
+
+
+def model_info(
+    model,
+    config: TrainConfig,
+    data: dict,
+    classes: list[str],
+    finished: bool,
+    history: History | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """What model.json holds."""
+    history = history or History()
+    return {
+        "format": FORMAT,
+        "digitlab_version": _version(),
+        "engine": model.engine,
+        "spec": model.spec.to_dict(),
+        "num_params": model.spec.num_params(),
+        "classes": list(classes),
+        "data": data,
+        "preprocessing": {
+            "input": "uint8 28x28, 0 = background, 255 = ink",
+            "scale": 1 / 255,
+            "mean": config.mean,
+            "std": config.std,
+        },
+        "train_config": config.to_dict(),
+        "training": {
+            "finished": finished,
+            "epochs": len(history.rows),
+            "seconds": history.seconds,
+            "final": history.rows[-1] if history.rows else None,
+        },
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+
+
+def save_run(
+    run: str | os.PathLike[str],
+    model,
+    config: TrainConfig,
+    history: History,
+    data: dict,
+    classes: list[str],
+    finished: bool = True,
+    extra: dict | None = None,
+) -> Path:
+    """Write model.safetensors, history.csv and (last) model.json into `run`."""
+    run = Path(run)
+    _save_arrays(run / "model.safetensors", model.state_dict())
+    write_text(run / "history.csv", history_csv(history))
+    _write_json(
+        run / "model.json", model_info(model, config, data, classes, finished, history, extra)
+    )
+    return run
+
+
+def read_info(run: str | os.PathLike[str]) -> dict:
+    """model.json of a run, checked for the fields digitlab needs."""
+    run = Path(run)
+    if not run.is_dir():
+        raise RunError(f"{run}: no such run directory")
+    info = _read_json(run / "model.json")
+    for key in ("engine", "spec", "classes", "preprocessing", "train_config"):
+        if key not in info:
+            raise RunError(f"{run / 'model.json'}: has no {key!r}")
+    return info
+
+
+def load_model(run: str | os.PathLike[str], engine: str | None = None, device: str = "auto"):
+    """The trained model of a run, on `engine` (default: the one it was trained with)."""
+    run = Path(run)
+    info = read_info(run)
+    try:
+        spec = ModelSpec.from_dict(info["spec"])
+    except SpecError as e:
+        raise RunError(f"{run / 'model.json'}: {e}") from None
+    module = get_engine(engine or info["engine"])
+    model = (
+        module.build(spec, seed=0)
+        if module.__name__.endswith("numpy_engine")
+        else module.build(spec, seed=0, device=device)
+    )
+    weights = _load_arrays(run / "model.safetensors")
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise RunError(
+            f"{run / 'model.safetensors'}: does not fit the spec in model.json ({e})"
+        ) from None
+    model.eval()
+    return model
+
+
+# ---- training into a run directory ----------------------------------------------------------
+
+
+def _build(spec: ModelSpec, engine: str, seed: int, device: str, compile: bool):
+    module = get_engine(engine)
+    if engine == "numpy":
+        if compile:
+            raise DigitlabError("--compile needs the torch engine (--engine torch)")
+        if device not in ("auto", "cpu"):
+            raise DigitlabError(f"--device {device}: the numpy engine runs on the CPU only")
+        return module.build(spec, seed=seed)
+    return module.build(spec, seed=seed, device=device, compile=compile)
+
+
+def _training_data(dataset: str, limit: int | None, on_event=None):
+    from digitlab import data
+
+    ds = data.open_dataset(dataset, on_event=on_event)
+    if ds.train.labels is None or len(ds.train) == 0:
+        raise DigitlabError(f"{dataset}: training needs labeled training images")
+    if limit is not None and limit < 1:
+        raise DigitlabError(f"--limit {limit}: must be at least 1")
+    images, labels = ds.train.images[:limit], ds.train.labels[:limit]
+    info = {
+        "dataset": ds.name,
+        "ref": dataset,
+        "source": ds.source,
+        "verified": ds.verified,
+        "limit": limit,
+        "train_images": len(images),
+    }
+    return ds, images, labels, info
+
+
+def _train(run: Path, model, trainer: Trainer, ds, data_info: dict, extra: dict) -> tuple:
+    from digitlab.train import TrainingDiverged
+
+    try:
+        history = trainer.run()
+    except (TrainingDiverged, KeyboardInterrupt) as e:
+        reason = str(e) or "interrupted"
+        _write_json(
+            run / "model.json",
+            model_info(
+                model,
+                trainer.config,
+                data_info,
+                ds.classes,
+                False,
+                trainer.history,
+                extra | {"stopped": reason},
+            ),
+        )
+        raise
+    test_loss, test_acc = (
+        model.evaluate(ds.test.images, ds.test.labels, trainer.config.mean, trainer.config.std)
+        if ds.test.labels is not None and len(ds.test)
+        else (None, None)
+    )
+    extra = extra | {
+        "test": {"loss": test_loss, "acc": test_acc},
+        "stopped_early": trainer.stopped_early,
+    }
+    save_run(run, model, trainer.config, history, data_info, ds.classes, True, extra)
+    return model, history, extra["test"]
+
+
+def start(
+    out: str | os.PathLike[str],
+    spec: ModelSpec,
+    engine: str,
+    config: TrainConfig,
+    dataset: str = "mnist",
+    limit: int | None = None,
+    device: str = "auto",
+    compile: bool = False,
+    overwrite: bool = False,
+    callbacks=(),
+    on_event=None,
+    preset: str | None = None,
+) -> tuple:
+    """Train a new model into run directory `out`; returns (model, history, test metrics)."""
+    run = Path(out)
+    if (run / "model.json").exists() and not overwrite:
+        raise RunError(
+            f"{run}: already holds a run; continue it with --resume {run}, "
+            "or pass --overwrite to replace it"
+        )
+    if run.exists() and not run.is_dir():
+        raise RunError(f"{run}: exists and is not a folder")
+    config.validate()
+    spec.validate()
+    ds, images, labels, data_info = _training_data(dataset, limit, on_event)
+    if spec.num_classes < len(ds.classes) or spec.input_shape != (1, 28, 28):
+        raise DigitlabError(
+            f"the model expects {spec.num_classes} classes of {spec.input_shape} "
+            f"images; {ds.name} has {len(ds.classes)} classes of (1, 28, 28)"
+        )
+    model = _build(spec, engine, config.seed, device, compile)
+    run.mkdir(parents=True, exist_ok=True)
+    for stale in (run / "checkpoint").glob("*"):  # --overwrite: the old run's checkpoint goes
+        stale.unlink()
+    extra = {"preset": preset, "device": str(getattr(model, "device", "cpu"))}
+    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+    _write_json(
+        run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
+    )
+    return _train(run, model, trainer, ds, data_info, extra)
+
+
+def resume(run: str | os.PathLike[str], device: str = "auto", callbacks=(), on_event=None) -> tuple:
+    """Continue an unfinished run from its last checkpoint; same weights as if never stopped."""
+    run = Path(run)
+    info = read_info(run)
+    if info["training"]["finished"]:
+        raise RunError(f"{run}: this run already finished; train a new one with --out")
+    if not (run / "checkpoint" / "latest.json").exists():
+        raise RunError(f"{run}: no checkpoint yet (killed during its first epoch); train it again")
+    arrays, meta = load_checkpoint(run)
+    config = TrainConfig.from_dict(meta["config"])
+    spec = ModelSpec.from_dict(info["spec"])
+    data_info = info["data"]
+    ds, images, labels, _ = _training_data(data_info["ref"], data_info["limit"], on_event)
+    model = _build(spec, info["engine"], config.seed, device, False)
+    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+    trainer.load_state_dict(arrays, meta)
+    extra = {k: info[k] for k in ("preset", "device") if k in info} | {
+        "resumed_from_epoch": trainer.epoch
+    }
+    return _train(run, model, trainer, ds, data_info, extra)
