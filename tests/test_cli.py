@@ -146,3 +146,81 @@ def test_run_on_unlabeled_data(tmp_path):
     result = invoke("run", "--dataset", str(tmp_path / "test.csv"), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "samples.png").exists()
+
+
+def test_models_lists_presets_with_parameter_counts():
+    result = invoke("models", "--json")
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert {
+        "logreg",
+        "mlp-200-100-50",
+        "mlp-128-64-16",
+        "mlp-256-128-64",
+        "mlp-32",
+        "lenet5",
+        "cnn-small",
+        "cnn-best",
+    } <= set(rows)
+    assert rows["logreg"]["params"] == 7850 and rows["mlp-256-128-64"]["params"] == 242762
+    assert "784-200-100-50-10" in rows["mlp-200-100-50"]["description"]
+    assert "softmax regression" in invoke("models").stdout
+
+
+def test_train_with_flags_and_a_toml_config(mnist, tmp_path):
+    config = tmp_path / "train.toml"
+    config.write_text('[train]\nepochs = 2\noptimizer = "adam"\nlr = 0.002\nschedule = "cosine"\n')
+    out = tmp_path / "run"
+    result = invoke(
+        "train",
+        "--model",
+        "mlp:64",
+        "--config",
+        str(config),
+        "--epochs",
+        "3",
+        "--limit",
+        "1200",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 3 and summary["engine"] == "numpy"  # the flag beat the file
+    info = json.loads((out / "model.json").read_text())
+    assert (
+        info["train_config"]["optimizer"] == "adam" and info["train_config"]["schedule"] == "cosine"
+    )
+    assert summary["test_acc"] > 0.7  # 1,080 images, 3 epochs (measured 0.80); chance is 0.1
+    assert "epoch 3/3" in result.stderr or "epoch 3/3" in result.output
+
+
+def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
+    bad_spec = tmp_path / "bad.json"
+    bad_spec.write_text(
+        json.dumps({"layers": [{"type": "Conv2D", "filters": 4}, {"type": "Dense", "units": 10}]})
+    )
+    shrink = tmp_path / "shrink.toml"
+    shrink.write_text('[[layers]]\ntype = "Conv2D"\nfilters = 4\nkernel_size = 30\n')
+    cases = [
+        (("--model", str(bad_spec)), "layer 1 (Dense): needs a flat input"),
+        (("--model", str(shrink)), "does not fit the 28x28 input"),
+        (("--model", "mlp:abc"), "expected a shorthand like"),
+        (("--model", "resnet"), "not a preset"),
+        (("--model", "mlp:8", "--optimizer", "rmsprop"), "optimizer = 'rmsprop' must be one of"),
+        (("--model", "mlp:8", "--lr", "-1"), "lr = -1.0 must be a positive number"),
+        (
+            ("--model", "mlp:8", "--engine", "numpy", "--compile"),
+            "--compile needs the torch engine",
+        ),
+        (("--recipe", "nope"), "known recipes are"),
+        (("--resume", str(tmp_path / "missing")), "no such run directory"),
+    ]
+    for args, needle in cases:
+        result = invoke("train", *args, "--limit", "100", "--out", str(tmp_path / "o"))
+        assert result.exit_code == 1, (args, result.output)
+        assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            result.stderr
+        )
+    assert not (tmp_path / "o" / "model.safetensors").exists()

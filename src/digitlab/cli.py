@@ -284,6 +284,7 @@ class Progress:
     def on_epoch_begin(self, trainer, epoch: int, steps: int) -> None:
         self.epoch_started, self.total = time.perf_counter(), trainer.config.epochs
         if self.live:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -299,6 +300,7 @@ class Progress:
                 TextColumn("{task.fields[stats]}"),
                 TimeRemainingColumn(),
                 transient=True,
+                console=Console(stderr=True),
             )
             self.task = self.bar.add_task("", total=steps, stats="")
             self.bar.start()
@@ -321,7 +323,8 @@ class Progress:
         loss, acc = row["train_loss"], row["train_acc"]
         typer.echo(
             f"epoch {row['epoch']}/{self.total}  loss {loss:.4f}  acc {acc:.2%}"
-            f"{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s"
+            f"{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s",
+            err=True,  # stdout stays clean for --json
         )
 
 
