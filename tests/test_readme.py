@@ -8,9 +8,10 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_blocks_run(mnist):
+def test_readme_python_blocks_run(mnist, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples write run directories under ./runs
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
@@ -21,3 +22,5 @@ def test_readme_python_blocks_run(mnist):
         == namespace["ds"].test.labels
     ).mean()
     assert accuracy >= 0.98
+    assert (tmp_path / "runs" / "doc-example" / "model.safetensors").exists()
+    assert namespace["test"]["acc"] > 0.9

@@ -165,7 +165,7 @@ def _presets() -> dict[str, Preset]:
                 ],
             ),
             "torch",
-            replace(MLP_RECIPE, epochs=15, lr=0.1, weight_decay=5e-4, augment="affine"),
+            replace(MLP_RECIPE, epochs=20, lr=0.1, weight_decay=5e-4, augment="affine"),
         ),
     ]
     return {p.name: p for p in presets}

@@ -229,12 +229,7 @@ def load_model(run: str | os.PathLike[str], engine: str | None = None, device: s
         spec = ModelSpec.from_dict(info["spec"])
     except SpecError as e:
         raise RunError(f"{run / 'model.json'}: {e}") from None
-    module = get_engine(engine or info["engine"])
-    model = (
-        module.build(spec, seed=0)
-        if module.__name__.endswith("numpy_engine")
-        else module.build(spec, seed=0, device=device)
-    )
+    model = _build(spec, engine or info["engine"], 0, "cpu" if engine == "numpy" else device, False)
     weights = _load_arrays(run / "model.safetensors")
     try:
         model.load_state_dict(weights)
