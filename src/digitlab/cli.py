@@ -407,6 +407,9 @@ def train(
         Path | None, typer.Option(help="Continue the unfinished run in this directory.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="Also write scalars to RUN/tensorboard.")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Train a model into a run directory (model.json, model.safetensors, history.csv, checkpoint/).
@@ -418,9 +421,17 @@ def train(
     from digitlab.recipes import RECIPES
 
     callbacks = [Progress(live=sys.stderr.isatty() and not json_out)]
+
+    def with_tensorboard(run_dir: Path) -> list:
+        from digitlab.tensorboard import TensorBoard
+
+        return [*callbacks, TensorBoard(run_dir / "tensorboard")] if tensorboard else callbacks
+
     if resume is not None:
-        model_obj, history, test = runs.resume(resume, device, callbacks, on_event=progress)
         run_dir = resume
+        model_obj, history, test = runs.resume(
+            resume, device, with_tensorboard(resume), on_event=progress
+        )
     else:
         if recipe is not None:
             if recipe not in RECIPES:
@@ -465,7 +476,7 @@ def train(
             device,
             compile,
             overwrite,
-            callbacks,
+            with_tensorboard(run_dir),
             progress,
             recipe or (preset and preset.name),
         )

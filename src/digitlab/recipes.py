@@ -12,38 +12,29 @@ Their Keras project trained 784-128-64-16-10 with Adam, batch 1000, 100 epochs: 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from digitlab.presets import MLP_RECIPE, PRESETS
 from digitlab.spec import ModelSpec, mlp
 from digitlab.train import TrainConfig
 
 FULL_BATCH = 48_000  # 80% of MNIST's 60,000 training images: one step per epoch
 
+# plain gradient descent over the whole 80% split, 150 times
+SEED_GD = TrainConfig(
+    epochs=150,
+    batch_size=FULL_BATCH,
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.0,
+    nesterov=False,
+    schedule="constant",
+    val_split=0.2,
+)
+
 RECIPES: dict[str, tuple[ModelSpec, TrainConfig]] = {
-    "seed-gd-150": (
-        mlp([256, 128, 64], name="mlp-256-128-64", init="he_normal"),
-        TrainConfig(
-            epochs=150,
-            batch_size=FULL_BATCH,
-            optimizer="sgd",
-            lr=0.1,
-            momentum=0.0,
-            nesterov=False,
-            schedule="constant",
-            val_split=0.2,
-        ),
-    ),
-    "seed-gd-150-small": (
-        mlp([32], name="mlp-32", init="he_normal"),
-        TrainConfig(
-            epochs=150,
-            batch_size=FULL_BATCH,
-            optimizer="sgd",
-            lr=0.1,
-            momentum=0.0,
-            nesterov=False,
-            schedule="constant",
-            val_split=0.2,
-        ),
-    ),
+    "seed-gd-150": (mlp([256, 128, 64], name="mlp-256-128-64", init="he_normal"), SEED_GD),
+    "seed-gd-150-small": (mlp([32], name="mlp-32", init="he_normal"), SEED_GD),
     "seed-keras-128-64-16": (  # Keras: glorot_uniform, zero biases, pixels / 255, Adam defaults
         mlp([128, 64, 16], name="mlp-128-64-16", init="glorot_uniform"),
         TrainConfig(
@@ -57,18 +48,6 @@ RECIPES: dict[str, tuple[ModelSpec, TrainConfig]] = {
             std=1.0,
         ),
     ),
-    "numpy-fast": (  # ≥ 98% test accuracy in about 2 s on 2 CPU cores
-        mlp([256, 128, 64], name="mlp-256-128-64"),
-        TrainConfig(
-            epochs=4,
-            batch_size=128,
-            optimizer="sgd",
-            lr=0.1,
-            momentum=0.9,
-            nesterov=True,
-            schedule="onecycle",
-            label_smoothing=0.1,
-            val_split=0.0,
-        ),
-    ),
+    # digitlab's recipe for the seeds' network, on all 60,000 images: ≥ 98% in about 2 s
+    "numpy-fast": (PRESETS["mlp-256-128-64"].spec, replace(MLP_RECIPE, val_split=0.0)),
 }

@@ -32,9 +32,10 @@ class TrainingDiverged(DigitlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Typed defaults for a training run; the CLI fills it from flags or a TOML file."""
+    """Typed defaults for a training run (frozen: change with dataclasses.replace); the CLI fills
+    it from flags or a TOML file."""
 
     epochs: int = 10
     batch_size: int = 128
