@@ -328,26 +328,6 @@ class Progress:
         )
 
 
-def train_config(preset_config, config_file: Path | None, flags: dict):
-    """Preset or recipe defaults, then the TOML file, then flags given on the command line."""
-    import tomllib
-    from dataclasses import replace
-
-    from digitlab.train import TrainConfig
-
-    config = preset_config or TrainConfig()
-    if config_file is not None:
-        try:
-            loaded = tomllib.loads(config_file.read_text())
-        except OSError as e:
-            raise DigitlabError(f"{config_file}: cannot read ({e.strerror})") from None
-        except tomllib.TOMLDecodeError as e:
-            raise DigitlabError(f"{config_file}: not valid TOML ({e})") from None
-        config = TrainConfig.from_dict(config.to_dict() | loaded.get("train", loaded))
-    given = {k: v for k, v in flags.items() if v is not None}
-    return replace(config, **given).validate()
-
-
 @app.command("train")
 @reports_errors
 def train(
@@ -417,8 +397,7 @@ def train(
     Example: digitlab train --model mlp-256-128-64 --out runs/mlp
     """
     from digitlab import runs
-    from digitlab.presets import resolve_model
-    from digitlab.recipes import RECIPES
+    from digitlab.presets import plan_training
 
     callbacks = [Progress(live=sys.stderr.isatty() and not json_out)]
 
@@ -433,18 +412,6 @@ def train(
             resume, device, with_tensorboard(resume), on_event=progress
         )
     else:
-        if recipe is not None:
-            if recipe not in RECIPES:
-                raise DigitlabError(f"--recipe {recipe!r}: known recipes are {', '.join(RECIPES)}")
-            spec, preset_config = RECIPES[recipe]
-            preset = None
-        elif model is not None:
-            spec, preset = resolve_model(model)
-            preset_config = preset.config if preset else None
-        else:
-            raise DigitlabError(
-                "give --model (a preset, shorthand or spec file), --recipe, or --resume"
-            )
         flags = {
             "epochs": epochs,
             "batch_size": batch_size,
@@ -459,18 +426,13 @@ def train(
             "val_split": val_split,
             "patience": patience,
         }
-        cfg = train_config(preset_config, config, flags)
-        has_conv = any(type(layer).__name__ == "Conv2D" for layer in spec.layers)
-        engine = engine or (preset.engine if preset else ("torch" if has_conv else "numpy"))
-        name = recipe or (
-            preset.name if preset else (spec.name or "model").replace(":", "-").replace("/", "_")
-        )
-        run_dir = out or Path("runs") / f"{name}-{engine}"
+        plan = plan_training(model, recipe, engine, config, **flags)
+        run_dir = out or Path("runs") / plan.name
         model_obj, history, test = runs.start(
             run_dir,
-            spec,
-            engine,
-            cfg,
+            plan.spec,
+            plan.engine,
+            plan.config,
             dataset,
             limit,
             device,
@@ -478,7 +440,7 @@ def train(
             overwrite,
             with_tensorboard(run_dir),
             progress,
-            recipe or (preset and preset.name),
+            plan.preset,
         )
     final = history.rows[-1]
     summary = {
@@ -491,11 +453,12 @@ def train(
         "test_loss": test["loss"],
     }
     if json_out:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(runs.json_safe(summary), indent=2))
         return
     acc = f"test accuracy {test['acc']:.2%}" if test["acc"] is not None else "no labeled test split"
     typer.echo(
-        f"trained {summary['epochs']} epochs in {history.seconds:.1f}s on {model_obj.engine}: {acc}"
+        f"trained {summary['epochs']} epoch{'s' * (summary['epochs'] != 1)} in "
+        f"{history.seconds:.1f}s on {model_obj.engine}: {acc}"
     )
     typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from digitlab import spec as S
+from digitlab.errors import DigitlabError
 from digitlab.spec import ModelSpec, SpecError, mlp, parse_shorthand
 from digitlab.train import TrainConfig
 
@@ -203,4 +204,61 @@ def resolve_model(text: str) -> tuple[ModelSpec, Preset | None]:
     raise SpecError(
         f"--model {text!r}: not a preset ({', '.join(PRESETS)}), a shorthand like mlp:256-128 or "
         "cnn:32-64/128, or a .json/.toml spec file"
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `digitlab train` resolved its arguments to."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    engine: str
+    name: str  # the run's default name
+    preset: str | None  # the preset or recipe it came from
+
+
+def load_config_file(path: str | os.PathLike[str], base: TrainConfig) -> TrainConfig:
+    """`base` with the settings of a TOML file applied (keys of TrainConfig, or under [train])."""
+    path = Path(path)
+    try:
+        loaded = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise DigitlabError(f"{path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise DigitlabError(f"{path}: not valid TOML ({e})") from None
+    return TrainConfig.from_dict(base.to_dict() | loaded.get("train", loaded))
+
+
+def plan_training(
+    model: str | None = None,
+    recipe: str | None = None,
+    engine: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    **flags,
+) -> Plan:
+    """Resolve a model or recipe, then layer its recipe, a TOML file and explicit flags (None =
+    not given) into one TrainConfig; pick the engine (the preset's, else torch for conv nets)."""
+    from digitlab.recipes import RECIPES
+
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise DigitlabError(f"--recipe {recipe!r}: known recipes are {', '.join(RECIPES)}")
+        spec, config = RECIPES[recipe]
+        preset, name = None, recipe
+    elif model is not None:
+        spec, preset = resolve_model(model)
+        config = preset.config if preset else TrainConfig()
+        name = preset.name if preset else (spec.name or "model").replace(":", "-").replace("/", "_")
+    else:
+        raise DigitlabError(
+            "give --model (a preset, shorthand or spec file), --recipe, or --resume"
+        )
+    if config_file is not None:
+        config = load_config_file(config_file, config)
+    config = replace(config, **{k: v for k, v in flags.items() if v is not None}).validate()
+    has_conv = any(isinstance(layer, S.Conv2D) for layer in spec.layers)
+    engine = engine or (preset.engine if preset else ("torch" if has_conv else "numpy"))
+    return Plan(
+        spec, config, engine, f"{name}-{engine}", recipe or (preset.name if preset else None)
     )

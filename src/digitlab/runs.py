@@ -49,19 +49,19 @@ def _version() -> str:
     return __version__
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN and infinities as null: JSON has no spelling for them."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def _write_json(path: Path, value) -> None:
-    write_text(path, json.dumps(_json_safe(value), indent=2) + "\n")
+    write_text(path, json.dumps(json_safe(value), indent=2) + "\n")
 
 
 def _read_json(path: Path) -> dict:
