@@ -1,0 +1,77 @@
+"""Augmentation: exact where it can be, and the two engines agree in distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from digitlab.augment import AUGMENTATIONS, Augmentation, augment, warp
+from digitlab.spec import mlp
+from digitlab.train import TrainConfig, Trainer
+
+
+def digits(mnist, n=64):
+    return mnist.train.images[:n].astype(np.float32) / 255
+
+
+def test_no_transform_is_the_identity(mnist):
+    x = digits(mnist)
+    assert augment(x, np.random.default_rng(0), AUGMENTATIONS["none"]) is x
+    y = augment(x, np.random.default_rng(0), Augmentation(shift=1e-9))
+    np.testing.assert_allclose(y, x, atol=1e-6)
+
+
+def test_whole_pixel_shifts_move_the_digit_exactly(mnist):
+    x = digits(mnist, 8)
+    rows, cols = np.meshgrid(np.arange(28), np.arange(28), indexing="ij")
+    # sample from 2 rows up and 3 columns left: the digit moves down 2, right 3
+    moved = warp(x, np.broadcast_to(rows - 2.0, x.shape), np.broadcast_to(cols - 3.0, x.shape))
+    np.testing.assert_array_equal(moved[:, 2:, 3:], x[:, :-2, :-3])
+    assert (moved[:, :2] == 0).all() and (moved[:, :, :3] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["shift", "affine", "elastic"])
+def test_augmented_digits_stay_digits(mnist, name):
+    x = digits(mnist)
+    y = augment(x, np.random.default_rng(1), AUGMENTATIONS[name])
+    assert y.shape == x.shape and y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1 + 1e-6
+    assert not np.allclose(y, x)
+    ink = x.sum(axis=(1, 2))  # transforms move ink around, they do not create or erase much
+    assert np.median(np.abs(y.sum(axis=(1, 2)) - ink) / ink) < 0.2
+
+
+@pytest.mark.parametrize("name", ["affine", "elastic"])
+def test_torch_on_device_augmentation_matches_numpy_in_distribution(mnist, name):
+    torch = pytest.importorskip("torch")
+    from digitlab.engines import torch_engine
+
+    x = digits(mnist, 512)
+    ours = augment(x, np.random.default_rng(2), AUGMENTATIONS[name])
+    gen = torch.Generator().manual_seed(2)
+    theirs = torch_engine.augment(torch.from_numpy(x)[:, None], gen, AUGMENTATIONS[name])[
+        :, 0
+    ].numpy()
+
+    def centre_spread(a):  # how far ink sits from the image centre, on average
+        rows = np.arange(28)[None, :, None]
+        mass = a.sum(axis=(1, 2))
+        r = (a * rows).sum(axis=(1, 2)) / mass
+        return float(np.std(r))
+
+    assert abs(ours.mean() - theirs.mean()) < 0.1 * x.mean()
+    assert centre_spread(ours) == pytest.approx(centre_spread(theirs), rel=0.25)
+    assert abs(np.abs(ours - x).mean() - np.abs(theirs - x).mean()) < 0.25 * np.abs(ours - x).mean()
+
+
+def test_early_stopping_stops_when_validation_stops_improving(mnist):
+    from digitlab.engines import numpy_engine
+
+    model = numpy_engine.build(mlp([32]), seed=0)
+    # a constant, far too small learning rate: validation loss barely moves, so patience runs out
+    config = TrainConfig(
+        epochs=30, lr=1e-7, schedule="constant", momentum=0.0, patience=2, val_split=0.2
+    )
+    trainer = Trainer(model, mnist.train.images[:1000], mnist.train.labels[:1000], config)
+    trainer.best_val_loss = 0.0  # pretend an earlier epoch was unbeatable
+    history = trainer.run()
+    assert trainer.stopped_early and len(history.rows) == 2
