@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: venv
 	$(BIN)/digitlab data fetch mnist
-	$(BIN)/digitlab run --out runs/demo
+	$(BIN)/digitlab run
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

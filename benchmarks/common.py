@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from digitlab.atomic import write_text
+from digitlab.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks"
 
 
 def machine() -> dict:
-    """CPU model, cores, memory and library versions, for the record beside each figure."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        memory = f"{pages / 2**30:.0f} GiB"
-    except (ValueError, OSError):
-        memory = "unknown"
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory": memory,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
+    """The machine, for the record beside each figure (digitlab.machine.describe)."""
+    return describe()
 
 
 def median_seconds(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -89,11 +90,14 @@ def test_errors_are_one_line_with_nonzero_exit(mnist, tmp_path):
         assert "Traceback" not in result.output
 
 
-def test_run_main_job(mnist, tmp_path):
-    result = invoke("run", "--out", str(tmp_path / "demo"), "--json")
+def test_run_main_job_fast_mode(mnist, tmp_path):
+    result = invoke("run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["verified"] and (tmp_path / "demo" / "samples.png").stat().st_size > 10_000
+    assert Path(summary["report"]).stat().st_size > 50_000
+    assert set(summary["accuracy"]) == {"mlp-256-128-64-numpy", "cnn-small-torch"}
+    human = invoke("run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500")
+    assert "test accuracy" in human.stdout and "report.html" in human.stdout
 
 
 def test_installed_entry_point(mnist):
@@ -139,13 +143,12 @@ def test_unwritable_outputs_and_bad_settings_are_one_line_errors(mnist, tmp_path
     assert result.exit_code == 1 and "point DIGITLAB_HOME at a writable folder" in result.stderr
 
 
-def test_run_on_unlabeled_data(tmp_path):
+def test_run_on_unlabeled_data_is_a_clear_error(tmp_path):
     rows = ["pixel" + ",pixel".join(str(i) for i in range(784))]
     rows += [",".join(["0"] * 300 + ["200"] * 184 + ["0"] * 300)] * 3
     (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
     result = invoke("run", "--dataset", str(tmp_path / "test.csv"), "--out", str(tmp_path / "o"))
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "o" / "samples.png").exists()
+    assert result.exit_code == 1 and "training needs labeled training images" in result.stderr
 
 
 def test_models_lists_presets_with_parameter_counts():

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from digitlab.errors import DigitlabError
@@ -463,46 +462,109 @@ def train(
     typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
 
 
-# ---- the main job -------------------------------------------------------------------------
+# ---- evaluate, compare, and the main job ----------------------------------------------------
+
+
+@app.command("evaluate")
+@reports_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    split: Annotated[
+        str, typer.Option(help="test, or val (the run's own validation split).")
+    ] = "test",
+    calibrate: Annotated[
+        bool, typer.Option("--calibrate", help="Fit a temperature on the validation split.")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Metrics, figures and report.html for a run.
+
+    Example: digitlab evaluate runs/cnn
+    """
+    from digitlab.pipeline import evaluate_run
+
+    m = evaluate_run(run, split, calibrate, on_event=progress)
+    if json_out:
+        from digitlab.runs import json_safe
+
+        typer.echo(json.dumps(json_safe(m), indent=2))
+        return
+    typer.echo(
+        f"{run}: {m['split']} accuracy {m['accuracy']:.2%} ({m['errors']} errors of {m['n']}), "
+        f"loss {m['loss']:.4f}, top-3 {m['top3_accuracy']:.2%}, ECE {m['ece']:.2%}"
+        + (f" (temperature {m['temperature']:.3f})" if m["temperature"] != 1 else "")
+    )
+    worst = min(m["per_class"], key=lambda c: c["recall"])
+    typer.echo(f"hardest class: {worst['class']} ({worst['recall']:.2%} recall)")
+    typer.echo(f"wrote {run}/metrics.json, {run}/figures/, {run}/report.html")
+
+
+@app.command("compare")
+@reports_errors
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    out: Annotated[Path, typer.Option(help="Folder for the comparison report.")] = Path(
+        "runs/compare"
+    ),
+    json_out: JsonFlag = False,
+) -> None:
+    """Compare runs on the test set: table, seeds, McNemar's test, learning curves, report.
+
+    Example: digitlab compare runs/mlp runs/cnn
+    """
+    from digitlab.pipeline import compare_runs
+    from digitlab.runs import json_safe
+
+    result = compare_runs(run_dirs, out, on_event=progress)
+    if json_out:
+        typer.echo(json.dumps(json_safe(result), indent=2))
+        return
+    typer.echo(
+        f"{'run':<28} {'engine':<6} {'params':>9} {'train s':>8} {'img/s':>10} {'test acc':>9}"
+    )
+    for r in result["runs"]:
+        typer.echo(
+            f"{r['name'][:28]:<28} {r['engine']:<6} {r['params']:>9,} {r['train_seconds']:>8.1f} "
+            f"{r['images_per_s']:>10,.0f} {r['accuracy']:>9.2%}"
+        )
+    for g in result["seeds"]:
+        acc = g["accuracy"]
+        typer.echo(f"{g['model']} ({g['runs']} runs): {acc['mean']:.2%} ± {acc['std']:.2%}")
+    for t in result["mcnemar"]:
+        pair = f"{t['first']} vs {t['second']}"
+        typer.echo(f"McNemar {pair}: b={t['b']} c={t['c']} p={t['p_value']:.3g}")
+    typer.echo(f"wrote {out}/report.html")
 
 
 @app.command("run")
 @reports_errors
 def run(
+    out: Annotated[Path, typer.Option(help="Folder for everything the job writes.")] = Path(
+        "runs/main"
+    ),
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, or a path.")] = "mnist",
-    out: Annotated[Path, typer.Option(help="Folder for what the job writes.")] = Path("runs/demo"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Half the epochs: about a minute.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Train on the first N images (fast tries).")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """The main job: get the data and look at it (training and reports join as they land).
+    """The main job: data overview, train a NumPy MLP and a PyTorch CNN, evaluate, compare, report.
 
-    Example: digitlab run --out runs/demo
+    Example: digitlab run
     """
-    from digitlab import data, plots
+    from digitlab.pipeline import main_job
 
-    ds = data.open_dataset(dataset, on_event=progress)
-    if len(ds.train) == 0:
-        raise DigitlabError(f"{dataset}: has no training images")
-    grid = out / "samples.png"
-    labels = ds.train.labels
-    if labels is None:  # unlabeled: just the first 32
-        picks, title = list(range(min(32, len(ds.train)))), f"{ds.name}: the first training images"
-    else:  # the first 4 training images of each class, class by class
-        picks = [i for c in range(len(ds.classes)) for i in np.flatnonzero(labels == c)[:4]]
-        title = f"{ds.name}: 4 training images per class"
-    fig = plots.sample_grid(
-        ds.train.images[picks],
-        None if labels is None else labels[picks],
-        ds.classes,
-        columns=8,
-        title=title,
-    )
-    plots.save_figure(fig, grid)
-    summary = ds.summary() | {"samples": str(grid)}
+    live = sys.stderr.isatty() and not json_out
+    result = main_job(out, dataset, quick, limit, callbacks=[Progress(live)], on_event=progress)
     if json_out:
-        typer.echo(json.dumps(summary, indent=2))
-    else:
-        typer.echo(format_summary(summary))
-        typer.echo(f"wrote {grid}")
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for name, acc in result["accuracy"].items():
+        typer.echo(f"{name}: test accuracy {acc:.2%}")
+    typer.echo(f"done in {result['seconds']:.0f} s; report: {result['report']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -64,10 +64,15 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> No
     if suffix not in FIGURE_FORMATS:
         plt.close(fig)
         raise DigitlabError(f"{path}: cannot write .{suffix}; use {', '.join(FIGURE_FORMATS)}")
+    write_bytes(path, figure_bytes(fig, suffix, dpi))
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
+    """The figure encoded as `fmt`; frees it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=suffix, dpi=dpi)
+    fig.savefig(buffer, format=fmt, dpi=dpi)
     plt.close(fig)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def ascii_art(
@@ -89,3 +94,171 @@ def ascii_art(
         rows = (" ".join(block[r] for block in group).rstrip() for r in range(len(group[0])))
         groups.append("\n".join(rows))
     return "\n\n".join(groups)
+
+
+# ---- evaluation figures -------------------------------------------------------------------------
+
+
+def confusion_heatmap(confusion: np.ndarray, classes: Sequence[str], title: str = "") -> Figure:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    counts = np.asarray(confusion)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
+    ax.set_xticks(range(k), classes, fontsize=8, rotation=45 if max(map(len, classes)) > 2 else 0)
+    ax.set_yticks(range(k), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix (colour: share of the true class)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(histories: dict[str, list[dict]]) -> Figure:
+    """Loss and accuracy per epoch, train (dashed) vs validation (solid), one colour per run."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (name, rows) in enumerate(histories.items()):
+        colour = palette[n % len(palette)]
+        epochs = [r["epoch"] for r in rows]
+        prefix = f"{name}: " if len(histories) > 1 else ""
+        for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
+            ax.plot(
+                epochs,
+                [r[f"train_{key}"] for r in rows],
+                "--",
+                color=colour,
+                label=f"{prefix}train",
+            )
+            val = [r.get(f"val_{key}") for r in rows]
+            if any(v == v and v is not None for v in val):
+                ax.plot(epochs, val, "-o", color=colour, markersize=3, label=f"{prefix}validation")
+    loss_ax.set(title="loss", xlabel="epoch")
+    acc_ax.set(title="accuracy", xlabel="epoch")
+    acc_ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(per_class: list[dict]) -> Figure:
+    """Recall (the share of each class classified correctly) as bars, worst highlighted."""
+    names = [c["class"] for c in per_class]
+    recall = np.array([c["recall"] for c in per_class])
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names)), 3.2))
+    colours = ["tab:red" if r == recall.min() else "tab:blue" for r in recall]
+    ax.bar(range(len(names)), recall, color=colours)
+    ax.set_xticks(
+        range(len(names)), names, fontsize=8, rotation=45 if max(map(len, names)) > 2 else 0
+    )
+    low = max(0.0, float(recall.min()) - 0.05)
+    ax.set_ylim(low, 1.0)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set_title("accuracy per class (recall)", fontsize=10)
+    for i, r in enumerate(recall):
+        ax.text(i, r, f"{r:.1%}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_gallery(
+    images: np.ndarray, mistakes: list[dict], classes: Sequence[str], columns: int = 8
+) -> Figure:
+    """The most confident mistakes: each digit titled 'true → predicted (confidence)'."""
+    n = max(1, len(mistakes))
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.25, rows * 1.45 + 0.3), squeeze=False
+    )
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k < len(mistakes):
+            m = mistakes[k]
+            ax.imshow(images[m["index"]], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_title(
+                f"{classes[m['true']]} → {classes[m['predicted']]}\n{m['confidence']:.0%}",
+                fontsize=7,
+            )
+    fig.suptitle("most confident mistakes (true → predicted, confidence)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def confusable_examples(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    pairs: list[dict],
+    classes: Sequence[str],
+    per_pair: int = 6,
+) -> Figure:
+    """One row per confusable pair a↔b: test images of one class predicted as the other."""
+    rows = max(1, len(pairs))
+    fig, axes = plt.subplots(
+        rows, per_pair, figsize=(per_pair * 1.1, rows * 1.3 + 0.3), squeeze=False
+    )
+    for r, ax_row in enumerate(axes):
+        examples = []
+        if r < len(pairs):
+            a, b = pairs[r]["a"], pairs[r]["b"]
+            examples = np.flatnonzero(
+                ((labels == a) & (predicted == b)) | ((labels == b) & (predicted == a))
+            )
+        for k, ax in enumerate(ax_row):
+            ax.set_axis_off()
+            if k < len(examples):
+                i = examples[k]
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                ax.set_title(f"{classes[labels[i]]} → {classes[predicted[i]]}", fontsize=7)
+        if r < len(pairs):
+            ax_row[0].text(
+                -0.15,
+                0.5,
+                f"{classes[pairs[r]['a']]}↔{classes[pairs[r]['b']]}\n{pairs[r]['total']}×",
+                transform=ax_row[0].transAxes,
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
+    fig.suptitle("the most confusable pairs, with examples", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(bins: list[dict], ece: float, title: str = "") -> Figure:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    used = [b for b in bins if b["count"]]
+    centres = [(b["low"] + b["high"]) / 2 for b in used]
+    width = used[0]["high"] - used[0]["low"] if used else 0.1
+    ax.bar(
+        centres,
+        [b["accuracy"] for b in used],
+        width=width * 0.9,
+        color="tab:blue",
+        alpha=0.8,
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+    ax.set_title(title or f"reliability (ECE {ece:.2%})", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,180 @@
+"""How good a model is, in numbers: accuracy, loss, per-class metrics, confusion, calibration,
+mistakes, and statistics for comparing models. Computes only; plots.py draws.
+
+    >>> m = metrics(probs, labels, classes)         # probs (N, K) float, labels (N,) int
+    >>> m["accuracy"], m["top3_accuracy"], m["ece"], m["per_class"][3]["f1"]
+    >>> t = fit_temperature(val_logits, val_labels)  # calibrate on the validation split
+    >>> mcnemar(correct_a, correct_b)["p_value"]     # do two models differ on the same test set?
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, computed stably."""
+    z = np.asarray(logits, np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """Confidence vs accuracy in equal-width confidence bins, and the expected calibration error."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        acc = float(correct[mask].mean()) if n else None
+        conf = float(confidence[mask].mean()) if n else None
+        if n:
+            ece += n / len(labels) * abs(acc - conf)
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": n,
+                "accuracy": acc,
+                "confidence": conf,
+            }
+        )
+    return {"bins": rows, "ece": ece}
+
+
+def metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Everything `digitlab evaluate` reports, as JSON-ready values."""
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    k = len(classes)
+    predicted = probs.argmax(axis=1)
+    ranked = np.argsort(-probs, axis=1)
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=np.arange(k), zero_division=0
+    )
+    confusion = confusion_matrix(labels, predicted, labels=np.arange(k))
+    row_sums = confusion.sum(axis=1, keepdims=True)
+    calibration = reliability(probs, labels)
+    return {
+        "n": len(labels),
+        "accuracy": float((predicted == labels).mean()),
+        "loss": loss,
+        "top2_accuracy": float((ranked[:, :2] == labels[:, None]).any(axis=1).mean()),
+        "top3_accuracy": float((ranked[:, :3] == labels[:, None]).any(axis=1).mean()),
+        "errors": int((predicted != labels).sum()),
+        "per_class": [
+            {
+                "class": classes[i],
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i in range(k)
+        ],
+        "macro_f1": float(f1.mean()),
+        "confusion": confusion.tolist(),
+        "confusion_normalised": np.divide(confusion, np.maximum(row_sums, 1)).round(6).tolist(),
+        "ece": calibration["ece"],
+        "reliability": calibration["bins"],
+    }
+
+
+def confident_mistakes(probs: np.ndarray, labels: np.ndarray, limit: int = 32) -> list[dict]:
+    """The misclassified images, most confident first: index, true, predicted, confidence."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    order = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:limit]
+    return [
+        {
+            "index": int(i),
+            "true": int(labels[i]),
+            "predicted": int(predicted[i]),
+            "confidence": float(probs[i, predicted[i]]),
+        }
+        for i in order
+    ]
+
+
+def confusable_pairs(confusion: np.ndarray, limit: int = 5) -> list[dict]:
+    """Class pairs confused most often, in either direction (a↔b counts a→b plus b→a)."""
+    c = np.asarray(confusion)
+    pairs = []
+    for a in range(len(c)):
+        for b in range(a + 1, len(c)):
+            if c[a, b] + c[b, a]:
+                pairs.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "a_as_b": int(c[a, b]),
+                        "b_as_a": int(c[b, a]),
+                        "total": int(c[a, b] + c[b, a]),
+                    }
+                )
+    return sorted(pairs, key=lambda p: -p["total"])[:limit]
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T > 0 minimising the NLL of softmax(logits / T): golden-section search
+    on log T (the NLL is unimodal in T)."""
+    logits = np.asarray(logits, np.float64)
+    rows = np.arange(len(labels))
+
+    def nll(log_t: float) -> float:
+        return float(
+            -np.log(np.clip(softmax(logits, math.exp(log_t))[rows, labels], 1e-300, 1)).mean()
+        )
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's exact test on paired outcomes: does model A err on different images than B
+    more than chance allows? b = A right and B wrong, c = A wrong and B right."""
+    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    b = int((a & ~b_).sum())
+    c = int((~a & b_).sum())
+    n = b + c
+    if n == 0:
+        return {"b": b, "c": c, "p_value": 1.0}
+    k = min(b, c)
+    # two-sided exact binomial test with p = 1/2 (summed in log space for large n)
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+        for i in range(k + 1)
+    ]
+    top = max(log_terms)
+    tail = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
+    return {"b": b, "c": c, "p_value": min(1.0, 2 * tail)}
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }

@@ -1,0 +1,63 @@
+"""Self-contained HTML reports: figures inlined as data URIs, no script or style from outside.
+
+    >>> html = render(title="cnn-small on mnist", subtitle="...", sections=[
+    ...     section("Accuracy", table=(["metric", "value"], [["accuracy", "99.1%"]]),
+    ...             figures=[("confusion matrix", png_bytes)])],
+    ...     provenance=[("command", "digitlab evaluate runs/cnn")])
+
+Sections are plain dicts, so evaluate and compare build them from numbers and PNG bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def section(
+    title: str,
+    text: str = "",
+    table: tuple[list, list] | None = None,
+    figures: list[tuple[str, bytes]] = (),
+) -> dict:
+    """A report section: a paragraph, a table (header, rows) and figures (caption, PNG bytes)."""
+    return {
+        "id": "".join(c if c.isalnum() else "-" for c in title.lower()),
+        "title": title,
+        "text": text,
+        "table": {"header": table[0], "rows": table[1]} if table else None,
+        "figures": [{"caption": caption, "uri": data_uri(png)} for caption, png in figures],
+    }
+
+
+def render(
+    title: str,
+    subtitle: str,
+    sections: list[dict],
+    provenance: list[tuple[str, str]],
+    headline: list[tuple[str, str]] = (),
+) -> str:
+    """The report as one HTML string."""
+    from digitlab import __version__
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    return env.get_template("report.html.j2").render(
+        title=title,
+        subtitle=subtitle,
+        sections=sections,
+        provenance=provenance,
+        headline=list(headline),
+        version=__version__,
+        date=time.strftime("%Y-%m-%d %H:%M"),
+    )

@@ -1,0 +1,53 @@
+"""A real report, opened in headless Chromium (Debian's package, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from digitlab import pipeline, runs
+from digitlab.spec import mlp
+from digitlab.train import TrainConfig
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does it)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def test_every_image_of_a_report_loads_in_chromium(browser, mnist, tmp_path):
+    run = tmp_path / "r"
+    runs.start(run, mlp([32], name="mlp-32"), "numpy", TrainConfig(epochs=2), limit=2000)
+    pipeline.evaluate_run(run)
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((run / "report.html").as_uri())
+    page.wait_for_load_state("load")
+    images = page.eval_on_selector_all(
+        "img", "els => els.map(e => ({ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth}))"
+    )
+    assert len(images) == 6 and all(i["ok"] for i in images), images
+    assert page.title() == "mlp-32 on mnist"
+    assert "accuracy" in page.inner_text("body")
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing fetched
+    page.close()
