@@ -143,6 +143,28 @@ def test_unwritable_outputs_and_bad_settings_are_one_line_errors(mnist, tmp_path
     assert result.exit_code == 1 and "point DIGITLAB_HOME at a writable folder" in result.stderr
 
 
+def test_run_picks_its_models(mnist, tmp_path):
+    result = invoke(
+        "run",
+        "--models",
+        "logreg",
+        "--limit",
+        "1000",
+        "--quick",
+        "--out",
+        str(tmp_path / "m"),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["accuracy"]) == ["logreg-numpy"]
+    for bad, needle in (
+        ("resnet:torch", "'resnet' is not a preset"),
+        ("logreg:jax", "engine 'jax'"),
+    ):
+        result = invoke("run", "--models", bad, "--out", str(tmp_path / "x"))
+        assert result.exit_code == 1 and needle in result.stderr
+
+
 def test_run_on_unlabeled_data_is_a_clear_error(tmp_path):
     rows = ["pixel" + ",pixel".join(str(i) for i in range(784))]
     rows += [",".join(["0"] * 300 + ["200"] * 184 + ["0"] * 300)] * 3

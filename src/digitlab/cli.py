@@ -536,6 +536,27 @@ def compare(
     typer.echo(f"wrote {out}/report.html")
 
 
+def parse_models(text: str) -> list[tuple[str, str]]:
+    """'mlp-32:numpy,lenet5' -> [(preset, engine), ...]; the engine defaults to the preset's."""
+    from digitlab.engines import ENGINES
+    from digitlab.presets import PRESETS
+
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, engine = item.partition(":")
+        if name not in PRESETS:
+            raise DigitlabError(f"--models: {name!r} is not a preset; known: {', '.join(PRESETS)}")
+        engine = engine or PRESETS[name].engine
+        if engine not in ENGINES:
+            raise DigitlabError(
+                f"--models: engine {engine!r} for {name}; expected {' or '.join(ENGINES)}"
+            )
+        pairs.append((name, engine))
+    if not pairs:
+        raise DigitlabError("--models: give at least one PRESET[:ENGINE]")
+    return pairs
+
+
 @app.command("run")
 @reports_errors
 def run(
@@ -549,16 +570,22 @@ def run(
     limit: Annotated[
         int | None, typer.Option(help="Train on the first N images (fast tries).")
     ] = None,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated PRESET:ENGINE pairs to train and compare.")
+    ] = "mlp-256-128-64:numpy,cnn-small:torch",
     json_out: JsonFlag = False,
 ) -> None:
     """The main job: data overview, train a NumPy MLP and a PyTorch CNN, evaluate, compare, report.
 
-    Example: digitlab run
+    Example: digitlab run   (or: digitlab run --models mlp-32:numpy,lenet5:torch --quick)
     """
     from digitlab.pipeline import main_job
 
     live = sys.stderr.isatty() and not json_out
-    result = main_job(out, dataset, quick, limit, callbacks=[Progress(live)], on_event=progress)
+    pairs = parse_models(models)
+    result = main_job(
+        out, dataset, quick, limit, pairs, callbacks=[Progress(live)], on_event=progress
+    )
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -403,7 +403,8 @@ def main_job(
     callbacks=(),
     on_event=None,
 ) -> dict:
-    """Data overview, train each model with its recipe, evaluate, compare, one report.html."""
+    """Data overview, train each (preset, engine) with its recipe, evaluate, compare (when there
+    are two or more), and write one report.html."""
     from dataclasses import replace
 
     from digitlab import data
@@ -436,7 +437,9 @@ def main_job(
         )
         trained.append(out / f"{name}-{engine}")
     evaluated = {run.name: evaluate_run(run, on_event=on_event) for run in trained}
-    comparison = compare_runs(trained, out / "compare", on_event=on_event)
+    comparison = (
+        compare_runs(trained, out / "compare", on_event=on_event) if len(trained) > 1 else None
+    )
     overview = data_overview(ds)
     sections = [overview]
     for run in trained:
@@ -455,8 +458,9 @@ def main_job(
                 ],
             )
         )
-    curves = (out / "compare" / "figures" / "learning_curves.png").read_bytes()
-    sections += compare_sections(comparison, curves)
+    if comparison is not None:
+        curves = (out / "compare" / "figures" / "learning_curves.png").read_bytes()
+        sections += compare_sections(comparison, curves)
     seconds = time.perf_counter() - started
     first = runs.read_info(trained[0])
     html = report.render(
