@@ -226,6 +226,12 @@ def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
     bad_spec.write_text(
         json.dumps({"layers": [{"type": "Conv2D", "filters": 4}, {"type": "Dense", "units": 10}]})
     )
+    bad_toml_types = tmp_path / "types.toml"
+    bad_toml_types.write_text(
+        '[[layers]]\ntype = "Flatten"\n[[layers]]\ntype = "Dense"\nunits = 1.5\n'
+    )
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("epochs = 1.5\n")
     shrink = tmp_path / "shrink.toml"
     shrink.write_text('[[layers]]\ntype = "Conv2D"\nfilters = 4\nkernel_size = 30\n')
     cases = [
@@ -241,9 +247,21 @@ def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
         ),
         (("--recipe", "nope"), "known recipes are"),
         (("--resume", str(tmp_path / "missing")), "no such run directory"),
+        (
+            ("--resume", str(tmp_path / "missing"), "--epochs", "9"),
+            "--resume continues with the run's own settings; drop --epochs",
+        ),
+        (("--model", "mlp:8", "--seed", "-3"), "seed = -3 must be in"),
+        (("--model", "mlp:8", "--engine", "torch", "--device", "cuda:7"), "--device cuda:7"),
+        (("--model", str(bad_toml_types)), "units = 1.5 is not int"),
+        (
+            ("--model", "mlp:8", "--config", str(bad_config)),
+            "bad.toml: train config: epochs = 1.5 is not a int",
+        ),
     ]
     for args, needle in cases:
-        result = invoke("train", *args, "--limit", "100", "--out", str(tmp_path / "o"))
+        extra = () if "--resume" in args else ("--limit", "100", "--out", str(tmp_path / "o"))
+        result = invoke("train", *args, *extra)
         assert result.exit_code == 1, (args, result.output)
         assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             result.stderr

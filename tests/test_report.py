@@ -84,8 +84,12 @@ def test_calibration_is_fitted_on_validation_and_used_afterwards(two_runs, mnist
     assert info["temperature"] == m["temperature"] != 1.0
     assert m["ece"] <= m["ece_uncalibrated"] + 0.005
     assert pipeline.evaluate_run(run)["temperature"] == info["temperature"]  # kept for later
+    test_metrics = (run / "metrics.json").read_text()
     val = pipeline.evaluate_run(run, split="val")
     assert val["split"] == "val" and val["n"] == 300
+    assert (run / "metrics.json").read_text() == test_metrics  # the test split's file is untouched
+    assert json.loads((run / "metrics-val.json").read_text())["split"] == "val"
+    assert (run / "report-val.html").exists() and (run / "figures" / "confusion-val.png").exists()
 
 
 def test_compare_two_seeds(two_runs, tmp_path, mnist):
@@ -120,3 +124,19 @@ def test_evaluate_errors(two_runs, tmp_path):
         pipeline.evaluate_run(tmp_path / "nope")
     with pytest.raises(DigitlabError, match="at least two runs"):
         pipeline.compare_runs([two_runs / "mlp-0"], tmp_path / "c")
+
+
+def test_compare_refuses_mixed_datasets_duplicates_and_run_folders(two_runs, tmp_path, mnist):
+    from digitlab.errors import DigitlabError
+
+    fashion = tmp_path / "fashion"
+    if Path("/usr/share/datasets/fashion-mnist").is_dir():
+        runs.start(
+            fashion, S.mlp([8]), "numpy", TrainConfig(epochs=1), dataset="fashion-mnist", limit=500
+        )
+        with pytest.raises(DigitlabError, match="was trained on fashion-mnist"):
+            pipeline.compare_runs([two_runs / "mlp-0", fashion], tmp_path / "c")
+    with pytest.raises(DigitlabError, match="the same run is given twice"):
+        pipeline.compare_runs([two_runs / "mlp-0", two_runs / "mlp-0"], tmp_path / "c")
+    with pytest.raises(DigitlabError, match="is a training run"):
+        pipeline.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], two_runs / "mlp-1")

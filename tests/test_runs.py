@@ -216,10 +216,51 @@ def test_existing_runs_are_never_overwritten_silently(mnist, tmp_path):
 def test_damaged_run_files_are_named(mnist, tmp_path):
     runs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1, val_split=0.0), limit=300)
     (tmp_path / "r" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(runs.RunError, match=r"model.safetensors: not a readable safetensors file"):
+    with pytest.raises(runs.RunError, match=r"model.safetensors: does not match the checksum"):
         runs.load_model(tmp_path / "r")
     (tmp_path / "r" / "model.json").write_text("{")
     with pytest.raises(runs.RunError, match=r"model.json: not valid JSON"):
         runs.load_model(tmp_path / "r")
     with pytest.raises(runs.RunError, match="no such run directory"):
         runs.load_model(tmp_path / "nope")
+
+
+def test_overwrite_clears_the_old_run_before_training(mnist, tmp_path):
+    from digitlab import pipeline
+
+    run = tmp_path / "r"
+    runs.start(run, S.mlp([16]), "numpy", TrainConfig(epochs=1), limit=600)
+    pipeline.evaluate_run(run)
+    with pytest.raises(KeyboardInterrupt):
+        runs.start(
+            run,
+            S.mlp([16]),
+            "numpy",
+            TrainConfig(epochs=3),
+            limit=600,
+            overwrite=True,
+            callbacks=[StopAfter(1)],
+        )
+    leftovers = {"model.safetensors", "metrics.json", "report.html", "figures"} & {
+        p.name for p in run.iterdir()
+    }
+    assert leftovers == set()  # nothing of the first run mixes with the second
+    with pytest.raises(runs.RunError, match="training did not finish; continue it with"):
+        pipeline.evaluate_run(run)
+
+
+def test_corrupted_final_weights_are_detected(mnist, tmp_path):
+    run = tmp_path / "r"
+    runs.start(run, S.mlp([16]), "numpy", TrainConfig(epochs=1), limit=600)
+    raw = bytearray((run / "model.safetensors").read_bytes())
+    raw[-1000:-900] = b"\xff" * 100  # damage the weights, keep the header
+    (run / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(runs.RunError, match="does not match the checksum"):
+        runs.load_model(run)
+
+
+def test_a_validation_split_that_holds_nothing_is_an_error(mnist, tmp_path):
+    from digitlab.errors import DigitlabError
+
+    with pytest.raises(DigitlabError, match=r"--val-split 0\.1: holds out no image of 5"):
+        runs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1), limit=5)

@@ -21,7 +21,7 @@ import typer
 from digitlab.errors import DigitlabError
 
 app = typer.Typer(
-    help="digitlab: handwritten-digit recognition from raw MNIST files to a served model.",
+    help="digitlab: handwritten digits, from raw MNIST files to a trained, evaluated model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -51,7 +51,10 @@ def reports_errors(command):
             typer.echo(f"error: {where}{e.strerror or e}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+            typer.echo(
+                "interrupted (a stopped training run continues with: digitlab train --resume RUN)",
+                err=True,
+            )
             raise typer.Exit(130) from None
 
     return wrapper
@@ -78,7 +81,7 @@ def main(
         ),
     ] = False,
 ) -> None:
-    """digitlab: handwritten-digit recognition from raw MNIST files to a served model."""
+    """digitlab: handwritten digits, from raw MNIST files to a trained, evaluated model."""
     # `kill` (SIGTERM) unwinds like Ctrl-C, so half-finished work is cleaned up, not left behind
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
@@ -405,7 +408,31 @@ def train(
 
         return [*callbacks, TensorBoard(run_dir / "tensorboard")] if tensorboard else callbacks
 
+    given = {
+        "--model": model,
+        "--recipe": recipe,
+        "--engine": engine,
+        "--config": config,
+        "--limit": limit,
+        "--out": out,
+        "--epochs": epochs,
+        "--batch-size": batch_size,
+        "--optimizer": optimizer,
+        "--lr": lr,
+        "--schedule": schedule,
+        "--warmup-epochs": warmup_epochs,
+        "--augment": augment,
+        "--label-smoothing": label_smoothing,
+        "--weight-decay": weight_decay,
+        "--seed": seed,
+        "--val-split": val_split,
+        "--patience": patience,
+    }
     if resume is not None:
+        clash = [flag for flag, value in given.items() if value is not None]
+        if clash or compile or dataset != "mnist":
+            flag = clash[0] if clash else ("--compile" if compile else "--dataset")
+            raise DigitlabError(f"--resume continues with the run's own settings; drop {flag}")
         run_dir = resume
         model_obj, history, test = runs.resume(
             resume, device, with_tensorboard(resume), on_event=progress
@@ -565,7 +592,7 @@ def run(
     ),
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, or a path.")] = "mnist",
     quick: Annotated[
-        bool, typer.Option("--quick", help="Half the epochs: about a minute.")
+        bool, typer.Option("--quick", help="Half the epochs, about half the time.")
     ] = False,
     limit: Annotated[
         int | None, typer.Option(help="Train on the first N images (fast tries).")

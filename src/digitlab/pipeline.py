@@ -26,6 +26,19 @@ from digitlab.preprocess import stratified_split
 from digitlab.train import TrainConfig, batches
 
 SPLITS = ("test", "val")
+TRAIN_FLAGS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "schedule",
+    "warmup_epochs",
+    "augment",
+    "label_smoothing",
+    "weight_decay",
+    "seed",
+    "val_split",
+)
 
 
 def logits_of(model, images: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -73,7 +86,10 @@ def provenance(run: Path, info: dict) -> list[tuple[str, str]]:
         )
     )
     model = info.get("preset") or "SPEC.json (the spec in model.json)"
-    command = f"digitlab train --model {model} --engine {info['engine']}"
+    flags = " ".join(f"--{k.replace('_', '-')} {config[k]}" for k in TRAIN_FLAGS if k in config)
+    limit = f" --limit {data['limit']}" if data.get("limit") else ""
+    dataset = f" --dataset {data['ref']}" if data.get("ref", "mnist") != "mnist" else ""
+    command = f"digitlab train --model {model} --engine {info['engine']} {flags}{limit}{dataset}"
     return [
         (
             "dataset",
@@ -99,6 +115,7 @@ def evaluate_run(
     """Metrics, figures and report.html for a run; returns what metrics.json holds."""
     run = Path(run)
     info = runs.read_info(run)
+    runs.require_finished(run, info)
     model = runs.load_model(run)
     mean, std = info["preprocessing"]["mean"], info["preprocessing"]["std"]
     _, images, labels = split_data(info, split, on_event)
@@ -128,18 +145,24 @@ def evaluate_run(
         "mistakes": ev.confident_mistakes(probs, labels),
         "confusable": ev.confusable_pairs(np.array(m["confusion"])),
     }
-    write_text(run / "metrics.json", json.dumps(runs.json_safe(m), indent=2) + "\n")
-    figures = run_figures(run, m, images, labels, probs.argmax(axis=1), classes)
-    write_text(run / "report.html", run_report(run, info, m, figures))
+    suffix = "" if split == "test" else f"-{split}"  # metrics.json is always the test split's
+    write_text(run / f"metrics{suffix}.json", json.dumps(runs.json_safe(m), indent=2) + "\n")
+    figures = run_figures(run, m, images, labels, probs.argmax(axis=1), classes, suffix)
+    write_text(run / f"report{suffix}.html", run_report(run, info, m, figures))
     return m
 
 
-def run_figures(run: Path, m: dict, images, labels, predicted, classes) -> dict[str, bytes]:
+def run_figures(
+    run: Path, m: dict, images, labels, predicted, classes, suffix: str = ""
+) -> dict[str, bytes]:
     """Draw every figure of a run into run/figures/ and return their PNG bytes by name."""
-    history = runs.read_history(run).rows
+    try:
+        history = runs.read_history(run).rows
+    except runs.RunError:  # history.csv lost: everything else can still be drawn
+        history = []
     drawn = {
         "confusion": plots.confusion_heatmap(np.array(m["confusion"]), classes),
-        "learning_curves": plots.learning_curves({run.name: history}),
+        "learning_curves": plots.learning_curves({run.name: history}) if history else None,
         "per_class": plots.per_class_accuracy(m["per_class"]),
         "mistakes": plots.mistakes_gallery(images, m["mistakes"], classes),
         "confusable": plots.confusable_examples(
@@ -149,8 +172,9 @@ def run_figures(run: Path, m: dict, images, labels, predicted, classes) -> dict[
     }
     out = {}
     for name, fig in drawn.items():
-        out[name] = plots.figure_bytes(fig)
-        write_bytes(run / "figures" / f"{name}.png", out[name])
+        if fig is not None:
+            out[name] = plots.figure_bytes(fig)
+            write_bytes(run / "figures" / f"{name}{suffix}.png", out[name])
     return out
 
 
@@ -204,7 +228,15 @@ def run_sections(run: Path, info: dict, m: dict, figures: dict[str, bytes]) -> l
             ],
         ),
         s("Mistakes", figures=[("most confident mistakes", figures["mistakes"])]),
-        s("Learning curves", figures=[("loss and accuracy per epoch", figures["learning_curves"])]),
+        s(
+            "Learning curves",
+            text="" if "learning_curves" in figures else "(history.csv is missing)",
+            figures=[
+                ("loss and accuracy per epoch", figures[k])
+                for k in ["learning_curves"]
+                if k in figures
+            ],
+        ),
         s(
             "Calibration",
             text=calibration,
@@ -227,7 +259,10 @@ def run_report(run: Path, info: dict, m: dict, figures: dict[str, bytes]) -> str
             ("ECE", _pct(m["ece"])),
         ],
         sections=run_sections(run, info, m, figures),
-        provenance=[("evaluate again", f"digitlab evaluate {run}"), *provenance(run, info)],
+        provenance=[
+            ("evaluate again", f"digitlab evaluate {run} --split {m['split']}"),
+            *provenance(run, info),
+        ],
     )
 
 
@@ -238,10 +273,24 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, on_event=None) -> 
     """Table, seed statistics, McNemar tests and overlaid learning curves for several runs."""
     if len(run_dirs) < 2:
         raise DigitlabError("compare needs at least two runs")
+    if len({Path(r).resolve() for r in run_dirs}) < len(run_dirs):
+        raise DigitlabError("compare: the same run is given twice")
     out = Path(out)
+    if (out / "model.json").exists():
+        raise DigitlabError(
+            f"--out {out}: is a training run; choose another folder for the comparison"
+        )
+    datasets = {str(r): runs.read_info(r)["data"]["dataset"] for r in run_dirs}
+    first = str(run_dirs[0])
+    for other, name in datasets.items():
+        if name != datasets[first]:
+            raise DigitlabError(
+                f"compare: {other} was trained on {name}, {first} on {datasets[first]}"
+            )
     entries = []
     for run in map(Path, run_dirs):
         info = runs.read_info(run)
+        runs.require_finished(run, info)
         metrics_file = run / "metrics.json"
         m = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
         if m is None or m.get("split") != "test":
@@ -303,7 +352,10 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, on_event=None) -> 
             subtitle=f"{len(entries)} runs on the same test set",
             sections=compare_sections(result, curves),
             provenance=[
-                ("compare again", "digitlab compare " + " ".join(map(str, run_dirs))),
+                (
+                    "compare again",
+                    "digitlab compare " + " ".join(map(str, run_dirs)) + f" --out {out}",
+                ),
                 *[
                     (k, v)
                     for k, v in provenance(
@@ -411,6 +463,10 @@ def main_job(
     from digitlab.presets import PRESETS
 
     out = Path(out)
+    if (out / "model.json").exists():
+        raise DigitlabError(
+            f"--out {out}: is a training run; the main job needs a folder of its own"
+        )
     started = time.perf_counter()
     ds = data.open_dataset(dataset, on_event=on_event)
     trained = []

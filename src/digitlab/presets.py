@@ -227,7 +227,10 @@ def load_config_file(path: str | os.PathLike[str], base: TrainConfig) -> TrainCo
         raise DigitlabError(f"{path}: cannot read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise DigitlabError(f"{path}: not valid TOML ({e})") from None
-    return TrainConfig.from_dict(base.to_dict() | loaded.get("train", loaded))
+    try:
+        return TrainConfig.from_dict(base.to_dict() | loaded.get("train", loaded))
+    except DigitlabError as e:
+        raise DigitlabError(f"{path}: {e}") from None
 
 
 def plan_training(

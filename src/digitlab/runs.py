@@ -189,6 +189,27 @@ def model_info(
     }
 
 
+RESULT_FILES = (
+    "model.safetensors",
+    "metrics.json",
+    "metrics-val.json",
+    "report.html",
+    "report-val.html",
+    "history.csv",
+    "model.json",
+)
+
+
+def clear_results(run: Path) -> None:
+    """Remove what an earlier run in this folder wrote (weights, metrics, reports, checkpoints)."""
+    import shutil
+
+    for name in RESULT_FILES:
+        (run / name).unlink(missing_ok=True)
+    for folder in ("checkpoint", "figures", "tensorboard"):
+        shutil.rmtree(run / folder, ignore_errors=True)
+
+
 def save_run(
     run: str | os.PathLike[str],
     model,
@@ -201,7 +222,9 @@ def save_run(
 ) -> Path:
     """Write model.safetensors, history.csv and (last) model.json into `run`."""
     run = Path(run)
-    _save_arrays(run / "model.safetensors", model.state_dict())
+    extra = (extra or {}) | {
+        "weights_sha256": _save_arrays(run / "model.safetensors", model.state_dict())
+    }
     write_text(run / "history.csv", history_csv(history))
     _write_json(
         run / "model.json", model_info(model, config, data, classes, finished, history, extra)
@@ -221,6 +244,14 @@ def read_info(run: str | os.PathLike[str]) -> dict:
     return info
 
 
+def require_finished(run: str | os.PathLike[str], info: dict) -> None:
+    """Evaluating an unfinished run would report on weights that are not its result."""
+    if not info.get("training", {}).get("finished"):
+        raise RunError(
+            f"{run}: training did not finish; continue it with digitlab train --resume {run}"
+        )
+
+
 def load_model(run: str | os.PathLike[str], engine: str | None = None, device: str = "auto"):
     """The trained model of a run, on `engine` (default: the one it was trained with)."""
     run = Path(run)
@@ -230,12 +261,16 @@ def load_model(run: str | os.PathLike[str], engine: str | None = None, device: s
     except SpecError as e:
         raise RunError(f"{run / 'model.json'}: {e}") from None
     model = _build(spec, engine or info["engine"], 0, "cpu" if engine == "numpy" else device, False)
-    weights = _load_arrays(run / "model.safetensors")
+    weights = _load_arrays(run / "model.safetensors", info.get("weights_sha256"))
+    bad = [k for k, v in weights.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:
+        raise RunError(f"{run / 'model.safetensors'}: {bad[0]} holds NaN or infinite values")
     try:
         model.load_state_dict(weights)
     except (KeyError, ValueError, RuntimeError) as e:
+        why = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())[:300]
         raise RunError(
-            f"{run / 'model.safetensors'}: does not fit the spec in model.json ({e})"
+            f"{run / 'model.safetensors'}: does not fit the spec in model.json ({why})"
         ) from None
     model.eval()
     return model
@@ -341,8 +376,7 @@ def start(
         )
     model = _build(spec, engine, config.seed, device, compile)
     run.mkdir(parents=True, exist_ok=True)
-    for stale in (run / "checkpoint").glob("*"):  # --overwrite: the old run's checkpoint goes
-        stale.unlink()
+    clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
     extra = {"preset": preset, "device": str(getattr(model, "device", "cpu"))}
     trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
     _write_json(
@@ -358,7 +392,10 @@ def resume(run: str | os.PathLike[str], device: str = "auto", callbacks=(), on_e
     if info["training"]["finished"]:
         raise RunError(f"{run}: this run already finished; train a new one with --out")
     if not (run / "checkpoint" / "latest.json").exists():
-        raise RunError(f"{run}: no checkpoint yet (killed during its first epoch); train it again")
+        raise RunError(
+            f"{run / 'checkpoint' / 'latest.json'}: missing, so there is nothing to resume from; "
+            f"train it again with --out {run} --overwrite"
+        )
     arrays, meta = load_checkpoint(run)
     config = TrainConfig.from_dict(meta["config"])
     spec = ModelSpec.from_dict(info["spec"])

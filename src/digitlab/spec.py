@@ -171,6 +171,24 @@ def output_shape(layer: Layer, shape: tuple[int, ...], where: str) -> tuple[int,
     raise SpecError(f"{where}: unknown layer {layer!r}")
 
 
+def _check_type(where: str, name: str, value, annotation: str) -> None:
+    """Field values from JSON/TOML must have the field's type (bool is not a number here)."""
+    kinds = {
+        "int": (int,),
+        "float": (int, float),
+        "bool": (bool,),
+        "str": (str,),
+        "int | None": (int, type(None)),
+    }
+    allowed = kinds.get(annotation)
+    if allowed is None:
+        return
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        raise SpecError(
+            f"{where}: {name} = {value!r} is not {annotation.replace(' | None', ' or null')}"
+        )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Input shape, number of classes and the layers, in order."""
@@ -248,6 +266,17 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
         """Rebuild from to_dict() output; unknown layer types or fields raise SpecError."""
+        if not isinstance(d, dict):
+            raise SpecError(
+                f"model spec: expected an object with 'layers', got a {type(d).__name__}"
+            )
+        unknown = sorted(set(d) - {"name", "input_shape", "num_classes", "layers", "extra"})
+        if unknown:
+            raise SpecError(f"model spec: unknown key {unknown[0]!r}")
+        if not isinstance(d.get("name", ""), str):
+            raise SpecError(f"model spec: name must be text, got {d['name']!r}")
+        if not isinstance(d.get("layers"), list):
+            raise SpecError("model spec: 'layers' must be a list of layers")
         try:
             layers = []
             for i, entry in enumerate(d["layers"]):
@@ -255,10 +284,12 @@ class ModelSpec:
                 kind = entry.pop("type", None)
                 if kind not in LAYERS:
                     raise SpecError(f"layer {i}: unknown type {kind!r}; known: {', '.join(LAYERS)}")
-                allowed = {f.name for f in fields(LAYERS[kind])}
-                unknown = set(entry) - allowed
+                allowed = {f.name: f for f in fields(LAYERS[kind])}
+                unknown = set(entry) - set(allowed)
                 if unknown:
                     raise SpecError(f"layer {i} ({kind}): unknown field {sorted(unknown)[0]!r}")
+                for name, value in entry.items():
+                    _check_type(f"layer {i} ({kind})", name, value, str(allowed[name].type))
                 layers.append(LAYERS[kind](**entry))
             spec = cls(
                 layers=layers,

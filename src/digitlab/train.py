@@ -83,6 +83,10 @@ class TrainConfig:
             ("weight_decay", self.weight_decay >= 0, "must be ≥ 0"),
             ("std", self.std > 0, "must be positive"),
             ("patience", self.patience >= 0, "must be ≥ 0"),
+            ("seed", 0 <= self.seed < 2**32, "must be in 0 .. 2**32-1"),
+            ("step_epochs", self.step_epochs >= 1, "must be at least 1"),
+            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "must be in 0 .. epochs"),
+            ("gamma", self.gamma > 0, "must be positive"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -102,25 +106,21 @@ class TrainConfig:
                 f"train config: unknown setting {unknown[0]!r}; known: {', '.join(known)}"
             )
         values = {}
+        defaults = cls()
         for name, value in d.items():
-            kind = type(getattr(cls(), name))
-            try:
-                values[name] = kind(value) if kind is not bool else _as_bool(value)
-            except (TypeError, ValueError):
-                raise DigitlabError(
-                    f"train config: {name} = {value!r} is not a {kind.__name__}"
-                ) from None
+            kind = type(getattr(defaults, name))
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                raise DigitlabError(f"train config: {name} = {value!r} is not a {kind.__name__}")
+            values[name] = kind(value)
         return cls(**values)
-
-
-def _as_bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes"):
-        return True
-    if str(value).lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(value)
 
 
 @dataclass
@@ -160,6 +160,11 @@ class Trainer:
         self.engine = get_engine(model.engine)
         if config.val_split > 0:
             train_idx, val_idx = stratified_split(labels, config.val_split, config.seed)
+            if len(val_idx) == 0:
+                raise DigitlabError(
+                    f"--val-split {config.val_split}: holds out no image of {len(labels)}; "
+                    "train on more images or pass --val-split 0"
+                )
             self.val = (images[val_idx], labels[val_idx])
             images, labels = images[train_idx], labels[train_idx]
         else:

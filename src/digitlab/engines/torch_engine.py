@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from digitlab import spec as S
 from digitlab.augment import AUGMENTATIONS, Augmentation, gaussian_kernel
+from digitlab.errors import DigitlabError
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -30,7 +31,32 @@ def pick_device(device: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise DigitlabError(
+            f"--device {device!r}: not a device torch knows (auto, cpu, cuda, cuda:1, mps)"
+        ) from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DigitlabError(
+            f"--device {device}: no CUDA device is available here; use --device cpu or auto"
+        )
+    if (
+        chosen.type == "cuda"
+        and chosen.index is not None
+        and chosen.index >= torch.cuda.device_count()
+    ):
+        raise DigitlabError(
+            f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices"
+        )
+    mps = getattr(torch.backends, "mps", None)
+    if chosen.type == "mps" and not (mps and mps.is_available()):
+        raise DigitlabError(
+            f"--device {device}: Apple's MPS is not available here; use --device cpu or auto"
+        )
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise DigitlabError(f"--device {device}: digitlab runs on cpu, cuda or mps")
+    return chosen
 
 
 class Net(nn.Module):
