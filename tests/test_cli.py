@@ -267,3 +267,20 @@ def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
             result.stderr
         )
     assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_explore_command_and_its_errors(mnist, tmp_path):
+    np.savez(
+        tmp_path / "d.npz", x_train=mnist.train.images[:1500], y_train=mnist.train.labels[:1500]
+    )
+    result = invoke(
+        "explore", str(tmp_path / "d.npz"), "--out", str(tmp_path / "e"), "--sample", "200"
+    )
+    assert result.exit_code == 0, result.output
+    assert "PCA:" in result.stdout and (tmp_path / "e" / "report.html").exists()
+    result = invoke("explore", "mnist", "--sample", "10")
+    assert result.exit_code == 1 and "--sample 10" in result.stderr
+    rows = ["pixel" + ",pixel".join(str(i) for i in range(784)), ",".join(["0"] * 784)]
+    (tmp_path / "u.csv").write_text("\n".join(rows) + "\n")
+    result = invoke("explore", str(tmp_path / "u.csv"), "--out", str(tmp_path / "u"))
+    assert result.exit_code == 1 and "exploring needs labeled training images" in result.stderr

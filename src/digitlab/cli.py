@@ -243,6 +243,57 @@ def data_export(
         typer.echo(f"wrote {p}")
 
 
+# ---- explore ----------------------------------------------------------------------------------
+
+
+@app.command("explore")
+@reports_errors
+def explore_cmd(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, or a path to your files.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for report.html, figures/, summary.json.")
+    ] = None,
+    sample: Annotated[int, typer.Option(help="Images in the t-SNE embedding (stratified).")] = 2000,
+    json_out: JsonFlag = False,
+) -> None:
+    """Explore a dataset: balance, class means, pixels, ink, PCA/t-SNE, duplicates, label suspects.
+
+    Example: digitlab explore mnist --out runs/explore-mnist
+    """
+    from digitlab.eda import explore_dataset
+
+    if sample < 50:
+        raise DigitlabError(f"--sample {sample}: use at least 50 images for the embedding")
+    folder = out or Path("runs") / f"explore-{Path(name).name or 'data'}"
+    summary = explore_dataset(name, folder, sample, on_event=progress)
+    if json_out:
+        from digitlab.runs import json_safe
+
+        typer.echo(json.dumps(json_safe(summary), indent=2))
+        return
+    b = summary["class_balance"]["largest_imbalance"]
+    d = summary["duplicates"]
+    typer.echo(
+        f"{summary['dataset']}: {summary['sizes']['train']:,} train, "
+        f"{summary['sizes']['test']:,} test; "
+        f"most/least frequent class {b['most']}/{b['least']} ({b['ratio']:.2f}x)"
+    )
+    typer.echo(
+        f"PCA: {summary['pca']['for_90']} components keep 90%, {summary['pca']['for_95']} keep 95%"
+    )
+    typer.echo(
+        f"duplicates: {len(d['exact_within_train'])} exact groups, "
+        f"{d['near_within_train_count']} near pairs "
+        f"in train; {summary['label_suspects_count']} label suspects"
+    )
+    if summary["train_vs_test"]:
+        t = summary["train_vs_test"]
+        typer.echo(
+            f"train vs test: largest difference in {t['largest']} (KS {t['largest_ks']:.3f})"
+        )
+    typer.echo(f"done in {summary['seconds']:.0f} s; wrote {folder}/report.html")
+
+
 # ---- models and training ------------------------------------------------------------------
 
 

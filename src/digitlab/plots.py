@@ -30,6 +30,7 @@ def sample_grid(
     columns: int = 8,
     indices: Sequence[int] | None = None,
     title: str | None = None,
+    captions: Sequence[str] | None = None,
 ) -> Figure:
     """A grid of digits (uint8 (N, 28, 28)), each titled with its label (and index)."""
     n = len(images)
@@ -43,8 +44,8 @@ def sample_grid(
         if k >= n:
             continue
         ax.imshow(images[k], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        parts = []
-        if indices is not None:
+        parts = [captions[k]] if captions is not None else []
+        if indices is not None and captions is None:
             parts.append(f"#{indices[k]}")
         if labels is not None:
             parts.append(str(classes[int(labels[k])]))
