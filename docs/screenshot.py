@@ -12,21 +12,12 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from digitlab.report import CHROMIUM, CHROMIUM_FLAGS
 
 
 def main(report: str, out: str, height: int = 1600) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": height}, device_scale_factor=1)
         page.goto(Path(report).resolve().as_uri())
         page.wait_for_load_state("load")

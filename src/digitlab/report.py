@@ -18,6 +18,20 @@ import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
 
+# Headless Chromium (Debian's package) as the browser tests and README screenshots open reports;
+# without the networking flags it keeps trying to reach Google's hosts.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
