@@ -540,6 +540,58 @@ def train(
     typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
 
 
+@app.command("predict")
+@reports_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files, one digit each.")],
+    top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
+    unsure: Annotated[
+        float | None, typer.Option(help="Below this confidence say 'unsure'.")
+    ] = None,
+    deskew: Annotated[bool, typer.Option("--deskew", help="Undo slant before reading.")] = False,
+    show_steps: Annotated[
+        Path | None, typer.Option(help="PNG of every preprocessing step.")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Read the digit in each image (photos, scans, drawings), as MNIST-style preprocessing sees it.
+
+    Example: digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
+    """
+    from digitlab import plots
+    from digitlab.predict import read_images
+
+    if top < 1:
+        raise DigitlabError(f"--top {top}: must be at least 1")
+    results = read_images(run, list(images), top, unsure, deskew)
+    if show_steps is not None:
+        figures = [
+            plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])) for r in results[:1]
+        ]
+        from digitlab.atomic import write_bytes
+
+        write_bytes(show_steps, figures[0])
+    if json_out:
+        typer.echo(
+            json.dumps(
+                [{k: v for k, v in r.items() if k not in ("steps", "digit")} for r in results],
+                indent=2,
+            )
+        )
+        return
+    for r in results:
+        if r["status"] == "no digit found":
+            typer.echo(f"{r['image']}: no digit found")
+            continue
+        others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
+        note = ", unsure" if r["status"] == "unsure" else ""
+        then = f"; then {others}" if others else ""
+        typer.echo(f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}")
+    if show_steps is not None:
+        typer.echo(f"wrote {show_steps}")
+
+
 # ---- evaluate, compare, and the main job ----------------------------------------------------
 
 

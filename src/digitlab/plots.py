@@ -263,3 +263,16 @@ def reliability_diagram(bins: list[dict], ece: float, title: str = "") -> Figure
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def steps_figure(steps: dict[str, np.ndarray], title: str = "") -> Figure:
+    """Each preprocessing step of a real image, left to right (ink.prepare's steps)."""
+    fig, axes = plt.subplots(1, len(steps), figsize=(2.1 * len(steps), 2.5), squeeze=False)
+    for ax, (name, image) in zip(axes[0], steps.items(), strict=True):
+        ax.imshow(image, cmap="gray", interpolation="nearest")
+        ax.set_title(name, fontsize=7)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
