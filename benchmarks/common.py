@@ -15,11 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks"
 
 
-def machine() -> dict:
-    """The machine, for the record beside each figure (digitlab.machine.describe)."""
-    return describe()
-
-
 def median_seconds(
     fn: Callable[[], object], repeats: int = 5, warmup: int = 1
 ) -> tuple[float, list[float]]:
@@ -36,7 +31,11 @@ def median_seconds(
 
 def save(name: str, results: dict, markdown: str) -> None:
     """Write docs/benchmarks/NAME.json and NAME.md (the section for docs/benchmarks.md)."""
-    results = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), "machine": machine()} | results
+    results = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": describe(),
+    } | results
     write_text(RESULTS / f"{name}.json", json.dumps(results, indent=2) + "\n")
     m = results["machine"]
     footer = (

@@ -264,3 +264,17 @@ def test_a_validation_split_that_holds_nothing_is_an_error(mnist, tmp_path):
 
     with pytest.raises(DigitlabError, match=r"--val-split 0\.1: holds out no image of 5"):
         runs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1), limit=5)
+
+
+def test_json_safe_handles_numpy_and_non_finite_values():
+    value = {"a": np.array([1.5, np.nan]), "b": np.int64(3), "c": [np.float32(np.inf), 2.0]}
+    assert runs.json_safe(value) == {"a": [1.5, None], "b": 3, "c": [None, 2.0]}
+
+
+def test_logits_of_empty_input_has_one_column_per_class():
+    from digitlab.engines import numpy_engine
+    from digitlab.train import logits_of
+
+    model = numpy_engine.build(S.mlp([8]), seed=0)
+    assert logits_of(model, np.zeros((0, 28, 28), np.uint8), 0.1307, 0.3081).shape == (0, 10)
+    assert logits_of(model, np.zeros((3, 28, 28), np.uint8), 0.1307, 0.3081).shape == (3, 10)

@@ -19,21 +19,10 @@ from digitlab import eda_plots, plots, report
 from digitlab import explore as ex
 from digitlab.atomic import write_bytes, write_text
 from digitlab.machine import describe
+from digitlab.runs import json_safe
 
 PCA_SAMPLE = 10_000  # images the PCA is fitted on (stratified)
 SEARCH_DIMS = 30  # PCA dimensions used for neighbour searches
-
-
-def _json_ready(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 def explore_dataset(name_or_path: str, out: str | Path, sample: int = 2000, on_event=None) -> dict:
@@ -161,7 +150,7 @@ def explore_dataset(name_or_path: str, out: str | Path, sample: int = 2000, on_e
         "train_vs_test": shift,
         "seconds": seconds,
     }
-    write_text(out / "summary.json", json.dumps(_json_ready(summary), indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     write_text(out / "report.html", _report(summary, figures, name_or_path, out, sample))
     return summary
 

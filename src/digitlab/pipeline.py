@@ -23,7 +23,7 @@ from digitlab.atomic import write_bytes, write_text
 from digitlab.errors import DigitlabError
 from digitlab.machine import describe
 from digitlab.preprocess import stratified_split
-from digitlab.train import TrainConfig, batches
+from digitlab.train import TrainConfig, logits_of
 
 SPLITS = ("test", "val")
 TRAIN_FLAGS = (
@@ -39,12 +39,6 @@ TRAIN_FLAGS = (
     "seed",
     "val_split",
 )
-
-
-def logits_of(model, images: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """Evaluation-mode logits for uint8 images, normalised as the model was trained."""
-    out = [model.logits(x) for _, x in batches(images, np.arange(len(images)), 2048, mean, std)]
-    return np.concatenate(out) if out else np.zeros((0, len(model.spec.layers)))
 
 
 def split_data(info: dict, split: str, on_event=None):
@@ -280,23 +274,23 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, on_event=None) -> 
         raise DigitlabError(
             f"--out {out}: is a training run; choose another folder for the comparison"
         )
-    datasets = {str(r): runs.read_info(r)["data"]["dataset"] for r in run_dirs}
-    first = str(run_dirs[0])
-    for other, name in datasets.items():
-        if name != datasets[first]:
+    infos = {Path(r): runs.read_info(r) for r in run_dirs}  # each model.json read once
+    first, first_info = next(iter(infos.items()))
+    for other, info in infos.items():
+        if info["data"]["dataset"] != first_info["data"]["dataset"]:
             raise DigitlabError(
-                f"compare: {other} was trained on {name}, {first} on {datasets[first]}"
+                f"compare: {other} was trained on {info['data']['dataset']}, "
+                f"{first} on {first_info['data']['dataset']}"
             )
+        runs.require_finished(other, info)
+    _, images, labels = split_data(first_info, "test", on_event)  # one dataset: load it once
     entries = []
-    for run in map(Path, run_dirs):
-        info = runs.read_info(run)
-        runs.require_finished(run, info)
+    for run, info in infos.items():
         metrics_file = run / "metrics.json"
         m = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
         if m is None or m.get("split") != "test":
             m = evaluate_run(run, on_event=on_event)
         model = runs.load_model(run)
-        _, images, labels = split_data(info, "test", on_event)
         pre = info["preprocessing"]
         correct = logits_of(model, images, pre["mean"], pre["std"]).argmax(axis=1) == labels
         entries.append(
@@ -358,9 +352,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, on_event=None) -> 
                 ),
                 *[
                     (k, v)
-                    for k, v in provenance(
-                        Path(entries[0]["run"]), runs.read_info(entries[0]["run"])
-                    )
+                    for k, v in provenance(first, first_info)
                     if k in ("machine", "software", "digitlab")
                 ],
             ],

@@ -10,20 +10,15 @@ import numpy as np
 
 from digitlab import evaluate as ev
 from digitlab import ink, runs
-from digitlab.train import batches
+from digitlab.train import logits_of
 
 UNSURE_BELOW = 0.6  # default: below this top probability the answer is "unsure"
 
 
-def classify(model, info: dict, digits: np.ndarray, top: int = 3) -> np.ndarray:
+def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
     """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained."""
     pre = info["preprocessing"]
-    logits = np.concatenate(
-        [
-            model.logits(x)
-            for _, x in batches(digits, np.arange(len(digits)), 2048, pre["mean"], pre["std"])
-        ]
-    )
+    logits = logits_of(model, digits, pre["mean"], pre["std"])
     return ev.softmax(logits, float(info.get("temperature", 1.0)))
 
 
@@ -40,7 +35,7 @@ def read_images(
     classes = info["classes"]
     prepared = [ink.prepare(source, str(source), deskew) for source in sources]
     found = [d for d, _ in prepared if d is not None]
-    probs = iter(classify(model, info, np.stack(found), top) if found else [])
+    probs = iter(classify(model, info, np.stack(found)) if found else [])
     results = []
     for source, (digit, steps) in zip(sources, prepared, strict=True):
         entry = {"image": str(source), "steps": steps, "digit": digit}

@@ -50,7 +50,9 @@ def _version() -> str:
 
 
 def json_safe(value):
-    """NaN and infinities as null: JSON has no spelling for them."""
+    """JSON-ready: NumPy arrays and scalars as Python values, NaN and infinities as null."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

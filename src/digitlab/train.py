@@ -325,6 +325,15 @@ def evaluate_loss_acc(
     return model.evaluate(images, labels, config.mean, config.std, batch_size)
 
 
+def logits_of(
+    model, images: np.ndarray, mean: float, std: float, batch_size: int = 2048
+) -> np.ndarray:
+    """Evaluation-mode logits (N, classes) of uint8 images, normalised as the model was trained."""
+    order = np.arange(len(images))
+    out = [model.logits(x, batch_size) for _, x in batches(images, order, batch_size, mean, std)]
+    return np.concatenate(out) if out else np.zeros((0, model.spec.num_classes), np.float32)
+
+
 def batches(x_uint8: np.ndarray, order: np.ndarray, batch_size: int, mean: float, std: float):
     """Yield (index, float32 (B, 1, 28, 28) normalised) along `order` (no augmentation)."""
     scale, shift = np.float32(1 / (255 * std)), np.float32(mean / std)
