@@ -592,6 +592,23 @@ def predict(
         typer.echo(f"wrote {show_steps}")
 
 
+@app.command("serve")
+@reports_errors
+def serve(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve a model: a draw-a-digit page at / and a REST API under /api (docs at /docs).
+
+    Example: digitlab serve runs/cnn --port 8000
+    """
+    from digitlab.serve import run_server
+
+    run_server(run, host=host, port=port, workers=workers, say=typer.echo)
+
+
 # ---- evaluate, compare, and the main job ----------------------------------------------------
 
 

@@ -1,7 +1,9 @@
-"""Read digits from real images with a trained run (on the NumPy engine: PyTorch not needed).
+"""Read digits and whole numbers from real images with a trained run (NumPy engine: no PyTorch).
 
->>> results = read_images("runs/cnn", ["a_seven.jpg"], top=3)
->>> results[0]["label"], results[0]["confidence"], results[0]["status"]   # '7', 0.99, 'ok'
+>>> reader = Predictor("runs/cnn")
+>>> answer = reader.read("a_seven.jpg")
+>>> answer["label"], answer["confidence"], answer["status"]    # '7', 0.99, 'ok'
+>>> reader.read_number("postcode.jpg")["number"]                # '90210'
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from digitlab import ink, runs
 from digitlab.train import logits_of
 
 UNSURE_BELOW = 0.6  # default: below this top probability the answer is "unsure"
+NO_DIGIT = "no digit found"
 
 
 def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
@@ -22,38 +25,84 @@ def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
     return ev.softmax(logits, float(info.get("temperature", 1.0)))
 
 
+class Predictor:
+    """A finished run loaded once, for reading many images (the CLI and the web server use it).
+
+    Answers are plain dicts: `status` ('ok', 'unsure' or 'no digit found'), `label`,
+    `confidence`, `top` (list of {label, p}), `digit` (the prepared uint8 28x28 the model saw,
+    None when no digit was found) and `steps` (ink.prepare's named intermediate images).
+    """
+
+    def __init__(self, run, unsure_below: float | None = None) -> None:
+        self.info = runs.read_info(run)
+        runs.require_finished(run, self.info)
+        self.model = runs.load_model(run, engine="numpy")
+        self.classes: list[str] = list(self.info["classes"])
+        default = self.info.get("unsure_below", UNSURE_BELOW)
+        self.unsure_below = float(default if unsure_below is None else unsure_below)
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        """(N, K) probabilities for prepared uint8 digits (N, 28, 28)."""
+        return classify(self.model, self.info, np.asarray(digits, np.uint8))
+
+    def answer(self, p: np.ndarray, top: int = 3) -> dict:
+        """One probability vector as status, label, confidence and the top-k classes."""
+        order = np.argsort(-p)[: max(1, top)]
+        best = int(order[0])
+        return {
+            "status": "ok" if p[best] >= self.unsure_below else "unsure",
+            "label": self.classes[best],
+            "confidence": float(p[best]),
+            "top": [{"label": self.classes[i], "p": float(p[i])} for i in order],
+        }
+
+    def read_many(self, sources: list, top: int = 3, deskew: bool = False) -> list[dict]:
+        """Each image read as one digit; the prepared digits go through the model as one batch."""
+        prepared = [ink.prepare(source, str(source), deskew) for source in sources]
+        found = [d for d, _ in prepared if d is not None]
+        probs = iter(self.probabilities(np.stack(found)) if found else [])
+        results = []
+        for source, (digit, steps) in zip(sources, prepared, strict=True):
+            entry = {"image": str(source), "steps": steps, "digit": digit}
+            if digit is None:
+                entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
+            else:
+                entry |= self.answer(next(probs), top)
+            results.append(entry)
+        return results
+
+    def read(self, source, name: str = "", top: int = 3, deskew: bool = False) -> dict:
+        """One image of one digit."""
+        result = self.read_many([source], top, deskew)[0]
+        if name:
+            result["image"] = name
+        return result
+
+    def read_number(self, source, name: str = "", top: int = 3) -> dict:
+        """An image of several digits in a row: the number, and each digit's answer, left to right.
+
+        `status` is 'no digit found' when there is no ink, 'unsure' when any digit is unsure.
+        `confidence` is the product of the digits' confidences (the chance all are right).
+        """
+        found = ink.segment(source, name or str(source))
+        result: dict = {"image": name or str(source), "boxes": [d.box for d in found]}
+        if not found:
+            return result | {"status": NO_DIGIT, "number": None, "confidence": 0.0, "digits": []}
+        digits = [
+            self.answer(p, top) | {"digit": d.digit, "box": d.box}
+            for d, p in zip(found, self.probabilities(np.stack([d.digit for d in found])), strict=True)
+        ]
+        unsure = any(d["status"] == "unsure" for d in digits)
+        return result | {
+            "status": "unsure" if unsure else "ok",
+            "number": "".join(d["label"] for d in digits),
+            "confidence": float(np.prod([d["confidence"] for d in digits])),
+            "digits": digits,
+        }
+
+
 def read_images(
     run, sources: list, top: int = 3, unsure_below: float | None = None, deskew: bool = False
 ) -> list[dict]:
     """Per image: status ('ok', 'unsure', 'no digit found'), label, confidence, top-k, steps."""
-    info = runs.read_info(run)
-    runs.require_finished(run, info)
-    model = runs.load_model(run, engine="numpy")
-    threshold = float(
-        info.get("unsure_below", UNSURE_BELOW) if unsure_below is None else unsure_below
-    )
-    classes = info["classes"]
-    prepared = [ink.prepare(source, str(source), deskew) for source in sources]
-    found = [d for d, _ in prepared if d is not None]
-    probs = iter(classify(model, info, np.stack(found)) if found else [])
-    results = []
-    for source, (digit, steps) in zip(sources, prepared, strict=True):
-        entry = {"image": str(source), "steps": steps, "digit": digit}
-        if digit is None:
-            results.append(
-                entry | {"status": "no digit found", "label": None, "confidence": 0.0, "top": []}
-            )
-            continue
-        p = next(probs)
-        order = np.argsort(-p)[:top]
-        best = int(order[0])
-        results.append(
-            entry
-            | {
-                "status": "ok" if p[best] >= threshold else "unsure",
-                "label": classes[best],
-                "confidence": float(p[best]),
-                "top": [{"label": classes[i], "p": float(p[i])} for i in order],
-            }
-        )
-    return results
+    return Predictor(run, unsure_below).read_many(sources, top, deskew)
