@@ -550,6 +550,9 @@ def predict(
         float | None, typer.Option(help="Below this confidence say 'unsure'.")
     ] = None,
     deskew: Annotated[bool, typer.Option("--deskew", help="Undo slant before reading.")] = False,
+    number: Annotated[
+        bool, typer.Option("--number", help="Each image is a number: read all its digits.")
+    ] = False,
     show_steps: Annotated[
         Path | None, typer.Option(help="PNG of every preprocessing step.")
     ] = None,
@@ -558,13 +561,18 @@ def predict(
     """Read the digit in each image (photos, scans, drawings), as MNIST-style preprocessing sees it.
 
     Example: digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
+             digitlab predict runs/cnn postcode.jpg --number
     """
     from digitlab import plots
-    from digitlab.predict import read_images
+    from digitlab.predict import Predictor
 
     if top < 1:
         raise DigitlabError(f"--top {top}: must be at least 1")
-    results = read_images(run, list(images), top, unsure, deskew)
+    reader = Predictor(run, unsure)
+    if number:
+        read_numbers(reader, images, top, show_steps, json_out)
+        return
+    results = reader.read_many(list(images), top, deskew)
     if show_steps is not None:
         figures = [
             plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])) for r in results[:1]
@@ -596,9 +604,24 @@ def predict(
 @reports_errors
 def serve(
     run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    max_body_mb: Annotated[
+        float, typer.Option(help="Largest request body, in MB (refused before it is read).")
+    ] = 5.0,
+    max_pixels: Annotated[
+        int, typer.Option(help="Largest image, in pixels (refused before it is decoded).")
+    ] = 25_000_000,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client gets to send a request's headers, then its body."),
+    ] = 20.0,
+    unsure: Annotated[
+        float | None, typer.Option(help="Answer 'unsure' below this top probability.")
+    ] = None,
 ) -> None:
     """Serve a model: a draw-a-digit page at / and a REST API under /api (docs at /docs).
 
@@ -606,7 +629,80 @@ def serve(
     """
     from digitlab.serve import run_server
 
-    run_server(run, host=host, port=port, workers=workers, say=typer.echo)
+    run_server(
+        run,
+        host=host,
+        port=port,
+        workers=workers,
+        max_body_bytes=round(max_body_mb * 1_000_000),
+        max_pixels=max_pixels,
+        timeout=timeout,
+        unsure_below=unsure,
+        say=typer.echo,
+    )
+
+
+def read_numbers(reader, images: list[Path], top: int, show_steps: Path | None, json_out: bool):
+    """predict --number: each image read as a row of digits."""
+    from digitlab import plots
+    from digitlab.atomic import write_bytes
+
+    results = [reader.read_number(image, str(image), top) for image in images]
+    if show_steps is not None and results and results[0]["digits"]:
+        from digitlab import ink
+
+        first = results[0]["digits"]
+        steps = {"input": ink.shrink(ink.load(images[0]), 480)}
+        steps |= {f"digit {i + 1}: read {d['label']}": d["digit"] for i, d in enumerate(first)}
+        write_bytes(show_steps, plots.figure_bytes(plots.steps_figure(steps, str(images[0]))))
+    if json_out:
+        clean = [
+            r | {"digits": [{k: v for k, v in d.items() if k != "digit"} for d in r["digits"]]}
+            for r in results
+        ]
+        typer.echo(json.dumps(clean, indent=2))
+        return
+    for r in results:
+        if r["number"] is None:
+            typer.echo(f"{r['image']}: no digit found")
+            continue
+        note = ", unsure" if r["status"] == "unsure" else ""
+        each = " ".join(f"{d['label']}:{d['confidence']:.0%}" for d in r["digits"])
+        typer.echo(f"{r['image']}: {r['number']} ({r['confidence']:.1%}{note}; {each})")
+    if show_steps is not None:
+        typer.echo(f"wrote {show_steps}")
+
+
+@app.command("export")
+@reports_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default RUN/model.onnx).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Export a trained model as one self-contained ONNX file, checked on the whole test set.
+
+    Nothing is written unless onnxruntime, the NumPy engine and the PyTorch engine agree on every
+    test image's label and on every probability within 1e-4.
+
+    Example: digitlab export runs/cnn --format onnx --out cnn.onnx
+    """
+    from digitlab.export import export_onnx
+
+    if format != "onnx":
+        raise DigitlabError(f"--format {format}: only onnx is supported")
+    result = export_onnx(run, out, on_event=progress)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, opset {result['opset']}): "
+        f"onnxruntime, NumPy and PyTorch agree on all {result['images']:,} test images "
+        f"(largest probability difference {result['max_prob_diff']:.1e})"
+    )
 
 
 # ---- evaluate, compare, and the main job ----------------------------------------------------

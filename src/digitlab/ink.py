@@ -14,7 +14,10 @@ anti-aliasing kept) → 28x28 centred by centre of mass, as LeCun et al. prepare
 from __future__ import annotations
 
 import io
+import itertools
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,15 @@ from scipy import ndimage
 from digitlab.errors import DigitlabError
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
-WORK_SIDE = 320  # images are reduced to at most this side before any processing
+WORK_SIDE = 160  # images are reduced to at most this side before any processing
+NUMBER_SIDE = 720  # the same for images of whole numbers: about 100 px per digit of six
+DIGIT_WIDTH = 0.8  # a digit is at most this wide for its height; wider ink is several digits
+WIDE = 1.2  # MNIST digits wider than this for their height are rare (3.5% of them)
+SLANTS = (0.0, 0.3, -0.3)  # columns per row: straight cuts, and along the usual slants
+EXTRA_DIGIT = 0.85  # the judge's odds against each extra digit: one digit unless two read well
+THIN_CUT = 0.65  # a cut may cross at most this share of a typical column's ink
+VALLEYS = 3  # cuts tried at the deepest valleys of a group's column profile
+THIN = 0.25  # a column with less ink than this share of the median column is where digits touch
 
 
 class ImageError(DigitlabError):
@@ -32,16 +43,31 @@ class ImageError(DigitlabError):
 
 
 def load(
-    source: str | os.PathLike[str] | bytes | np.ndarray | Image.Image, name: str = ""
+    source: str | os.PathLike[str] | bytes | np.ndarray | Image.Image,
+    name: str = "",
+    side: int | None = None,
 ) -> np.ndarray:
-    """Any image Pillow reads, as float32 gray (H, W) in 0..255, dark ink on light paper or not."""
+    """Any image Pillow reads, as float32 gray (H, W) in 0..255 (see `load_sized`)."""
+    return load_sized(source, name, side)[0]
+
+
+def load_sized(
+    source: str | os.PathLike[str] | bytes | np.ndarray | Image.Image,
+    name: str = "",
+    side: int | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Any image Pillow reads, as float32 gray (H, W) in 0..255, dark ink on light paper or not,
+    and the image's (width, height) as stored, after EXIF orientation.
+
+    With `side`, a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 scale that keeps its longer
+    side at least `side` pixels (much faster than decoding in full and then shrinking)."""
     if isinstance(source, np.ndarray):
         a = np.asarray(source, np.float32)
         if a.ndim == 3:
             a = a[..., :3].mean(axis=2)
         if a.ndim != 2 or a.size == 0:
             raise ImageError(f"{name or 'array'}: expected a 2-D gray or (H, W, 3) color image")
-        return a
+        return a, (a.shape[1], a.shape[0])
     label = name or (str(source) if not isinstance(source, bytes | Image.Image) else "image")
     try:
         if isinstance(source, Image.Image):
@@ -56,7 +82,14 @@ def load(
                 f"{label}: {im.width}x{im.height} pixels is too large (limit {MAX_PIXELS:,})"
             )
         im.seek(0)  # animated images: the first frame
+        size = im.size
+        if side is not None and im.format == "JPEG" and max(im.size) > side:
+            scale = side / max(im.size)
+            im.draft("L", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
+        stored = im.size
         im = ImageOps.exif_transpose(im)
+        if im.size != stored:  # turned a quarter by its EXIF orientation
+            size = size[::-1]
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             rgba = im.convert("RGBA")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -81,7 +114,7 @@ def load(
         raise ImageError(f"{label}: not a readable image ({e})") from None
     if gray.size == 0:
         raise ImageError(f"{label}: the image has no pixels")
-    return gray
+    return gray, size
 
 
 def shrink(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
@@ -90,15 +123,41 @@ def shrink(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     scale = side / max(h, w)
     if scale >= 1:
         return gray
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX), np.float32)
+    return resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+
+
+def resize(a: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """A float image resized to size = (width, height) by Pillow (fast, in C)."""
+    image = Image.fromarray(np.asarray(a, np.float32))
+    return np.asarray(image.resize(size, resample), np.float32)
+
+
+def paper(gray: np.ndarray, light: bool) -> np.ndarray:
+    """The paper without the ink: on a 32-pixel copy, strokes are filtered out (a max filter for
+    dark ink, min for light), a wide blur keeps only the lighting, and it is scaled back up."""
+    h, w = gray.shape
+    step = max(1, max(h, w) // 32)
+    small = resize(gray, (max(1, -(-w // step)), max(1, -(-h // step))), Image.Resampling.BOX)
+    rank = ndimage.maximum_filter if light else ndimage.minimum_filter
+    small = ndimage.gaussian_filter(rank(small, size=3), sigma=max(small.shape) / 6, mode="nearest")
+    return resize(small, (w, h), Image.Resampling.BILINEAR)
+
+
+def ink_of(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, paper): how far each pixel stands out from the estimated paper, lightly denoised."""
+    light = float(np.median(gray[::4, ::4])) >= 128
+    background = paper(gray, light)
+    ink = (background - gray) if light else (gray - background)
+    ink = ndimage.gaussian_filter(ink, sigma=max(max(gray.shape) / 250, 0.5), truncate=2.5)
+    return np.maximum(ink, 0, out=ink), background
 
 
 def otsu(values: np.ndarray) -> float:
     """The threshold between two classes of values that maximises their between-class variance."""
-    hist, edges = np.histogram(values, bins=256, range=(0, max(float(values.max()), 1e-6)))
-    weights = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
+    top = max(float(values.max()), 1e-6)
+    bins = np.minimum((values * (255.0 / top)).astype(np.intp), 255)
+    weights = np.bincount(bins.ravel(), minlength=256).astype(np.float64)
+    centres = (np.arange(256) + 0.5) * (top / 255)
     w0 = np.cumsum(weights)
     w1 = w0[-1] - w0
     m0 = np.cumsum(weights * centres) / np.maximum(w0, 1e-12)
@@ -144,42 +203,352 @@ def deskew(digit: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def crop_digit(ink: np.ndarray, keep: np.ndarray, pad: int) -> np.ndarray:
+    """The ink around the kept strokes, cropped to them, with the ink's own strength as 255."""
+    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, ink.shape[0])
+    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, ink.shape[1])
+    strokes, region = keep[r0:r1, c0:c1], ink[r0:r1, c0:c1]
+    near = ndimage.maximum_filter(strokes.view(np.uint8), size=2 * pad + 1) > 0
+    level = max(float(np.percentile(region[strokes], 60)), 1e-6)  # anti-aliasing stays below it
+    return np.where(near, np.clip(region * (255 / level), 0, 255), 0).astype(np.float32)
+
+
+def strokes(ink: np.ndarray, min_share: float) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """Otsu's mask of the ink as labelled components, without specks smaller than min_share of
+    the largest: (labels, count, sizes), or None when there is no ink to speak of."""
+    if ink.max() < 24:  # nothing stands out from the paper: a blank page
+        return None
+    mask = ink > otsu(ink)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    small = sizes < min_share * sizes.max()
+    small[0] = True
+    lookup = np.arange(n + 1)
+    lookup[small] = 0
+    return lookup[labels], n, sizes
+
+
 def prepare(
     source, name: str = "", deskew_digit: bool = False
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
     """An image of one digit as MNIST's uint8 (28, 28), or None when no ink is found; every step."""
     steps: dict[str, np.ndarray] = {}
-    gray = shrink(load(source, name))
+    gray = shrink(load(source, name, WORK_SIDE), WORK_SIDE)
     steps["input (gray)"] = gray
-    sigma = max(gray.shape) / 6
-    background = ndimage.gaussian_filter(gray, sigma=sigma, mode="nearest")
-    light_paper = np.median(gray) >= 128
-    ink = (background - gray) if light_paper else (gray - background)
-    ink = np.clip(
-        ndimage.gaussian_filter(ink, sigma=max(gray.shape) / 250), 0, None
-    )  # a little denoising
+    ink, background = ink_of(gray)
     steps["background (estimated paper)"] = background
     steps["ink (paper removed)"] = ink
-    if ink.max() < 24:  # no stroke stands out from the paper: a blank page
+    found = strokes(ink, min_share=0.1)
+    if found is None:
         return None, steps
-    threshold = otsu(ink)
-    mask = ink > threshold
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return None, steps
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    keep = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))  # drop specks
+    keep = found[0] > 0
     steps["mask (Otsu, specks removed)"] = keep.astype(np.float32) * 255
-    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
-    pad = max(1, round(0.02 * max(gray.shape)))
-    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, gray.shape[0])
-    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, gray.shape[1])
-    near_ink = ndimage.binary_dilation(keep, iterations=pad)
-    level = np.percentile(ink[keep], 90)  # the ink's own strength maps to 255; anti-aliasing stays
-    crop = np.where(near_ink, np.clip(ink / max(level, 1e-6) * 255, 0, 255), 0)[r0:r1, c0:c1]
+    crop = crop_digit(ink, keep, pad=max(1, round(0.02 * max(gray.shape))))
     steps["cropped ink"] = crop
     digit = to_mnist(crop)
     if deskew_digit:
         digit = deskew(digit)
     steps["MNIST style (20x20 in 28x28, centred)"] = digit.astype(np.float32)
     return digit, steps
+
+
+Judge = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Found:
+    """One digit of a number: MNIST style, and where it is (left, top, right, bottom) in pixels
+    of the image as given."""
+
+    digit: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+def row_angle(mask: np.ndarray) -> float:
+    """The slope of a row of digits in degrees (the ink's principal axis), 0 when the ink is not
+    clearly a row (fewer than about two digits' worth of width, or steeper than 20 degrees)."""
+    rows, cols = np.nonzero(mask)
+    if rows.size < 10:
+        return 0.0
+    cov = np.cov(np.stack([cols, rows]).astype(np.float64))
+    values, vectors = np.linalg.eigh(cov)
+    if values[1] < 4 * max(values[0], 1e-9):  # not elongated: a single digit, not a row
+        return 0.0
+    x, y = vectors[:, 1]
+    angle = float(np.degrees(np.arctan2(y, x)))
+    angle = (angle + 90) % 180 - 90  # the axis has no direction
+    return angle if abs(angle) <= 20 else 0.0
+
+
+def groups_of(labels: np.ndarray, n: int) -> list[np.ndarray]:
+    """Components (1..n, zeros dropped) grouped into digits, as masks from left to right.
+
+    Digit-high pieces whose columns mostly overlap are one digit (the two parts of a 4, a
+    broken loop). Small pieces (a 5's bar, a detached tail) join the nearest digit when close,
+    and are dropped otherwise (a dot, dirt)."""
+    slices = ndimage.find_objects(labels, max_label=n)
+    pieces = [
+        (s[1].start, s[1].stop, s[0].stop - s[0].start, i + 1)
+        for i, s in enumerate(slices)
+        if s is not None
+    ]
+    if not pieces:
+        return []
+    tall = float(np.max([h for *_, h, _ in pieces]))
+    bodies = sorted(p for p in pieces if p[2] >= 0.5 * tall)
+    groups: list[list[int]] = []
+    bounds: list[list[int]] = []
+    heights: list[int] = []
+    for c0, c1, h, label in bodies:
+        if bounds:
+            g0, g1 = bounds[-1]
+            overlap = min(c1, g1) - max(c0, g0)
+            narrower = min(c1 - c0, g1 - g0)
+            # two digit-high strokes side by side are two digits (a slanted 1 leaning over the
+            # next digit); a shorter piece over a digit's columns is part of it
+            if min(h, heights[-1]) < 0.75 * tall and overlap >= 0.5 * narrower:
+                groups[-1].append(label)
+                bounds[-1] = [min(c0, g0), max(c1, g1)]
+                heights[-1] = max(h, heights[-1])
+                continue
+        groups.append([label])
+        bounds.append([c0, c1])
+        heights.append(h)
+    for c0, c1, h, label in pieces:
+        if h >= 0.5 * tall:
+            continue
+        gaps = [max(g0 - c1, c0 - g1, 0) for g0, g1 in bounds]
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] <= 0.15 * tall and h >= 0.1 * tall:
+            groups[nearest].append(label)
+    return [np.isin(labels, group) for group in groups]
+
+
+def split_columns(mask: np.ndarray, pieces: int) -> list[int]:
+    """Where to cut a run of `pieces` touching digits: near each even share of the width, the
+    column with the least ink (the column profile's valley)."""
+    profile = mask.sum(axis=0).astype(np.float64)
+    width = mask.shape[1]
+    cuts = []
+    for i in range(1, pieces):
+        centre = round(width * i / pieces)
+        reach = max(1, round(width / pieces * 0.35))
+        lo, hi = max(centre - reach, 1), min(centre + reach, width - 1)
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    return cuts
+
+
+def split(mask: np.ndarray, tall: float) -> list[np.ndarray]:
+    """A group of ink cut into the digits it holds by the column profile alone: at the valleys,
+    into as many digits as the width says, or where two digits touch by a thin stroke. A cut
+    that would leave a part under half a digit high is not made."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    c0, c1 = cols[0], cols[-1] + 1
+    width = c1 - c0
+    count = round(width / (DIGIT_WIDTH * tall)) if width >= 1.5 * DIGIT_WIDTH * tall else 1
+    if count < 2:
+        valley = thin_join(mask[:, c0:c1], tall)
+        return [mask] if valley is None else cut(mask, [c0, c0 + valley, c1], tall)
+    return cut(mask, [c0, *(c0 + c for c in split_columns(mask[:, c0:c1], count)), c1], tall)
+
+
+def shape_prior(mask: np.ndarray) -> float:
+    """How plausible the ink's width is for one digit of its height: 1 up to WIDE, then falling
+    fast (a "digit" 1.5 times as wide as high is nearly always two)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    aspect = (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1)
+    return float(min(1.0, np.exp(-(aspect - WIDE) / 0.15)))
+
+
+def readings(mask: np.ndarray, tall: float) -> list[list[np.ndarray]]:
+    """Every plausible way to cut a group of ink into digits, for a judge to choose from: whole;
+    in two at each deep valley of the column profile, with straight and slanted cuts (a slanted
+    1 leaning on the next digit is parted along the slant); in 2..4 even shares at valleys."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    c0, c1 = cols[0], cols[-1] + 1
+    width = c1 - c0
+    options = [[mask]]
+    if width < 0.6 * tall:
+        return options
+    rows, columns = np.nonzero(mask)
+    middle = rows.mean()
+    for slant in SLANTS:
+        x = columns - slant * (rows - middle)  # columns along the slant
+        lo = x.min()
+        profile = np.bincount(np.rint(x - lo).astype(np.intp)).astype(np.float64)
+        profile = ndimage.uniform_filter1d(profile, 3)
+        span = len(profile)
+        shallow = THIN_CUT * np.median(profile[profile > 0])  # a cut through a loop is not
+        valleys = [
+            c
+            for c in range(max(1, round(0.15 * span)), min(span - 1, round(0.85 * span)))
+            if profile[c] <= profile[c - 1]
+            and profile[c] <= profile[c + 1]
+            and profile[c] <= shallow
+        ]
+        for c in sorted(valleys, key=lambda c: profile[c])[:VALLEYS]:  # the deepest valleys
+            parts = cut(mask, [-np.inf, lo + c, np.inf], tall, slant, middle)
+            if len(parts) == 2:
+                options.append(parts)
+    most = min(4, max(2, round(width / (0.45 * tall))))
+    for count in range(3, most + 1):
+        edges = [c0, *(c0 + c for c in split_columns(mask[:, c0:c1], count)), c1]
+        parts = cut(mask, edges, tall)
+        if len(parts) == count:
+            options.append(parts)
+    return options
+
+
+def thin_join(mask: np.ndarray, tall: float) -> int | None:
+    """The column where two digits written close together touch (a 1 leaning on a 9): a valley
+    in the column profile with little ink and a digit-high part on each side, or None."""
+    profile = mask.sum(axis=0)
+    width = mask.shape[1]
+    edge = max(1, round(0.12 * tall))
+    if width < 2 * edge + 1 or width < 0.6 * tall:
+        return None
+    inner = profile[edge : width - edge]
+    at = edge + int(np.argmin(inner))
+    if profile[at] > THIN * np.median(profile[profile > 0]):
+        return None
+    for part in (mask[:, :at], mask[:, at:]):
+        rows = np.flatnonzero(part.any(axis=1))
+        if rows.size == 0 or rows[-1] - rows[0] + 1 < 0.75 * tall:
+            return None
+    return at
+
+
+def cut(
+    mask: np.ndarray, edges: list, tall: float = 0.0, slant: float = 0.0, middle: float = 0.0
+) -> list[np.ndarray]:
+    """The mask cut at the given columns (along lines leaning by `slant` columns per row about
+    row `middle`); unchanged when a part would be under 0.4 of a digit high."""
+    r, c = np.indices(mask.shape, sparse=True)
+    x = c - slant * (r - middle)
+    parts = []
+    for left, right in itertools.pairwise(edges):
+        part = mask & (x >= left) & (x < right)
+        if len(edges) > 2:  # slivers of the neighbour that the straight cut took along go
+            labels, n = ndimage.label(part)
+            if n > 1:
+                sizes = np.bincount(labels.ravel())
+                sizes[0] = 0
+                part = np.isin(labels, np.flatnonzero(sizes >= 0.15 * sizes.max()))
+        rows = np.flatnonzero(part.any(axis=1))
+        if rows.size == 0 or rows[-1] - rows[0] + 1 < 0.4 * tall:
+            return [mask]
+        parts.append(part)
+    return parts
+
+
+def segment(
+    source, name: str = "", deskew_digit: bool = False, judge: Judge | None = None
+) -> list[Found]:
+    """The digits of an image of several digits written in a row, left to right, each prepared
+    as MNIST style, with its box in the image's pixels. An empty list when there is no ink.
+
+    Steps: paper removed as in `prepare`; the row straightened (its principal axis); connected
+    components grouped into digits (`groups_of`); groups cut where the column profile has a
+    valley (`split`). With `judge` (prepared digits (N, 28, 28) -> the classifier's trust in
+    each, 0..1, shape (N,)), segmentation is recognition-based (Casey & Lecolinet, 1996):
+    overlapping neighbours are joined when they read better as one digit (`join_broken`), and
+    every plausible cut of a group (`readings`) is read; the reading with the highest product
+    of trust, times `shape_prior` per digit and `EXTRA_DIGIT` per extra digit, wins. Each digit
+    is then cropped, fitted and centred like `prepare`."""
+    gray, size = load_sized(source, name, NUMBER_SIDE)
+    gray = shrink(gray, NUMBER_SIDE)
+    ink, _ = ink_of(gray)
+    found = strokes(ink, min_share=0.03)
+    if found is None:
+        return []
+    angle = row_angle(found[0] > 0)
+    if abs(angle) >= 0.5:
+        ink = ndimage.rotate(ink, angle, reshape=True, order=1, mode="constant")
+        found = strokes(ink, min_share=0.03)
+        if found is None:
+            return []
+    labels, n, _ = found
+    groups = groups_of(labels, n)
+    heights = [np.ptp(np.flatnonzero(m.any(axis=1))) + 1 for m in groups]
+    tall = float(np.median(heights)) if heights else 0.0
+    pad = max(1, round(0.05 * tall))
+    if judge is not None:
+        groups = join_broken(groups, ink, pad, judge)
+    back = rotation_back(ink.shape, gray.shape, angle, size)
+    digits = []
+    for whole in groups:
+        rows, cols = np.flatnonzero(whole.any(axis=1)), np.flatnonzero(whole.any(axis=0))
+        r0, c0 = max(rows[0] - pad, 0), max(cols[0] - pad, 0)
+        window = np.s_[r0 : rows[-1] + pad + 1, c0 : cols[-1] + pad + 1]
+        mask, region = whole[window], ink[window]  # the group and the ink around it
+        if judge is None:
+            parts = split(mask, tall)
+        else:  # recognition-based: the cut whose parts the classifier trusts most
+            options = readings(mask, tall)
+            flat = [part for option in options for part in option]
+            trust = judge(np.stack([to_mnist(crop_digit(region, p, pad)) for p in flat]))
+            trust = trust * np.array([shape_prior(p) for p in flat])
+            ends = np.cumsum([len(option) for option in options])
+            scores = [
+                np.prod(trust[e - len(o) : e]) * EXTRA_DIGIT ** (len(o) - 1)
+                for o, e in zip(options, ends, strict=True)
+            ]
+            parts = options[int(np.argmax(scores))]
+        for part in parts:
+            digit = to_mnist(crop_digit(region, part, pad))
+            rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
+            box = back(c0 + cols[0], r0 + rows[0], c0 + cols[-1] + 1, r0 + rows[-1] + 1)
+            digits.append(Found(deskew(digit) if deskew_digit else digit, box))
+    return digits
+
+
+def join_broken(groups: list[np.ndarray], ink: np.ndarray, pad: int, judge: Judge):
+    """Neighbouring groups whose columns overlap, joined when the judge trusts them more as one
+    digit than as two (a 0 or 9 whose loop broke into two digit-high strokes)."""
+    if len(groups) < 2:
+        return groups
+
+    def span(mask):
+        cols = np.flatnonzero(mask.any(axis=0))
+        return cols[0], cols[-1] + 1
+
+    joined = [groups[0]]
+    for group in groups[1:]:
+        (a0, a1), (b0, b1) = span(joined[-1]), span(group)
+        if min(a1, b1) - max(a0, b0) > 0:
+            both = joined[-1] | group
+            masks = [joined[-1], group, both]
+            trust = judge(np.stack([to_mnist(crop_digit(ink, m, pad)) for m in masks]))
+            trust = trust * np.array([shape_prior(m) for m in masks])
+            if trust[2] > trust[0] * trust[1] * EXTRA_DIGIT:
+                joined[-1] = both
+                continue
+        joined.append(group)
+    return joined
+
+
+def rotation_back(shape, original_shape, angle: float, size: tuple[int, int]):
+    """A function taking a box in the straightened working image back to the input's pixels."""
+    (h, w), (oh, ow) = shape, original_shape
+    theta = np.radians(angle)
+    cos, sin = np.cos(theta), np.sin(theta)
+    scale_x, scale_y = size[0] / ow, size[1] / oh
+
+    def back(x0, y0, x1, y1) -> tuple[int, int, int, int]:
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+        dx, dy = corners[:, 0] - w / 2, corners[:, 1] - h / 2
+        # ndimage.rotate turned the image by angle; turn the points back about the centre
+        x = cos * dx - sin * dy + ow / 2
+        y = sin * dx + cos * dy + oh / 2
+        return (
+            max(0, int(np.floor(x.min() * scale_x))),
+            max(0, int(np.floor(y.min() * scale_y))),
+            min(size[0], int(np.ceil(x.max() * scale_x))),
+            min(size[1], int(np.ceil(y.max() * scale_y))),
+        )
+
+    return back

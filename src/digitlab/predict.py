@@ -25,6 +25,15 @@ def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
     return ev.softmax(logits, float(info.get("temperature", 1.0)))
 
 
+def describe(source) -> str:
+    """A name for an image in messages: its path, or what kind of object it is."""
+    if isinstance(source, bytes | bytearray):
+        return "image"
+    if isinstance(source, np.ndarray):
+        return "array"
+    return str(source)
+
+
 class Predictor:
     """A finished run loaded once, for reading many images (the CLI and the web server use it).
 
@@ -45,6 +54,14 @@ class Predictor:
         """(N, K) probabilities for prepared uint8 digits (N, 28, 28)."""
         return classify(self.model, self.info, np.asarray(digits, np.uint8))
 
+    def trust(self, digits: np.ndarray) -> np.ndarray:
+        """How sure the model is of each prepared digit, on a 0..1 scale where 1 is as sure as it
+        ever is (a model trained with label smoothing never goes above 1 - e + e/K): the judge
+        that `ink.segment` uses to choose where to cut touching digits."""
+        smoothing = float(self.info.get("train_config", {}).get("label_smoothing", 0.0))
+        ceiling = 1 - smoothing + smoothing / len(self.classes)
+        return np.minimum(self.probabilities(digits).max(axis=1) / ceiling, 1.0)
+
     def answer(self, p: np.ndarray, top: int = 3) -> dict:
         """One probability vector as status, label, confidence and the top-k classes."""
         order = np.argsort(-p)[: max(1, top)]
@@ -58,12 +75,13 @@ class Predictor:
 
     def read_many(self, sources: list, top: int = 3, deskew: bool = False) -> list[dict]:
         """Each image read as one digit; the prepared digits go through the model as one batch."""
-        prepared = [ink.prepare(source, str(source), deskew) for source in sources]
+        names = [describe(source) for source in sources]
+        prepared = [ink.prepare(s, name, deskew) for s, name in zip(sources, names, strict=True)]
         found = [d for d, _ in prepared if d is not None]
         probs = iter(self.probabilities(np.stack(found)) if found else [])
         results = []
-        for source, (digit, steps) in zip(sources, prepared, strict=True):
-            entry = {"image": str(source), "steps": steps, "digit": digit}
+        for name, (digit, steps) in zip(names, prepared, strict=True):
+            entry = {"image": name, "steps": steps, "digit": digit}
             if digit is None:
                 entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
             else:
@@ -84,13 +102,16 @@ class Predictor:
         `status` is 'no digit found' when there is no ink, 'unsure' when any digit is unsure.
         `confidence` is the product of the digits' confidences (the chance all are right).
         """
-        found = ink.segment(source, name or str(source))
-        result: dict = {"image": name or str(source), "boxes": [d.box for d in found]}
+        name = name or describe(source)
+        found = ink.segment(source, name, judge=self.trust)
+        result: dict = {"image": name, "boxes": [d.box for d in found]}
         if not found:
             return result | {"status": NO_DIGIT, "number": None, "confidence": 0.0, "digits": []}
         digits = [
             self.answer(p, top) | {"digit": d.digit, "box": d.box}
-            for d, p in zip(found, self.probabilities(np.stack([d.digit for d in found])), strict=True)
+            for d, p in zip(
+                found, self.probabilities(np.stack([d.digit for d in found])), strict=True
+            )
         ]
         unsure = any(d["status"] == "unsure" for d in digits)
         return result | {
