@@ -42,7 +42,7 @@ def test_photos_keep_98_percent_of_plain_accuracy(mlp_run, mnist):
     read = np.mean(
         [r["label"] == str(y) for r, y in zip(results, mnist.test.labels[:n], strict=True)]
     )
-    assert read >= 0.98 * plain, (read, plain)  # measured 0.977 vs 0.990
+    assert read >= 0.98 * plain, (read, plain)  # measured 0.980 vs 0.990
 
 
 def test_prepared_digits_look_like_mnist(mnist):
