@@ -8,7 +8,7 @@ import json
 
 from benchmarks.common import assemble
 
-BENCHMARKS = ["data_load", "numpy_engine", "training", "explore"]
+BENCHMARKS = ["data_load", "numpy_engine", "training", "explore", "predict", "serve_load"]
 SLOW = ["cnn_best"]  # about 45 minutes on 2 cores: run it by name
 
 

@@ -62,7 +62,7 @@ def load_sized(
     With `side`, a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 scale that keeps its longer
     side at least `side` pixels (much faster than decoding in full and then shrinking)."""
     if isinstance(source, np.ndarray):
-        a = np.asarray(source, np.float32)
+        a = np.nan_to_num(np.asarray(source, np.float32), nan=0.0, posinf=255.0, neginf=0.0)
         if a.ndim == 3:
             a = a[..., :3].mean(axis=2)
         if a.ndim != 2 or a.size == 0:
@@ -97,7 +97,7 @@ def load_sized(
         if im.mode.startswith("I;16") or im.mode in ("I", "F"):
             a = np.asarray(im, np.float32)
             top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-            gray = np.clip(a, 0, top) * (255 / top)
+            gray = np.clip(np.nan_to_num(a, nan=0.0), 0, top) * (255 / top)
         else:
             gray = np.asarray(im.convert("L"), np.float32)
     except FileNotFoundError:
@@ -338,7 +338,7 @@ def split_columns(mask: np.ndarray, pieces: int) -> list[int]:
         centre = round(width * i / pieces)
         reach = max(1, round(width / pieces * 0.35))
         lo, hi = max(centre - reach, 1), min(centre + reach, width - 1)
-        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+        cuts.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else centre)
     return cuts
 
 
