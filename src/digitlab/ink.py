@@ -84,7 +84,7 @@ def load_sized(
         im.seek(0)  # animated images: the first frame
         size = im.size
         if side is not None and im.format == "JPEG" and max(im.size) > side:
-            scale = side / max(im.size)
+            scale = 0.75 * side / max(im.size)  # DCT scaling: 1/2, 1/4, 1/8
             im.draft("L", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
         stored = im.size
         im = ImageOps.exif_transpose(im)
