@@ -7,7 +7,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= torch,export,serve,dev
+EXTRAS ?= torch,export,serve,bench,notebooks,dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
