@@ -1,13 +1,16 @@
-"""Shared fixtures: an isolated DIGITLAB_HOME per test, and the real MNIST fetched once."""
+"""Shared fixtures: an isolated DIGITLAB_HOME per test, the real MNIST fetched once, and a
+trained MLP run shared by the tests that read digits, export or serve."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from digitlab import data
+from digitlab import data, runs
+from digitlab.presets import PRESETS
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +36,18 @@ def mnist(mnist_home, monkeypatch) -> data.Dataset:
     """The real MNIST from the session cache; DIGITLAB_HOME points there for this test."""
     monkeypatch.setenv("DIGITLAB_HOME", str(mnist_home))
     return data.load("mnist")
+
+
+@pytest.fixture(scope="session")
+def mlp_run(mnist_home, tmp_path_factory) -> Path:
+    """The `mlp-256-128-64` preset trained on all of MNIST's training set (about 3 s), once per
+    session for the tests that read digits, export or serve a model. Treat it as read-only."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_HOME", str(mnist_home))
+        run = tmp_path_factory.mktemp("runs") / "mlp"
+        preset = PRESETS["mlp-256-128-64"]
+        runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
+    return run
 
 
 def pytest_report_header(config):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -16,20 +15,9 @@ from scipy import ndimage
 
 from digitlab import ink, runs
 from digitlab.predict import classify, read_images
-from digitlab.presets import PRESETS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from photos import photo
-
-
-@pytest.fixture(scope="module")
-def mlp_run(mnist_home, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DIGITLAB_HOME", str(mnist_home))
-        run = tmp_path_factory.mktemp("runs") / "mlp"
-        preset = PRESETS["mlp-256-128-64"]
-        runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
-        yield run
 
 
 def test_photos_keep_98_percent_of_plain_accuracy(mlp_run, mnist):

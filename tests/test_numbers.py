@@ -50,16 +50,6 @@ def cnn_run(mnist_home, tmp_path_factory):
         yield run
 
 
-@pytest.fixture(scope="module")
-def mlp_run(mnist_home, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DIGITLAB_HOME", str(mnist_home))
-        run = tmp_path_factory.mktemp("runs") / "mlp"
-        preset = PRESETS["mlp-256-128-64"]
-        runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
-        yield run
-
-
 def number_of(labels) -> str:
     return "".join(str(int(y)) for y in labels)
 

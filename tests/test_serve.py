@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import io
 import json
 import re
@@ -24,7 +23,6 @@ from PIL import Image
 
 from digitlab import runs
 from digitlab.predict import Predictor
-from digitlab.presets import PRESETS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from photos import photo
@@ -32,16 +30,6 @@ from photos import photo
 DIGITLAB = Path(sys.executable).with_name("digitlab")
 TIMEOUT = 2  # --timeout for the test server: seconds for a request's headers, then its body
 SERVER_ERRORS: list[str] = []  # every 500 a test saw (each fails its test); the log must agree
-
-
-@pytest.fixture(scope="module")
-def mlp_run(mnist_home, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DIGITLAB_HOME", str(mnist_home))
-        run = tmp_path_factory.mktemp("runs") / "mlp"
-        preset = PRESETS["mlp-256-128-64"]
-        runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
-        return run
 
 
 def start_server(run: Path, log: Path, *options: str) -> tuple[subprocess.Popen, list[str], str]:

@@ -7,7 +7,6 @@ DIGITLAB_SCREENSHOTS=1 writes the README's screenshot, docs/images/serve.png.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -19,37 +18,13 @@ import httpx
 import numpy as np
 import pytest
 
-from digitlab import runs
 from digitlab.predict import Predictor
-from digitlab.presets import PRESETS
-from digitlab.report import CHROMIUM, CHROMIUM_FLAGS
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from photos import photo
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITLAB = Path(sys.executable).with_name("digitlab")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does it)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def mlp_run(mnist_home, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DIGITLAB_HOME", str(mnist_home))
-        run = tmp_path_factory.mktemp("runs") / "mlp"
-        preset = PRESETS["mlp-256-128-64"]
-        runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
-        return run
 
 
 @pytest.fixture(scope="module")
