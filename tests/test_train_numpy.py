@@ -114,3 +114,23 @@ def test_numpy_path_never_imports_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_inference_is_safe_from_several_threads_at_once():
+    """logits keeps nothing on the layers: threads reading different images at once get the
+    answers each would get alone (the web server calls one model from a pool of threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from digitlab.engines import numpy_engine
+    from digitlab.presets import PRESETS
+
+    model = numpy_engine.build(PRESETS["cnn-best"].spec, seed=0)
+    rng = np.random.default_rng(0)
+    batches = [
+        rng.normal(size=(int(rng.integers(1, 40)), 1, 28, 28)).astype("f4") for _ in range(24)
+    ]
+    alone = [model.logits(b) for b in batches]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(model.logits, batches * 3))
+    for i, got in enumerate(together):
+        np.testing.assert_array_equal(got, alone[i % len(batches)])

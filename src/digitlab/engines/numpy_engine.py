@@ -72,6 +72,11 @@ class Layer:
     buffers: dict[str, np.ndarray] = {}  # noqa: RUF012
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """The output, keeping on the layer what backward needs."""
+        raise NotImplementedError
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The evaluation-mode output, keeping nothing: safe from several threads at once."""
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -81,6 +86,9 @@ class Layer:
 class Flatten(Layer):
     def forward(self, x, training):
         self.shape = x.shape
+        return self.infer(x)
+
+    def infer(self, x):
         return x.reshape(len(x), -1)
 
     def backward(self, dy, need_dx=True):
@@ -98,6 +106,9 @@ class Dense(Layer):
 
     def forward(self, x, training):
         self.x = x  # (N, in)
+        return self.infer(x)
+
+    def infer(self, x):
         y = x @ self.params["weight"].data.T
         if "bias" in self.params:
             y += self.params["bias"].data
@@ -122,19 +133,30 @@ class Conv2D(Layer):
         if layer.bias:
             self.params["bias"] = Parameter(init_bias(rng, f, c_in * k * k, layer.init, dtype))
 
-    def forward(self, x, training):
+    def columns(self, x):
+        """(cols (N*Ho*Wo, C*k*k), padded input shape, (Ho, Wo))."""
         n, c = x.shape[:2]
         k, s, p = self.k, self.stride, self.pad
         xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
         windows = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (N,C,Ho,Wo,k,k)
-        self.in_shape, self.out_hw = xp.shape, windows.shape[2:4]
-        ho, wo = self.out_hw
-        self.cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * k * k)
+        ho, wo = windows.shape[2:4]
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * k * k)
+        return cols, xp.shape, (ho, wo)
+
+    def apply(self, cols, n, ho, wo):
         weight = self.params["weight"].data
-        y = self.cols @ weight.reshape(len(weight), -1).T  # (N*Ho*Wo, F)
+        y = cols @ weight.reshape(len(weight), -1).T  # (N*Ho*Wo, F)
         if "bias" in self.params:
             y += self.params["bias"].data
         return np.ascontiguousarray(y.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2))
+
+    def forward(self, x, training):
+        self.cols, self.in_shape, self.out_hw = self.columns(x)
+        return self.apply(self.cols, len(x), *self.out_hw)
+
+    def infer(self, x):
+        cols, _, (ho, wo) = self.columns(x)
+        return self.apply(cols, len(x), ho, wo)
 
     def backward(self, dy, need_dx=True):  # dy (N, F, Ho, Wo)
         weight = self.params["weight"]
@@ -166,15 +188,23 @@ class MaxPool2D(Layer):
         self.k = layer.size
         self.stride = layer.size if layer.stride is None else layer.stride
 
-    def forward(self, x, training):
+    def pool(self, x):
+        """(output, argmax within each window)."""
         k, s = self.k, self.stride
         n, c, h, w = x.shape
         ho, wo = (h - k) // s + 1, (w - k) // s + 1
         windows = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s][:, :, :ho, :wo]
         flat = windows.reshape(n, c, ho, wo, k * k)
-        self.argmax = flat.argmax(axis=-1)
+        argmax = flat.argmax(axis=-1)
+        return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0], argmax
+
+    def forward(self, x, training):
+        y, self.argmax = self.pool(x)
         self.x_shape = x.shape
-        return np.take_along_axis(flat, self.argmax[..., None], axis=-1)[..., 0]
+        return y
+
+    def infer(self, x):
+        return self.pool(x)[0]
 
     def backward(self, dy, need_dx=True):
         k, s = self.k, self.stride
@@ -224,6 +254,15 @@ class BatchNorm(Layer):
             "bias"
         ].data.reshape(shape)
 
+    def infer(self, x):
+        shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+        b = self.buffers
+        inv_std = (1 / np.sqrt(b["running_var"] + self.eps)).astype(x.dtype).reshape(shape)
+        x_hat = (x - b["running_mean"].reshape(shape)) * inv_std
+        return x_hat * self.params["weight"].data.reshape(shape) + self.params["bias"].data.reshape(
+            shape
+        )
+
     def backward(self, dy, need_dx=True):
         gamma, beta = self.params["weight"], self.params["bias"]
         dy.sum(axis=self.axes, out=beta.grad)
@@ -257,6 +296,9 @@ class Dropout(Layer):
         )
         return x * self.mask
 
+    def infer(self, x):
+        return x
+
     def backward(self, dy, need_dx=True):
         return dy if self.mask is None else dy * self.mask
 
@@ -266,8 +308,11 @@ class ReLU(Layer):
         self.inplace = inplace  # safe when the layer below keeps no reference to its output
 
     def forward(self, x, training):
-        self.y = np.maximum(x, 0, out=x if self.inplace else None)
+        self.y = self.infer(x)
         return self.y
+
+    def infer(self, x):
+        return np.maximum(x, 0, out=x if self.inplace else None)
 
     def backward(self, dy, need_dx=True):
         return np.multiply(dy, self.y > 0, out=dy)  # dy is ours to overwrite
@@ -281,15 +326,21 @@ class LeakyReLU(Layer):
         self.positive = x > 0
         return np.where(self.positive, x, x * x.dtype.type(self.slope))
 
+    def infer(self, x):
+        return np.where(x > 0, x, x * x.dtype.type(self.slope))
+
     def backward(self, dy, need_dx=True):
         return np.where(self.positive, dy, dy * dy.dtype.type(self.slope))
 
 
 class Sigmoid(Layer):
     def forward(self, x, training):
-        e = np.exp(-np.abs(x))  # never overflows
-        self.y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        self.y = self.infer(x)
         return self.y
+
+    def infer(self, x):
+        e = np.exp(-np.abs(x))  # never overflows
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
     def backward(self, dy, need_dx=True):
         return dy * self.y * (1 - self.y)
@@ -297,8 +348,11 @@ class Sigmoid(Layer):
 
 class Tanh(Layer):
     def forward(self, x, training):
-        self.y = np.tanh(x)
+        self.y = self.infer(x)
         return self.y
+
+    def infer(self, x):
+        return np.tanh(x)
 
     def backward(self, dy, need_dx=True):
         return dy * (1 - self.y * self.y)
@@ -491,14 +545,20 @@ class Model:
         self.rng.bit_generator.state = state
 
     def logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-        """Evaluation-mode logits, in batches to bound memory."""
-        mode, self.training = self.training, False
-        try:
-            return np.concatenate(
-                [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-            )
-        finally:
-            self.training = mode
+        """Evaluation-mode logits, in batches to bound memory. Keeps nothing on the layers, so
+        several threads may call it at once (the web server does)."""
+        return np.concatenate(
+            [self.infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Evaluation-mode logits of one batch, whatever the train/eval mode."""
+        if x.ndim == 3:
+            x = x[:, None]
+        x = np.asarray(x, self.dtype)
+        for layer in self.layers:
+            x = layer.infer(x)
+        return x
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Class probabilities (N, classes), evaluation mode."""
