@@ -3,6 +3,7 @@
 #   make test   create the same environment and run the whole test suite
 #   make lint   ruff check + ruff format --check
 #   make bench  run the benchmarks and write docs/benchmarks.md
+#   make notebooks  run the tutorial notebooks in full and write docs/notebooks/*.ipynb
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -11,7 +12,7 @@ EXTRAS ?= torch,export,serve,bench,notebooks,dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench notebooks clean
 
 venv: $(STAMP)
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: venv
 	$(BIN)/digitlab data fetch mnist
-	$(BIN)/digitlab run
+	$(BIN)/digitlab run --overwrite
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -38,6 +39,9 @@ format: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks
+
+notebooks: venv
+	$(BIN)/python notebooks/run.py --out docs/notebooks
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache src/*.egg-info

@@ -96,7 +96,12 @@ def test_run_main_job_fast_mode(mnist, tmp_path):
     summary = json.loads(result.stdout)
     assert Path(summary["report"]).stat().st_size > 50_000
     assert set(summary["accuracy"]) == {"mlp-256-128-64-numpy", "cnn-small-torch"}
-    human = invoke("run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500")
+    again = invoke("run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500")
+    assert again.exit_code == 1 and "earlier job" in again.output and "--overwrite" in again.output
+    assert Path(summary["report"]).exists()  # the earlier job is kept
+    human = invoke(
+        "run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500", "--overwrite"
+    )
     assert "test accuracy" in human.stdout and "report.html" in human.stdout
 
 

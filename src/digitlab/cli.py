@@ -705,6 +705,47 @@ def export(
     )
 
 
+@app.command("bench")
+@reports_errors
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="One run per contender, fewer epochs: ≤ 5 minutes.")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Benchmark digitlab against scikit-learn, Keras 3, a plain PyTorch loop and onnxruntime.
+
+    Runs the peer suite of a source checkout's benchmarks/ folder (about 12 minutes on 2 cores,
+    `--quick` under 5) and writes benchmarks/results/MACHINE-DATE.json and docs/benchmarks.md.
+
+    Example: digitlab bench --quick
+    """
+    import digitlab
+
+    roots = [Path(digitlab.__file__).resolve().parents[2], Path.cwd().resolve()]
+    root = next((r for r in roots if (r / "benchmarks" / "peers" / "__init__.py").is_file()), None)
+    if root is None:
+        raise DigitlabError(
+            "digitlab bench needs a source checkout (its benchmarks/ folder), and there is none "
+            f"beside {roots[0]} or in {roots[1]}; run it in a clone of the digitlab repository"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks import common, peers
+
+    results = peers.run(quick=quick, on_event=progress)
+    page = common.assemble()
+    if json_out:
+        typer.echo(json.dumps(results, indent=2, default=str))
+        return
+    for v in results["verdicts"]:
+        met = {True: "met", False: "MISSED", None: "not measured"}[v["met"]]
+        note = f" [{v['note']}]" if v["note"] else ""
+        target = f"target ≥ {v['target']}×"
+        typer.echo(f"case {v['case']}: {v['claim']}: {v['measured']} ({target}): {met}{note}")
+    typer.echo(f"wrote {results['results_file']} and {page}")
+
+
 # ---- evaluate, compare, and the main job ----------------------------------------------------
 
 
@@ -816,6 +857,9 @@ def run(
     models: Annotated[
         str, typer.Option(help="Comma-separated PRESET:ENGINE pairs to train and compare.")
     ] = "mlp-256-128-64:numpy,cnn-small:torch",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier job in --out.")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """The main job: data overview, train a NumPy MLP and a PyTorch CNN, evaluate, compare, report.
@@ -827,7 +871,14 @@ def run(
     live = sys.stderr.isatty() and not json_out
     pairs = parse_models(models)
     result = main_job(
-        out, dataset, quick, limit, pairs, callbacks=[Progress(live)], on_event=progress
+        out,
+        dataset,
+        quick,
+        limit,
+        pairs,
+        callbacks=[Progress(live)],
+        on_event=progress,
+        overwrite=overwrite,
     )
     if json_out:
         typer.echo(json.dumps(result, indent=2))

@@ -446,9 +446,11 @@ def main_job(
     models=MAIN_MODELS,
     callbacks=(),
     on_event=None,
+    overwrite: bool = False,
 ) -> dict:
     """Data overview, train each (preset, engine) with its recipe, evaluate, compare (when there
-    are two or more), and write one report.html."""
+    are two or more), and write one report.html. An earlier job's folder is replaced only with
+    `overwrite`."""
     from dataclasses import replace
 
     from digitlab import data
@@ -458,6 +460,13 @@ def main_job(
     if (out / "model.json").exists():
         raise DigitlabError(
             f"--out {out}: is a training run; the main job needs a folder of its own"
+        )
+    earlier = [out / "report.html", *(out / f"{name}-{engine}" for name, engine in models)]
+    found = next((p for p in earlier if p.exists()), None)
+    if found is not None and not overwrite:
+        raise DigitlabError(
+            f"--out {out}: holds an earlier job ({found.name}); pass --overwrite to replace it, "
+            "or choose another --out"
         )
     started = time.perf_counter()
     ds = data.open_dataset(dataset, on_event=on_event)
