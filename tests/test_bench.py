@@ -1,0 +1,139 @@
+"""The peer benchmark suite's plumbing (benchmarks/peers) and `digitlab bench`, on tiny data:
+every contender runs or says why not, and the JSON and the markdown section are written. No
+timing is asserted (CI machines are noisy) and nothing touches the network."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import digitlab
+from digitlab.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks/ lives in the checkout, not in the installed package
+
+from benchmarks import common, peers  # noqa: E402
+from benchmarks.peers import contenders as C  # noqa: E402
+
+runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings(  # inside Keras' torch backend, not ours
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch) -> Path:
+    """Point the suite's outputs (docs/benchmarks/, benchmarks/results/) at a temporary folder."""
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "docs")
+    monkeypatch.setattr(peers, "RESULTS_DIR", tmp_path / "results")
+    return tmp_path
+
+
+def tiny_data(n_train: int = 300, n_test: int = 100) -> C.Data:
+    """Random digits: the plumbing, not the accuracy, is under test."""
+    rng = np.random.default_rng(0)
+    return C.Data(
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_train).astype(np.uint8),
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_test).astype(np.uint8),
+    )
+
+
+def test_smoke_suite_writes_every_contender(outputs):
+    results = peers.run(size="smoke", isolate=False, data=tiny_data(), on_event=lambda m: None)
+    expected = peers.lineup(peers.PLANS["smoke"])
+    for case, names in expected.items():
+        for name in names:
+            entry = results["cases"][case][name]
+            assert "runs" in entry or entry.get("skipped"), (case, name, entry)
+            if "runs" in entry:
+                assert entry["runs"][0]["epochs"], (case, name)
+                assert entry["peak_rss_mib"] > 0 and "cpu_others_share" in entry
+    assert "numpy" in results["cases"]["inference"]["all"]["inference"]
+    if peers.gpu_device() is None:
+        assert "no GPU" in results["cases"]["gpu"]["skipped"]
+    assert {v["case"] for v in results["verdicts"]} == {1, 2, 3, 4}
+
+    written = json.loads(Path(results["results_file"]).read_text())
+    assert written["mode"] == "smoke" and written["versions"]["numpy"] == np.__version__
+    assert written["machine"]["cores"] >= 1
+    section = (outputs / "docs" / "peers.md").read_text()
+    assert "### Targets" in section and "plain PyTorch loop" in section
+    assert "Keras 3 (torch backend)" in section and "onnxruntime" in section
+
+
+def test_a_contender_that_fails_is_recorded_with_its_reason(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'keras'")
+
+    monkeypatch.setattr(peers, "measure", broken)
+    plan = peers.PLANS["smoke"]
+    entry = peers.run_one("mlp", "Keras 3 (torch backend)", plan, "cpu", False, None, print)
+    assert entry["skipped"] == "ImportError: No module named 'keras'"
+
+
+def test_time_to_target_sums_epochs_until_reached():
+    runs = [{"seed": 0, "epochs": [[1.0, 0.97], [2.0, 0.976], [3.0, 0.981]]}]
+    summary = peers.summarise(runs, (0.975, 0.98))
+    assert summary["time_to"]["0.975"]["median_s"] == 3.0
+    assert summary["time_to"]["0.98"]["epochs"] == [3]
+    assert summary["time_to"]["0.98"]["median_s"] == 6.0
+    assert summary["final_acc"]["median"] == 0.981
+
+
+def test_bench_help():
+    result = runner.invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0
+    assert "--quick" in result.stdout and "--json" in result.stdout
+
+
+def test_bench_runs_the_suite(monkeypatch, tmp_path):
+    called = {}
+
+    def fake_run(quick=False, on_event=None):
+        called["quick"] = quick
+        return {"verdicts": [], "results_file": str(tmp_path / "r.json"), "cases": {}}
+
+    monkeypatch.setattr(peers, "run", fake_run)
+    monkeypatch.setattr(common, "assemble", lambda: tmp_path / "benchmarks.md")
+    result = runner.invoke(app, ["bench", "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    assert called == {"quick": True}
+    assert json.loads(result.stdout)["results_file"].endswith("r.json")
+
+
+def test_bench_outside_a_checkout_is_one_line(monkeypatch, tmp_path):
+    fake = tmp_path / "site-packages" / "digitlab" / "__init__.py"
+    monkeypatch.setattr(digitlab, "__file__", str(fake))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["bench"])
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert "needs a source checkout" in result.output
+
+
+def test_gpu_case_is_planned_only_with_a_device():
+    plan = peers.PLANS["quick"]
+    assert "gpu" not in peers.lineup(plan, "cpu")
+    gpu = peers.lineup(plan, "cuda")["gpu"]
+    assert {kwargs.get("device") for _, kwargs, _ in gpu.values()} == {"cuda"}
+    assert "digitlab torch, cnn-best recipe" in gpu
+
+
+def test_a_peer_that_never_reaches_the_target_gives_a_lower_bound():
+    from benchmarks.peers import report
+
+    peer = {"time_to": {"0.98": {"reached": 0, "runs": 1, "median_s": None}},
+            "total_s": {"min": 40.0}, "epochs_run": [15]}  # fmt: skip
+    ratio, text = report.speedup(peer, 4.0, 0.98)
+    assert text.startswith("> 10.0×")
+    assert report.verdict(1, "claim", 8, ratio, text)["met"] is True
+    assert report.verdict(1, "claim", 12, ratio, text)["met"] is None  # undecided, not a miss
+    assert report.verdict(1, "claim", 12, 3.0, "3.0×")["met"] is False
