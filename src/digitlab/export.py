@@ -163,9 +163,12 @@ def onnx_model(spec: ModelSpec, weights: dict[str, np.ndarray], info: dict):
     return model
 
 
-def agreement(onnx_bytes: bytes, run: Path, info: dict, images: np.ndarray) -> dict:
+def agreement(
+    onnx_bytes: bytes, run: Path, info: dict, images: np.ndarray, numpy_model=None
+) -> dict:
     """Probabilities for `images` from onnxruntime, the NumPy engine and the PyTorch engine,
-    compared: labels must agree on every image, probabilities within TOLERANCE."""
+    compared: labels must agree on every image, probabilities within TOLERANCE. `numpy_model`:
+    the run already loaded on the NumPy engine, if the caller has it."""
     ort = _needs("onnxruntime", "export")
     from digitlab.predict import classify
 
@@ -178,7 +181,8 @@ def agreement(onnx_bytes: bytes, run: Path, info: dict, images: np.ndarray) -> d
             for i in range(0, len(pixels), 2048)
         ]
     )
-    from_numpy = classify(runs.load_model(run, engine="numpy"), info, images)
+    numpy_model = numpy_model or runs.load_model(run, engine="numpy")
+    from_numpy = classify(numpy_model, info, images)
     from_torch = classify(runs.load_model(run, engine="torch", device="cpu"), info, images)
     labels = [p.argmax(axis=1) for p in (from_onnx, from_numpy, from_torch)]
     disagree = int(((labels[0] != labels[1]) | (labels[0] != labels[2])).sum())
@@ -205,12 +209,12 @@ def export_onnx(
     out = Path(out) if out is not None else run / "model.onnx"
     if out.is_dir():
         raise ExportError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
-    weights = runs.load_model(run, engine="numpy").state_dict()
-    blob = onnx_model(spec, weights, info).SerializeToString()
+    model = runs.load_model(run, engine="numpy")
+    blob = onnx_model(spec, model.state_dict(), info).SerializeToString()
     ds = data.open_dataset(info["data"]["ref"], on_event=on_event)
     if ds.test is None or len(ds.test) == 0:
         raise ExportError(f"{info['data']['ref']}: no test images to check the export against")
-    check = agreement(blob, run, info, ds.test.images)
+    check = agreement(blob, run, info, ds.test.images, model)
     if not check["agree"]:
         raise ExportError(
             f"{out}: not written: onnxruntime, NumPy and PyTorch disagree on "

@@ -487,19 +487,20 @@ def segment(
         mask, region = whole[window], ink[window]  # the group and the ink around it
         if judge is None:
             parts = split(mask, tall)
+            prepared = [to_mnist(crop_digit(region, part, pad)) for part in parts]
         else:  # recognition-based: the cut whose parts the classifier trusts most
             options = readings(mask, tall)
             flat = [part for option in options for part in option]
-            trust = judge(np.stack([to_mnist(crop_digit(region, p, pad)) for p in flat]))
-            trust = trust * np.array([shape_prior(p) for p in flat])
+            every = [to_mnist(crop_digit(region, part, pad)) for part in flat]
+            trust = judge(np.stack(every)) * np.array([shape_prior(p) for p in flat])
             ends = np.cumsum([len(option) for option in options])
             scores = [
                 np.prod(trust[e - len(o) : e]) * EXTRA_DIGIT ** (len(o) - 1)
                 for o, e in zip(options, ends, strict=True)
             ]
-            parts = options[int(np.argmax(scores))]
-        for part in parts:
-            digit = to_mnist(crop_digit(region, part, pad))
+            best = int(np.argmax(scores))
+            parts, prepared = options[best], every[ends[best] - len(options[best]) : ends[best]]
+        for part, digit in zip(parts, prepared, strict=True):
             rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
             box = back(c0 + cols[0], r0 + rows[0], c0 + cols[-1] + 1, r0 + rows[-1] + 1)
             digits.append(Found(deskew(digit) if deskew_digit else digit, box))
