@@ -38,9 +38,12 @@ def save(name: str, results: dict, markdown: str) -> None:
     } | results
     write_text(RESULTS / f"{name}.json", json.dumps(results, indent=2) + "\n")
     m = results["machine"]
+    blas = f" ({m['blas']})" if m.get("blas") else ""
+    quick = " --quick" if results.get("mode") == "quick" else ""
     footer = (
         f"\n\nMachine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, "
-        f"NumPy {m['numpy']}. Measured {results['date']} with `python -m benchmarks {name}`.\n"
+        f"NumPy {m['numpy']}{blas}. Measured {results['date']} with "
+        f"`python -m benchmarks{quick} {name}`.\n"
     )
     write_text(RESULTS / f"{name}.md", markdown.rstrip() + footer)
 
@@ -50,8 +53,8 @@ def assemble() -> Path:
     sections = [p.read_text() for p in sorted(RESULTS.glob("*.md"))]
     intro = (
         "# Benchmarks\n\nWritten by `make bench` (`python -m benchmarks`); every figure is a "
-        "median of several runs, with the machine it was measured on. Peers run in the same "
-        "process, on the same data, in the same run.\n\n"
+        "median of several runs, with the machine it was measured on. Peers are measured in the "
+        "same run, on the same data and machine, as digitlab.\n\n"
     )
     path = ROOT / "docs" / "benchmarks.md"
     write_text(path, intro + "\n".join(sections))

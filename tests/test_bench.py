@@ -5,6 +5,8 @@ timing is asserted (CI machines are noisy) and nothing touches the network."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,3 +139,40 @@ def test_a_peer_that_never_reaches_the_target_gives_a_lower_bound():
     assert report.verdict(1, "claim", 8, ratio, text)["met"] is True
     assert report.verdict(1, "claim", 12, ratio, text)["met"] is None  # undecided, not a miss
     assert report.verdict(1, "claim", 12, 3.0, "3.0×")["met"] is False
+
+
+def test_a_run_that_stopped_short_shows_the_same_median_in_table_and_verdict():
+    from benchmarks.peers import report
+
+    times = {"median_all_s": 53.0, "median_all_exact": True, "reached": 2, "runs": 3,
+             "median_s": 41.4, "min_s": 29.8, "max_s": 53.0, "epochs": [6, 9]}  # fmt: skip
+    peer = {"time_to": {"0.99": times}, "total_s": {"min": 40.0}, "epochs_run": [9, 12, 9]}
+    cell = report.reach(peer, 0.99)
+    _, text = report.speedup(peer, 10.0, 0.99, verbose=True)
+    assert cell.startswith("53.0 s (median of all runs; 2/3 got there: 29.8–53.0 s)")
+    assert text.startswith("53.0 s ÷ 10.00 s")
+
+
+def test_best_openblas_core_follows_the_cpu_flags():
+    from digitlab.machine import native_openblas_core
+
+    avx512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"}
+    assert native_openblas_core(avx512 | {"avx512_bf16"}) == "Cooperlake"
+    assert native_openblas_core(avx512) == "SkylakeX"
+    assert native_openblas_core({"avx2", "fma", "sse4_2"}) == "Haswell"
+    assert native_openblas_core({"sse2"}) is None
+
+
+def test_a_contender_process_gets_the_blas_kernels_the_suite_names():
+    """The case-4 rerun with the CPU's own kernels works through the child's environment: prove
+    that it reaches OpenBLAS (Sandybridge: AVX kernels, below any CPU this suite runs on)."""
+    pytest.importorskip("threadpoolctl", reason="threadpoolctl reports the OpenBLAS kernels")
+    from digitlab.machine import cpu_flags
+
+    if "avx" not in cpu_flags():
+        pytest.skip("no AVX (or no /proc/cpuinfo) here: the Sandybridge kernels cannot run")
+    code = "from digitlab.machine import blas_kernels; print(blas_kernels())"
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Sandybridge"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    assert "Sandybridge kernels (OPENBLAS_CORETYPE=Sandybridge)" in out.stdout

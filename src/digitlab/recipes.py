@@ -2,6 +2,7 @@
 
     >>> spec, config = RECIPES["seed-gd-150"]          # the seeds' baseline, exactly
     >>> spec, config = RECIPES["numpy-fast"]           # digitlab's recipe for the same network
+    >>> spec, config = RECIPES["keras-128-64-16"]      # and for the seeds' Keras network
 
 The seeds' projects trained [784, 256, 128, 64, 10] (ReLU) from scratch with plain
 gradient descent on the whole training split (80/20 split of the training data) for
@@ -43,6 +44,23 @@ RECIPES: dict[str, tuple[ModelSpec, TrainConfig]] = {
             optimizer="adam",
             lr=1e-3,
             schedule="constant",
+            val_split=0.0,
+            mean=0.0,
+            std=1.0,
+        ),
+    ),
+    # digitlab's recipe for the seeds' Keras network: the same layers, Adam, batch and 100 epochs,
+    # plus a cosine decay of the learning rate and label smoothing 0.1 (measured: 98.08% median
+    # of 3 seeds, 97.98%-98.12%, where the recipe as written gives 97.68%)
+    "keras-128-64-16": (
+        mlp([128, 64, 16], name="mlp-128-64-16", init="glorot_uniform"),
+        TrainConfig(
+            epochs=100,
+            batch_size=1000,
+            optimizer="adam",
+            lr=1e-3,
+            schedule="cosine",
+            label_smoothing=0.1,
             val_split=0.0,
             mean=0.0,
             std=1.0,
