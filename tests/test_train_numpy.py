@@ -134,3 +134,29 @@ def test_inference_is_safe_from_several_threads_at_once():
         together = list(pool.map(model.logits, batches * 3))
     for i, got in enumerate(together):
         np.testing.assert_array_equal(got, alone[i % len(batches)])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_folded_normalisation_gives_the_same_logits(mnist, bias):
+    """`pixel_logits` folds (x/255 - mean)/std into the first Dense layer: the same logits as
+    normalising first, to float32 rounding, in batches that do not divide the images."""
+    from digitlab.train import batches, logits_of
+
+    spec = S.mlp([64, 32], bias=bias)
+    model = ne.build(spec, seed=3)
+    images = mnist.test.images[:1000]
+    mean, std = 0.1307, 0.3081
+    normalised = np.concatenate([x for _, x in batches(images, np.arange(1000), 1000, mean, std)])
+    expected = model.logits(normalised)
+    folded = model.pixel_logits(images, mean, std, batch_size=300)
+    assert folded.shape == (1000, 10) and folded.dtype == np.float32
+    np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4)
+    assert (folded.argmax(1) == expected.argmax(1)).mean() >= 0.999
+    np.testing.assert_array_equal(
+        logits_of(model, images, mean, std), model.pixel_logits(images, mean, std)
+    )
+
+
+def test_networks_that_do_not_open_with_a_dense_layer_are_not_folded():
+    cnn = ne.build(S.ModelSpec(layers=[S.Conv2D(4, 3), S.ReLU(), S.Flatten(), S.Dense(10)]))
+    assert cnn.pixel_logits(np.zeros((2, 28, 28), np.uint8), 0.0, 1.0) is None

@@ -551,6 +551,34 @@ class Model:
             [self.infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
 
+    def pixel_logits(
+        self, images: np.ndarray, mean: float, std: float, batch_size: int = 2048
+    ) -> np.ndarray | None:
+        """Evaluation-mode logits of uint8 images (N, H, W) normalised as (x/255 - mean)/std,
+        for a network that opens with Flatten then Dense: the normalisation is folded into that
+        layer, x (W/(255 std))ᵀ + (b - mean/std ΣW), which saves two passes over the pixels.
+        None for other networks (normalise, then call `logits`). Thread-safe, like `logits`."""
+        if len(self.layers) < 2 or not isinstance(self.layers[0], Flatten):
+            return None
+        dense = self.layers[1]
+        if not isinstance(dense, Dense):
+            return None
+        w = dense.params["weight"].data
+        scaled = w * self.dtype.type(1 / (255 * std))
+        bias = -(mean / std) * w.sum(axis=1, dtype=np.float64)
+        if "bias" in dense.params:
+            bias += dense.params["bias"].data
+        bias = bias.astype(self.dtype)
+        flat = images.reshape(len(images), math.prod(images.shape[1:]))
+        out = []
+        for i in range(0, len(flat), batch_size):
+            x = flat[i : i + batch_size].astype(self.dtype) @ scaled.T
+            x += bias
+            for layer in self.layers[2:]:
+                x = layer.infer(x)
+            out.append(x)
+        return np.concatenate(out) if out else None
+
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Evaluation-mode logits of one batch, whatever the train/eval mode."""
         if x.ndim == 3:
