@@ -10,7 +10,7 @@ import json
 
 from benchmarks.common import assemble
 
-# `make bench`: about 20 minutes on 2 cores, the peer suite (~12) included
+# `make bench`: about 22 minutes on 2 cores, the peer suite (~16) included
 BENCHMARKS = ["data_load", "numpy_engine", "explore", "predict", "serve_load", "peers"]
 # run these by name: cnn_best about 45 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`)

@@ -176,3 +176,14 @@ def test_a_contender_process_gets_the_blas_kernels_the_suite_names():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)  # fmt: skip
     assert "Sandybridge kernels (OPENBLAS_CORETYPE=Sandybridge)" in out.stdout
+
+
+def test_a_contender_process_reports_its_own_peak_memory_not_its_parents():
+    """Linux carries ru_maxrss from parent to child through fork and exec: a contender started
+    by a big `make bench` process would report the parent's peak. VmHWM does not."""
+    big = np.ones(2**26)  # 512 MiB touched in the parent, alive while the child starts
+    code = "from benchmarks.peers import peak_rss_mib; print(peak_rss_mib())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)  # fmt: skip
+    assert float(out.stdout) < 400, f"child peak {out.stdout.strip()} MiB beside a 512 MiB parent"
+    assert big[-1] == 1.0

@@ -159,4 +159,10 @@ def test_folded_normalisation_gives_the_same_logits(mnist, bias):
 
 def test_networks_that_do_not_open_with_a_dense_layer_are_not_folded():
     cnn = ne.build(S.ModelSpec(layers=[S.Conv2D(4, 3), S.ReLU(), S.Flatten(), S.Dense(10)]))
-    assert cnn.pixel_logits(np.zeros((2, 28, 28), np.uint8), 0.0, 1.0) is None
+    assert cnn.pixel_logits(np.zeros((100, 28, 28), np.uint8), 0.0, 1.0) is None
+
+
+def test_a_few_images_are_not_folded_where_folding_costs_more():
+    model = ne.build(S.mlp([64]))
+    assert model.pixel_logits(np.zeros((63, 28, 28), np.uint8), 0.1, 0.3) is None
+    assert model.pixel_logits(np.zeros((64, 28, 28), np.uint8), 0.1, 0.3).shape == (64, 10)

@@ -1,6 +1,6 @@
 """digitlab against the libraries users would pick instead (issue 9), in one run on one machine.
 
-    python -m benchmarks peers            # full: about 12 minutes on 2 cores
+    python -m benchmarks peers            # full: about 16 minutes on 2 cores
     python -m benchmarks --quick peers    # quick: one run each, case 2 at 20 epochs, ≤ 5 min
     digitlab bench [--quick] [--json]
 
@@ -18,7 +18,7 @@ Cases (MNIST 60,000 / 10,000; same normalisation, layers, seeds for every conten
 5. On a GPU, when there is one: case 3 there, and the `cnn-best` recipe.
 
 How it is measured: each contender runs in its own fresh Python process (nothing warm from
-another contender; its peak memory is that process's peak RSS, `ru_maxrss`, imports and data
+another contender; its peak memory is that process's peak RSS, VmHWM, imports and data
 included, with its RSS after the warm-up beside it). In that process: one warm-up run of one
 epoch on 2,000 images, then `repeats` timed runs with seeds 0, 1, 2, ... (the same seeds for
 every contender). Time to a target is the sum of epoch times up to the first epoch whose test
@@ -161,6 +161,15 @@ def measure(case: str, name: str, plan: Plan, d: C.Data, device: str = "cpu") ->
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM belongs to the process's own memory map, so a
+    child of a big parent starts from zero; ru_maxrss (the fallback off Linux) does not: Linux
+    carries it over from the parent through fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

@@ -192,7 +192,7 @@ def markdown(r: dict) -> str:
         f"the same for all) after a one-epoch warm-up on {plan['warmup_train']:,} images, each "
         f"contender in a fresh process; MNIST {plan['n_train']:,} train / {plan['n_test']:,} test. "
         "Times are sums of epoch wall-clock times (test accuracy scored after each epoch, off the "
-        "clock); median (min–max). Peak RSS is the contender's whole process (`ru_maxrss`: "
+        "clock); median (min–max). Peak RSS is the contender's whole process (VmHWM: "
         "interpreter, libraries, data), with the growth beyond its RSS after the warm-up (libraries and data loaded) in brackets. "
         "*Others' CPU* is the share of the machine's CPU time that other processes used while the "
         f"contender ran (load average before the suite: {load[0]:.2f}); above ~10% the figure is "

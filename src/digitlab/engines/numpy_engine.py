@@ -557,13 +557,17 @@ class Model:
         """Evaluation-mode logits of uint8 images (N, H, W) normalised as (x/255 - mean)/std,
         for a network that opens with Flatten then Dense: the normalisation is folded into that
         layer, x (W/(255 std))ᵀ + (b - mean/std ΣW), which saves two passes over the pixels.
-        None for other networks (normalise, then call `logits`). Thread-safe, like `logits`."""
+        None for other networks, and for fewer images than the layer has units, where folding
+        (a pass over the weights) costs more than it saves: normalise, then call `logits`.
+        Thread-safe, like `logits`."""
         if len(self.layers) < 2 or not isinstance(self.layers[0], Flatten):
             return None
         dense = self.layers[1]
         if not isinstance(dense, Dense):
             return None
         w = dense.params["weight"].data
+        if len(images) < len(w):
+            return None
         scaled = w * self.dtype.type(1 / (255 * std))
         bias = -(mean / std) * w.sum(axis=1, dtype=np.float64)
         if "bias" in dense.params:
