@@ -226,6 +226,31 @@ def test_train_with_flags_and_a_toml_config(mnist, tmp_path):
     assert "epoch 3/3" in result.stderr or "epoch 3/3" in result.output
 
 
+def test_train_a_named_recipe_keeps_its_settings(mnist, tmp_path):
+    """`--recipe keras-128-64-16`: the seeds' Keras network and settings, plus digitlab's cosine
+    decay and label smoothing, recorded in the run (shortened by flags to stay fast)."""
+    out = tmp_path / "keras"
+    result = invoke("train", "--recipe", "keras-128-64-16", "--epochs", "5", "--limit", "10000",
+                    "--out", str(out), "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "model.json").read_text())
+    config = info["train_config"]
+    assert (config["optimizer"], config["batch_size"], config["schedule"]) == (
+        "adam",
+        1000,
+        "cosine",
+    )
+    assert config["label_smoothing"] == 0.1 and config["epochs"] == 5
+    assert [layer.get("units") for layer in info["spec"]["layers"] if layer["type"] == "Dense"] == [
+        128,
+        64,
+        16,
+        10,
+    ]
+    accuracy = json.loads(result.stdout)["test_acc"]
+    assert accuracy > 0.7  # 9,000 images, 45 steps (measured 0.82); chance is 0.1
+
+
 def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
     bad_spec = tmp_path / "bad.json"
     bad_spec.write_text(
