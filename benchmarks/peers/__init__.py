@@ -67,7 +67,7 @@ class Plan:
 
 PLANS = {
     "full": Plan("full", 3, 15, 100, 12, 5, 1000),
-    "quick": Plan("quick", 1, 12, 20, 8, 3, 300),
+    "quick": Plan("quick", 1, 10, 20, 7, 3, 300),
     "smoke": Plan("smoke", 1, 1, 1, 1, 1, 5, n_train=500, n_test=200, warmup_train=100),
 }
 
