@@ -12,7 +12,7 @@ from benchmarks.common import assemble
 
 # `make bench`: about 22 minutes on 2 cores, the peer suite (~16) included
 BENCHMARKS = ["data_load", "numpy_engine", "explore", "predict", "serve_load", "peers"]
-# run these by name: cnn_best about 45 minutes; training about 6 (its cnn-small and Keras-recipe
+# run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`)
 SLOW = ["cnn_best", "training"]
 

@@ -139,6 +139,8 @@ def test_a_peer_that_never_reaches_the_target_gives_a_lower_bound():
     assert report.verdict(1, "claim", 8, ratio, text)["met"] is True
     assert report.verdict(1, "claim", 12, ratio, text)["met"] is None  # undecided, not a miss
     assert report.verdict(1, "claim", 12, 3.0, "3.0×")["met"] is False
+    _, text = report.speedup(peer, 40.0 / 16.89, 0.98)  # a lower bound of 16.89 rounds down
+    assert text.startswith("> 16.8×")
 
 
 def test_a_run_that_stopped_short_shows_the_same_median_in_table_and_verdict():

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+
 from benchmarks.peers.contenders import KERAS_OURS
 
 RECIPE_CONTENDERS = ("digitlab numpy, numpy-fast recipe", "digitlab torch, numpy-fast recipe")
@@ -39,7 +41,7 @@ def speedup(
     bound = t.get("median_all_s", peer["total_s"]["min"]) / ours  # runs that stopped short
     # count as their whole time
     got = f"{t['reached']}/{t['runs']} runs at {target:.1%} within {max(peer['epochs_run'])} epochs"
-    return -bound, f"> {bound:.1f}× ({got})"
+    return -bound, f"> {math.floor(bound * 10) / 10:.1f}× ({got})"  # a lower bound rounds down
 
 
 def verdict(case, claim, target, ratio, text, note="") -> dict:
