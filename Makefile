@@ -1,18 +1,20 @@
 # digitlab: every set-up step a new user or CI needs, in one place.
 #   make demo   create .venv, install digitlab (pinned), fetch MNIST, run the main job
-#   make test   create the same environment and run the whole test suite
-#   make lint   ruff check + ruff format --check
+#   make test   create the same environment and run the fast test suite (about 5 minutes)
+#   make test-slow  the minutes-long accuracy checks (the best CNN on photos and numbers)
+#   make lint   ruff check + ruff format --check + import-linter (the layers)
 #   make bench  run the benchmarks and write docs/benchmarks.md
 #   make notebooks  run the tutorial notebooks in full and write docs/notebooks/*.ipynb
+#   make docs   build the documentation site (MkDocs, strict) into site/
 
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= torch,export,serve,bench,notebooks,dev
+EXTRAS ?= torch,export,serve,bench,notebooks,docs,dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv demo test lint format bench notebooks clean
+.PHONY: venv demo test test-slow lint format bench notebooks docs clean
 
 venv: $(STAMP)
 
@@ -29,9 +31,13 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-slow: venv
+	$(BIN)/python -m pytest -m slow --timeout 1200 $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -43,5 +49,10 @@ bench: venv
 notebooks: venv
 	$(BIN)/python notebooks/run.py --out docs/notebooks
 
+# --strict: any warning (a broken link or anchor, an API object that cannot be found) fails.
+# NO_MKDOCS_2_WARNING only silences mkdocs-material's end-of-life banner.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) build site .pytest_cache .ruff_cache src/*.egg-info

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import save
-from digitlab.eda import explore_dataset
+from digitlab.jobs.explore import explore_dataset
 
 
 def run() -> dict:

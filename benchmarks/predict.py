@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import ROOT, median_seconds, save
-from digitlab import data, runs
+from digitlab import data, jobs, runs
 from digitlab.predict import Predictor, classify
 from digitlab.presets import PRESETS
 
@@ -62,7 +62,7 @@ def throughput(run: Path, images: np.ndarray) -> dict:
     import onnxruntime
     import torch
 
-    from digitlab.export import onnx_model
+    from digitlab.jobs.export import onnx_model
     from digitlab.spec import ModelSpec
 
     info = runs.read_info(run)
@@ -96,7 +96,7 @@ def run() -> dict:
         for path, name, engine in ((mlp, "mlp-256-128-64", "numpy"), (cnn, "cnn-small", "torch")):
             preset = PRESETS[name]
             config = dataclasses.replace(preset.config, val_split=0.0)
-            runs.start(path, preset.spec, engine, config, device="cpu")
+            jobs.start(path, preset.spec, engine, config, device="cpu")
         reader = Predictor(mlp)
         picks = rng.choice(len(ds.test), 300, replace=False)
         digits = ds.test.images[picks]

@@ -145,12 +145,12 @@ def start_server(run: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
 
 def trained_mlp(folder: Path) -> Path:
     """mlp-256-128-64 trained on all of MNIST's training images (about 3 s)."""
-    from digitlab import runs
+    from digitlab import jobs
     from digitlab.presets import PRESETS
 
     preset = PRESETS["mlp-256-128-64"]
     run = folder / "mlp"
-    runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
+    jobs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
     return run
 
 

@@ -18,8 +18,7 @@ import statistics
 from benchmarks.common import save
 from digitlab import data
 from digitlab.engines import get_engine
-from digitlab.presets import PRESETS
-from digitlab.recipes import RECIPES
+from digitlab.presets import PRESETS, RECIPES
 from digitlab.train import fit
 
 

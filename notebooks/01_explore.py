@@ -33,8 +33,8 @@ import numpy as np
 from IPython.display import Image, display
 
 import digitlab
-from digitlab import eda_plots, plots
 from digitlab import explore as ex
+from digitlab import explore_plots, plots
 
 FAST = os.environ.get("DIGITLAB_FAST") == "1"
 
@@ -81,7 +81,7 @@ balance = ex.class_balance(train.labels, test.labels, ds.classes)
 print("train counts:", balance["train"])
 print("test counts: ", balance["test"])
 print("largest imbalance:", balance["largest_imbalance"])
-show(eda_plots.class_balance_bars(balance, ds.classes))
+show(explore_plots.class_balance_bars(balance, ds.classes))
 
 # %% [markdown]
 # ## The average digit
@@ -92,9 +92,9 @@ show(eda_plots.class_balance_bars(balance, ds.classes))
 
 # %%
 means, stds = ex.class_means(train.images, train.labels, 10)
-show(eda_plots.class_mean_images(means, stds, ds.classes))
+show(explore_plots.class_mean_images(means, stds, ds.classes))
 similarity = ex.cosine_similarity(means)
-show(eda_plots.similarity_heatmap(similarity, ds.classes))
+show(explore_plots.similarity_heatmap(similarity, ds.classes))
 for pair in ex.most_similar_pairs(similarity, ds.classes, limit=3):
     print(f"{pair['a']} and {pair['b']}: similarity {pair['similarity']:.3f}")
 
@@ -109,7 +109,7 @@ for pair in ex.most_similar_pairs(similarity, ds.classes, limit=3):
 pixels = ex.pixel_stats(train.images)
 print(f"blank share: {pixels['blank_share']:.1%}, always blank: {pixels['always_blank']} pixels")
 print(f"normalisation: mean {pixels['mean']:.4f}, std {pixels['std']:.4f}")
-show(eda_plots.pixel_figure(pixels))
+show(explore_plots.pixel_figure(pixels))
 
 # %% [markdown]
 # ## Ink: size, position, slant and thickness
@@ -121,7 +121,7 @@ show(eda_plots.pixel_figure(pixels))
 
 # %%
 ink = ex.ink_stats(train.images)
-show(eda_plots.ink_distributions(ink, train.labels, ds.classes, ex.INK_FIELDS))
+show(explore_plots.ink_distributions(ink, train.labels, ds.classes, ex.INK_FIELDS))
 for row in ex.per_class_medians(ink, train.labels, ds.classes)[:3]:
     print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
 
@@ -139,7 +139,7 @@ started = time.perf_counter()
 fit_idx = ex.stratified_sample(train.labels, 5_000 if FAST else 10_000)
 fit = ex.pca(train.images[fit_idx].astype(np.float32) / 255)
 print(f"components for 90% of the variance: {fit['for_90']}, for 95%: {fit['for_95']}")
-show(eda_plots.pca_variance(fit["explained"], fit["for_90"], fit["for_95"]))
+show(explore_plots.pca_variance(fit["explained"], fit["for_90"], fit["for_95"]))
 
 # %%
 from sklearn.manifold import TSNE  # noqa: E402 (only this cell needs it)
@@ -148,7 +148,7 @@ sample = ex.stratified_sample(train.labels, 600 if FAST else 2_000, seed=1)
 features = ex.project(train.images[sample].astype(np.float32) / 255, fit, 50)
 xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(features)
 show(
-    eda_plots.embedding_scatter(
+    explore_plots.embedding_scatter(
         {"PCA (2 components)": features[:, :2], "t-SNE": xy}, train.labels[sample], ds.classes
     )
 )

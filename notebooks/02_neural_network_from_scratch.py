@@ -36,7 +36,7 @@ import digitlab
 from digitlab import plots
 from digitlab import spec as S
 from digitlab.engines import numpy_engine
-from digitlab.preprocess import normalise, to_float
+from digitlab.preprocess import normalise
 from digitlab.train import TrainConfig, fit
 
 FAST = os.environ.get("DIGITLAB_FAST") == "1"
@@ -48,7 +48,7 @@ def show(fig) -> None:
 
 
 ds = digitlab.load("mnist")
-x_test = normalise(to_float(ds.test.images))  # float32 (10000, 1, 28, 28), mean 0, std 1
+x_test = normalise(ds.test.images)  # float32 (10000, 1, 28, 28), mean 0, std 1
 y_test = ds.test.labels
 
 # %% [markdown]
@@ -79,7 +79,7 @@ print("parameters in all:", sum(p.data.size for p in model.parameters()))
 # `model.logits`, which does the same loop.
 
 # %%
-x = normalise(to_float(ds.train.images[:8]))  # (8, 1, 28, 28)
+x = normalise(ds.train.images[:8])  # (8, 1, 28, 28)
 labels = ds.train.labels[:8]
 h = x
 for layer in model.layers:
@@ -181,7 +181,7 @@ print(f"largest relative error: {worst:.1e}")
 # %%
 n_train = 10_000 if FAST else 60_000
 images, targets = ds.train.images[:n_train], ds.train.labels[:n_train]
-x_train = normalise(to_float(images))
+x_train = normalise(images)
 model = numpy_engine.build(spec, seed=0)
 lr, batch = 0.1, 64
 losses = []

@@ -37,9 +37,8 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-from digitlab import pipeline, runs
-from digitlab.presets import PRESETS
-from digitlab.recipes import RECIPES
+from digitlab import jobs
+from digitlab.presets import PRESETS, RECIPES
 
 FAST = os.environ.get("DIGITLAB_FAST") == "1"
 LIMIT = 5_000 if FAST else None  # training images; None = all 60,000
@@ -56,7 +55,7 @@ def quick(config, epochs: int = 2):
 #
 # A model is a `ModelSpec` (layers as data) plus a `TrainConfig` (typed training settings).
 # `digitlab.presets.PRESETS` holds named models with a recipe each (`digitlab models` lists
-# them); `digitlab.recipes.RECIPES` holds the seeds' recipes, reproduced exactly.
+# them); `digitlab.RECIPES` holds the seeds' recipes, reproduced exactly.
 
 # %%
 for name, preset in PRESETS.items():
@@ -89,7 +88,7 @@ for name, (spec, engine, config) in contenders.items():
 results = {}
 for name, (spec, engine, config) in contenders.items():
     started = time.perf_counter()
-    _, history, test = runs.start(
+    _, history, test = jobs.start(
         RUNS / name, spec, engine, config, limit=LIMIT, overwrite=True, preset=name
     )
     results[name] = test
@@ -106,11 +105,11 @@ for name, (spec, engine, config) in contenders.items():
 #
 # ## Evaluate
 #
-# `pipeline.evaluate_run` (the CLI's `digitlab evaluate RUN`) computes the metrics, draws the
+# `jobs.evaluate_run` (the CLI's `digitlab evaluate RUN`) computes the metrics, draws the
 # figures into `RUN/figures/` and writes `RUN/report.html`. We look at the CNN's figures.
 
 # %%
-metrics = {name: pipeline.evaluate_run(RUNS / name) for name in contenders}
+metrics = {name: jobs.evaluate_run(RUNS / name) for name in contenders}
 for name, m in metrics.items():
     print(
         f"{name:15} accuracy {m['accuracy']:.2%}, loss {m['loss']:.3f}, "
@@ -159,14 +158,14 @@ figure("cnn-small", "reliability")
 # %% [markdown]
 # ## Compare
 #
-# `pipeline.compare_runs` (`digitlab compare RUN RUN ...`) puts the runs side by side: model,
+# `jobs.compare_runs` (`digitlab compare RUN RUN ...`) puts the runs side by side: model,
 # engine, parameters, training time, inference speed and test accuracy. For each pair it runs
 # McNemar's exact test on the same test images: it counts the images that one model gets
 # right and the other wrong, and asks whether that split could be chance. A small p-value
 # means the difference in accuracy is real, not luck of the test set.
 
 # %%
-comparison = pipeline.compare_runs([RUNS / name for name in contenders], RUNS / "compare")
+comparison = jobs.compare_runs([RUNS / name for name in contenders], RUNS / "compare")
 print(f"{'run':15} {'engine':6} {'params':>9} {'train s':>8} {'images/s':>10} {'accuracy':>9}")
 for r in comparison["runs"]:
     print(

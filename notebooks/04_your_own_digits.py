@@ -36,8 +36,8 @@ from IPython.display import display
 from PIL import Image
 
 import digitlab
-from digitlab import ink, plots, runs
-from digitlab.export import export_onnx
+from digitlab import ink, jobs, plots
+from digitlab.jobs.export import export_onnx
 from digitlab.predict import Predictor
 from digitlab.presets import PRESETS
 
@@ -62,7 +62,7 @@ def show(fig) -> None:
 # %%
 preset = PRESETS["cnn-small"]
 config = dataclasses.replace(preset.config, epochs=2) if FAST else preset.config
-_, history, test = runs.start(
+_, history, test = jobs.start(
     RUN, preset.spec, "torch", config, limit=10_000 if FAST else None, overwrite=True
 )
 print(f"cnn-small: {len(history.rows)} epochs, test accuracy {test['acc']:.2%}")

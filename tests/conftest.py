@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digitlab import data, runs
+from digitlab import data, jobs
 from digitlab.presets import PRESETS
 
 
@@ -46,7 +46,7 @@ def mlp_run(mnist_home, tmp_path_factory) -> Path:
         mp.setenv("DIGITLAB_HOME", str(mnist_home))
         run = tmp_path_factory.mktemp("runs") / "mlp"
         preset = PRESETS["mlp-256-128-64"]
-        runs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
+        jobs.start(run, preset.spec, "numpy", dataclasses.replace(preset.config, val_split=0.0))
     return run
 
 

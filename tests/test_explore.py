@@ -94,7 +94,7 @@ def test_nearest_neighbours_match_brute_force():
 
 
 def test_explore_job_on_imported_data(mnist, tmp_path):
-    from digitlab.eda import explore_dataset
+    from digitlab.jobs.explore import explore_dataset
 
     np.savez(
         tmp_path / "small.npz",

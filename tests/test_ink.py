@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
 from pathlib import Path
@@ -104,7 +105,8 @@ def test_bad_images_are_one_line_errors(tmp_path, monkeypatch):
             ink.prepare(tmp_path / name)
     with pytest.raises(ink.ImageError, match="no such file"):
         ink.prepare(tmp_path / "missing.png")
-    monkeypatch.setattr(ink, "MAX_PIXELS", 100 * 100)  # the guard, without a 400-megapixel file
+    # the guard, without a 400-megapixel file (the module: `ink.prepare` is its function)
+    monkeypatch.setattr(importlib.import_module("digitlab.ink.prepare"), "MAX_PIXELS", 100 * 100)
     with pytest.raises(ink.ImageError, match="too large"):
         ink.prepare(encode(Image.new("L", (200, 200), 255), "PNG"), "big.png")
 

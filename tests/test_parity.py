@@ -88,7 +88,7 @@ def twins(spec: S.ModelSpec, seed: int = 0):
 
 def batch(spec: S.ModelSpec, n: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
-    x = rng.random((n, *spec.input_shape), dtype=np.float32)
+    x = rng.standard_normal((n, *spec.input_shape), dtype=np.float32)  # normalised pixels
     return x, rng.integers(0, spec.num_classes, n)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from digitlab import pipeline, runs
+from digitlab import jobs, runs
 from digitlab import spec as S
 from digitlab.train import TrainConfig
 
@@ -29,7 +29,9 @@ class Collector(HTMLParser):
                 self.urls.append(value)
 
 
-def assert_self_contained(path: Path, min_images: int) -> Collector:
+def assert_self_contained(path: Path, min_images: int, links: int = 0) -> Collector:
+    """Nothing fetched or run; every image inside; `links` relative links to reports beside it,
+    each of which exists."""
     html = path.read_text()
     parsed = Collector()
     parsed.feed(html)
@@ -40,7 +42,10 @@ def assert_self_contained(path: Path, min_images: int) -> Collector:
     )  # nothing executable or fetched
     assert len(parsed.images) >= min_images
     assert all(src.startswith("data:image/png;base64,") for src in parsed.images)
-    assert all(u.startswith(("#", "data:")) for u in parsed.urls), parsed.urls
+    reports = [u for u in parsed.urls if u.endswith(".html") and "://" not in u]
+    assert len(reports) == links and all((path.parent / u).is_file() for u in reports), reports
+    others = [u for u in parsed.urls if u not in reports]
+    assert all(u.startswith(("#", "data:")) for u in others), others
     assert "http://" not in html and "https://" not in html
     return parsed
 
@@ -52,7 +57,7 @@ def two_runs(mnist_home, tmp_path_factory):
         folder = tmp_path_factory.mktemp("runs")
         config = TrainConfig(epochs=2, val_split=0.1, lr=0.1, label_smoothing=0.1)
         for seed in (0, 1):
-            runs.start(
+            jobs.start(
                 folder / f"mlp-{seed}",
                 S.mlp([64], name="mlp-64"),
                 "numpy",
@@ -64,7 +69,7 @@ def two_runs(mnist_home, tmp_path_factory):
 
 def test_evaluate_writes_metrics_figures_and_a_report(two_runs, mnist):
     run = two_runs / "mlp-0"
-    m = pipeline.evaluate_run(run)
+    m = jobs.evaluate_run(run)
     saved = json.loads((run / "metrics.json").read_text())
     assert (
         saved["accuracy"] == m["accuracy"] > 0.85
@@ -79,13 +84,13 @@ def test_evaluate_writes_metrics_figures_and_a_report(two_runs, mnist):
 
 def test_calibration_is_fitted_on_validation_and_used_afterwards(two_runs, mnist):
     run = two_runs / "mlp-1"
-    m = pipeline.evaluate_run(run, calibrate=True)
+    m = jobs.evaluate_run(run, calibrate=True)
     info = json.loads((run / "model.json").read_text())
     assert info["temperature"] == m["temperature"] != 1.0
     assert m["ece"] <= m["ece_uncalibrated"] + 0.005
-    assert pipeline.evaluate_run(run)["temperature"] == info["temperature"]  # kept for later
+    assert jobs.evaluate_run(run)["temperature"] == info["temperature"]  # kept for later
     test_metrics = (run / "metrics.json").read_text()
-    val = pipeline.evaluate_run(run, split="val")
+    val = jobs.evaluate_run(run, split="val")
     assert val["split"] == "val" and val["n"] == 300
     assert (run / "metrics.json").read_text() == test_metrics  # the test split's file is untouched
     assert json.loads((run / "metrics-val.json").read_text())["split"] == "val"
@@ -93,7 +98,7 @@ def test_calibration_is_fitted_on_validation_and_used_afterwards(two_runs, mnist
 
 
 def test_compare_two_seeds(two_runs, tmp_path, mnist):
-    result = pipeline.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], tmp_path / "cmp")
+    result = jobs.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], tmp_path / "cmp")
     assert [r["name"] for r in result["runs"]] == ["mlp-0", "mlp-1"]
     assert result["seeds"][0]["runs"] == 2 and 0 <= result["seeds"][0]["accuracy"]["std"] < 0.05
     test = result["mcnemar"][0]
@@ -106,12 +111,11 @@ def test_compare_two_seeds(two_runs, tmp_path, mnist):
 
 
 def test_the_main_job_in_fast_mode(mnist, tmp_path):
-    result = pipeline.main_job(tmp_path / "main", quick=True, limit=2000)
+    result = jobs.main_job(tmp_path / "main", quick=True, limit=2000)
     assert set(result["accuracy"]) == {"mlp-256-128-64-numpy", "cnn-small-torch"}
     assert all(acc > 0.65 for acc in result["accuracy"].values())  # measured 0.76 and 0.80
-    parsed = assert_self_contained(
-        Path(result["report"]), 1 + 2 * 3 + 1
-    )  # data, 3 per model, curves
+    # data, 3 per model, curves; a link to each model's own report
+    parsed = assert_self_contained(Path(result["report"]), 1 + 2 * 3 + 1, links=2)
     assert len(parsed.images) == 8
 
 
@@ -119,11 +123,11 @@ def test_evaluate_errors(two_runs, tmp_path):
     from digitlab.errors import DigitlabError
 
     with pytest.raises(DigitlabError, match="--split 'train'"):
-        pipeline.evaluate_run(two_runs / "mlp-0", split="train")
+        jobs.evaluate_run(two_runs / "mlp-0", split="train")
     with pytest.raises(runs.RunError, match="no such run directory"):
-        pipeline.evaluate_run(tmp_path / "nope")
+        jobs.evaluate_run(tmp_path / "nope")
     with pytest.raises(DigitlabError, match="at least two runs"):
-        pipeline.compare_runs([two_runs / "mlp-0"], tmp_path / "c")
+        jobs.compare_runs([two_runs / "mlp-0"], tmp_path / "c")
 
 
 def test_compare_refuses_mixed_datasets_duplicates_and_run_folders(two_runs, tmp_path, mnist):
@@ -131,12 +135,10 @@ def test_compare_refuses_mixed_datasets_duplicates_and_run_folders(two_runs, tmp
 
     fashion = tmp_path / "fashion"
     if Path("/usr/share/datasets/fashion-mnist").is_dir():
-        runs.start(
-            fashion, S.mlp([8]), "numpy", TrainConfig(epochs=1), dataset="fashion-mnist", limit=500
-        )
+        jobs.start(fashion, S.mlp([8]), "numpy", TrainConfig(epochs=1), "fashion-mnist", limit=500)
         with pytest.raises(DigitlabError, match="was trained on fashion-mnist"):
-            pipeline.compare_runs([two_runs / "mlp-0", fashion], tmp_path / "c")
+            jobs.compare_runs([two_runs / "mlp-0", fashion], tmp_path / "c")
     with pytest.raises(DigitlabError, match="the same run is given twice"):
-        pipeline.compare_runs([two_runs / "mlp-0", two_runs / "mlp-0"], tmp_path / "c")
+        jobs.compare_runs([two_runs / "mlp-0", two_runs / "mlp-0"], tmp_path / "c")
     with pytest.raises(DigitlabError, match="is a training run"):
-        pipeline.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], two_runs / "mlp-1")
+        jobs.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], two_runs / "mlp-1")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from digitlab import runs
+from digitlab import jobs, runs
 from digitlab import spec as S
 from digitlab.train import Callback, TrainConfig, TrainingDiverged
 
@@ -47,7 +47,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_a_run_directory_holds_everything(mnist, tmp_path):
-    model, _, test = runs.start(
+    model, _, test = jobs.start(
         tmp_path / "r", SPEC, "numpy", dataclasses.replace(CONFIG, epochs=2), limit=1000
     )
     run = tmp_path / "r"
@@ -72,14 +72,14 @@ def test_a_run_directory_holds_everything(mnist, tmp_path):
     assert len(runs.read_history(run).rows) == 2
     assert json.loads((run / "checkpoint" / "latest.json").read_text())["epoch"] == 2
     loaded = runs.load_model(run)
-    x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((5, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(loaded.logits(x), model.logits(x))
     assert not any(p.name.endswith(".tmp") for p in run.rglob("*"))
 
 
 def test_weights_move_between_engines_through_a_run(mnist, tmp_path):
     pytest.importorskip("torch")
-    model, _, _ = runs.start(
+    model, _, _ = jobs.start(
         tmp_path / "t",
         SPEC,
         "torch",
@@ -172,9 +172,9 @@ class StopAfter(Callback):
 def test_torch_engine_resume_is_exact_on_cpu(mnist, tmp_path):
     pytest.importorskip("torch")
     config = dataclasses.replace(CONFIG, epochs=4)
-    runs.start(tmp_path / "whole", SPEC, "torch", config, limit=800, device="cpu")
+    jobs.start(tmp_path / "whole", SPEC, "torch", config, limit=800, device="cpu")
     with pytest.raises(KeyboardInterrupt):
-        runs.start(
+        jobs.start(
             tmp_path / "cut",
             SPEC,
             "torch",
@@ -183,7 +183,7 @@ def test_torch_engine_resume_is_exact_on_cpu(mnist, tmp_path):
             device="cpu",
             callbacks=[StopAfter(2)],
         )
-    runs.resume(tmp_path / "cut", device="cpu")
+    jobs.resume(tmp_path / "cut", device="cpu")
     assert_same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
@@ -195,7 +195,7 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_epoch(mnis
     with pytest.raises(
         TrainingDiverged, match=r"NaN or infinite in epoch 2.*checkpoint of epoch 1 is kept"
     ):
-        runs.start(tmp_path / "nan", S.mlp([32]), "numpy", config, limit=2000)
+        jobs.start(tmp_path / "nan", S.mlp([32]), "numpy", config, limit=2000)
     latest = json.loads((tmp_path / "nan" / "checkpoint" / "latest.json").read_text())
     assert latest["epoch"] == 1 and np.isfinite(latest["history"][0]["train_loss"])
     info = json.loads((tmp_path / "nan" / "model.json").read_text())
@@ -204,17 +204,17 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_epoch(mnis
 
 def test_existing_runs_are_never_overwritten_silently(mnist, tmp_path):
     config = TrainConfig(epochs=1, val_split=0.0)
-    runs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
+    jobs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
     before = (tmp_path / "r" / "model.safetensors").read_bytes()
     with pytest.raises(runs.RunError, match=r"already holds a run; continue it with --resume"):
-        runs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
+        jobs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
     assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
     with pytest.raises(runs.RunError, match="already finished"):
-        runs.resume(tmp_path / "r")
+        jobs.resume(tmp_path / "r")
 
 
 def test_damaged_run_files_are_named(mnist, tmp_path):
-    runs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1, val_split=0.0), limit=300)
+    jobs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1, val_split=0.0), limit=300)
     (tmp_path / "r" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(runs.RunError, match=r"model.safetensors: does not match the checksum"):
         runs.load_model(tmp_path / "r")
@@ -226,13 +226,13 @@ def test_damaged_run_files_are_named(mnist, tmp_path):
 
 
 def test_overwrite_clears_the_old_run_before_training(mnist, tmp_path):
-    from digitlab import pipeline
+    from digitlab import jobs
 
     run = tmp_path / "r"
-    runs.start(run, S.mlp([16]), "numpy", TrainConfig(epochs=1), limit=600)
-    pipeline.evaluate_run(run)
+    jobs.start(run, S.mlp([16]), "numpy", TrainConfig(epochs=1), limit=600)
+    jobs.evaluate_run(run)
     with pytest.raises(KeyboardInterrupt):
-        runs.start(
+        jobs.start(
             run,
             S.mlp([16]),
             "numpy",
@@ -246,12 +246,12 @@ def test_overwrite_clears_the_old_run_before_training(mnist, tmp_path):
     }
     assert leftovers == set()  # nothing of the first run mixes with the second
     with pytest.raises(runs.RunError, match="training did not finish; continue it with"):
-        pipeline.evaluate_run(run)
+        jobs.evaluate_run(run)
 
 
 def test_corrupted_final_weights_are_detected(mnist, tmp_path):
     run = tmp_path / "r"
-    runs.start(run, S.mlp([16]), "numpy", TrainConfig(epochs=1), limit=600)
+    jobs.start(run, S.mlp([16]), "numpy", TrainConfig(epochs=1), limit=600)
     raw = bytearray((run / "model.safetensors").read_bytes())
     raw[-1000:-900] = b"\xff" * 100  # damage the weights, keep the header
     (run / "model.safetensors").write_bytes(bytes(raw))
@@ -263,18 +263,19 @@ def test_a_validation_split_that_holds_nothing_is_an_error(mnist, tmp_path):
     from digitlab.errors import DigitlabError
 
     with pytest.raises(DigitlabError, match=r"--val-split 0\.1: holds out no image of 5"):
-        runs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1), limit=5)
+        jobs.start(tmp_path / "r", S.mlp([8]), "numpy", TrainConfig(epochs=1), limit=5)
 
 
 def test_json_safe_handles_numpy_and_non_finite_values():
+    from digitlab.atomic import json_safe
+
     value = {"a": np.array([1.5, np.nan]), "b": np.int64(3), "c": [np.float32(np.inf), 2.0]}
-    assert runs.json_safe(value) == {"a": [1.5, None], "b": 3, "c": [None, 2.0]}
+    assert json_safe(value) == {"a": [1.5, None], "b": 3, "c": [None, 2.0]}
 
 
 def test_logits_of_empty_input_has_one_column_per_class():
-    from digitlab.engines import numpy_engine
-    from digitlab.train import logits_of
+    from digitlab.engines import build, logits
 
-    model = numpy_engine.build(S.mlp([8]), seed=0)
-    assert logits_of(model, np.zeros((0, 28, 28), np.uint8), 0.1307, 0.3081).shape == (0, 10)
-    assert logits_of(model, np.zeros((3, 28, 28), np.uint8), 0.1307, 0.3081).shape == (3, 10)
+    model = build(S.mlp([8]), "numpy", seed=0)
+    assert logits(model, np.zeros((0, 28, 28), np.uint8)).shape == (0, 10)
+    assert logits(model, np.zeros((3, 28, 28), np.uint8)).shape == (3, 10)

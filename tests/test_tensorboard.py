@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digitlab import runs
+from digitlab import jobs
 from digitlab.spec import mlp
 from digitlab.tensorboard import EventWriter, crc32c
 from digitlab.train import TrainConfig
@@ -22,7 +22,7 @@ def test_tensorboard_reads_our_scalars(mnist, tmp_path):
     from digitlab.tensorboard import TensorBoard
 
     config = TrainConfig(epochs=3, val_split=0.1)
-    _, history, _ = runs.start(
+    _, history, _ = jobs.start(
         tmp_path / "r",
         mlp([16]),
         "numpy",

@@ -19,7 +19,9 @@ def test_auto_device_is_cpu_without_an_accelerator():
 
 def test_compiled_model_trains_and_keeps_plain_state_dict_names():
     model = te.build(S.mlp([32]), seed=0, device="cpu", compile=True)
-    x = torch.from_numpy(np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32))
+    x = torch.from_numpy(
+        np.random.default_rng(0).standard_normal((64, 1, 28, 28), dtype=np.float32)
+    )
     y = torch.arange(64) % 10
     opt = te.make_optimizer(model, "sgd", 0.1, momentum=0.9)
     first, _ = model.train_step(x, y, opt)

@@ -11,7 +11,7 @@ import pytest
 
 from digitlab import spec as S
 from digitlab.engines import numpy_engine as ne
-from digitlab.recipes import RECIPES
+from digitlab.presets import RECIPES
 from digitlab.train import TrainConfig, evaluate_loss_acc, fit
 
 
@@ -108,7 +108,7 @@ def test_unknown_optimizer_is_refused(bad):
 def test_numpy_path_never_imports_torch():
     code = (
         "import sys, numpy as np; import digitlab.engines.numpy_engine as ne, digitlab.train, "
-        "digitlab.recipes; from digitlab.spec import mlp; "
+        "digitlab.presets; from digitlab.spec import mlp; "
         "m = ne.build(mlp([8]), seed=0); m.predict_proba(np.zeros((2, 1, 28, 28), np.float32)); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
@@ -140,21 +140,19 @@ def test_inference_is_safe_from_several_threads_at_once():
 def test_folded_normalisation_gives_the_same_logits(mnist, bias):
     """`pixel_logits` folds (x/255 - mean)/std into the first Dense layer: the same logits as
     normalising first, to float32 rounding, in batches that do not divide the images."""
-    from digitlab.train import batches, logits_of
+    from digitlab.engines import logits
+    from digitlab.preprocess import normalise
 
     spec = S.mlp([64, 32], bias=bias)
     model = ne.build(spec, seed=3)
     images = mnist.test.images[:1000]
     mean, std = 0.1307, 0.3081
-    normalised = np.concatenate([x for _, x in batches(images, np.arange(1000), 1000, mean, std)])
-    expected = model.logits(normalised)
+    expected = model.logits(normalise(images, mean, std))
     folded = model.pixel_logits(images, mean, std, batch_size=300)
     assert folded.shape == (1000, 10) and folded.dtype == np.float32
     np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4)
     assert (folded.argmax(1) == expected.argmax(1)).mean() >= 0.999
-    np.testing.assert_array_equal(
-        logits_of(model, images, mean, std), model.pixel_logits(images, mean, std)
-    )
+    np.testing.assert_array_equal(logits(model, images), model.pixel_logits(images, mean, std))
 
 
 def test_networks_that_do_not_open_with_a_dense_layer_are_not_folded():

@@ -74,8 +74,7 @@ PLANS = {
 
 def lineup(plan: Plan, device: str = "cpu") -> dict[str, dict[str, tuple]]:
     """case -> contender -> (trainer, keyword arguments, max epochs)."""
-    from digitlab.presets import PRESETS
-    from digitlab.recipes import RECIPES
+    from digitlab.presets import PRESETS, RECIPES
     from digitlab.train import TrainConfig
 
     fast_spec, fast = RECIPES["numpy-fast"]

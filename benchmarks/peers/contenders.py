@@ -256,9 +256,9 @@ def inference(d: Data, repeats: int, latency_calls: int, seed: int = 0) -> dict:
 
     from benchmarks.common import median_seconds
     from digitlab.engines import numpy_engine, torch_engine
-    from digitlab.export import onnx_model
+    from digitlab.jobs.export import onnx_model
     from digitlab.predict import classify
-    from digitlab.recipes import RECIPES
+    from digitlab.presets import RECIPES
     from digitlab.train import fit
 
     spec, config = RECIPES["numpy-fast"]

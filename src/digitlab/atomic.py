@@ -4,16 +4,21 @@ A reader never sees a half-written file, and a crash leaves the old file intact.
 
     >>> with atomic_write("cache/labels.idx") as f:
     ...     f.write(payload)
+    >>> write_json("runs/cnn/metrics.json", metrics)     # NumPy values and NaN made JSON-safe
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+import numpy as np
 
 _UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -47,3 +52,21 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Atomically replace `path` with `text` (UTF-8)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(value):
+    """JSON-ready: NumPy arrays and scalars as Python values, NaN and infinities as null."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], value) -> None:
+    """Atomically replace `path` with `value` as indented JSON (made safe by `json_safe`)."""
+    write_text(path, json.dumps(json_safe(value), indent=2) + "\n")

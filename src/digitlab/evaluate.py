@@ -13,7 +13,6 @@ import math
 import statistics
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -22,6 +21,25 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) int64 counts: row = true class, column = predicted class."""
+    flat = np.asarray(labels, np.int64) * k + np.asarray(predicted, np.int64)
+    return np.bincount(flat, minlength=k * k).reshape(k, k)
+
+
+def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined,
+    as scikit-learn's zero_division=0)."""
+    tp = np.diag(confusion).astype(np.float64)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        both = precision + recall
+        f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+    return precision, recall, f1, support
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
@@ -58,10 +76,8 @@ def metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     predicted = probs.argmax(axis=1)
     ranked = np.argsort(-probs, axis=1)
     loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=np.arange(k), zero_division=0
-    )
-    confusion = confusion_matrix(labels, predicted, labels=np.arange(k))
+    confusion = confusion_matrix(labels, predicted, k)
+    precision, recall, f1, support = per_class_scores(confusion)
     row_sums = confusion.sum(axis=1, keepdims=True)
     calibration = reliability(probs, labels)
     return {

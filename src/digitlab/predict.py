@@ -12,17 +12,36 @@ import numpy as np
 
 from digitlab import evaluate as ev
 from digitlab import ink, runs
-from digitlab.train import logits_of
+from digitlab.engines import logits
+from digitlab.preprocess import check_images
 
 UNSURE_BELOW = 0.6  # default: below this top probability the answer is "unsure"
 NO_DIGIT = "no digit found"
+ERROR = "error"  # an unreadable image: its answer holds the one-line reason under "error"
+
+
+def prepare_or_error(source, name: str, deskew: bool):
+    """ink.prepare's (digit, steps), or (the ImageError, {}) for an image that cannot be read."""
+    try:
+        return ink.prepare(source, name, deskew)
+    except ink.ImageError as e:
+        return e, {}
+
+
+class Reading(dict):
+    """One answer (a plain dict: status, label, confidence, top, ...) whose repr leaves out the
+    images it carries, so a notebook shows `Reading('7', 99.1%, ok)`, not 200 lines of arrays."""
+
+    def __repr__(self) -> str:
+        what = self["number"] if "number" in self else self.get("label")
+        confidence = self.get("confidence") or 0.0
+        status, image = self.get("status"), self.get("image")
+        return f"Reading({what!r}, {confidence:.1%}, {status}, image={image!r})"
 
 
 def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
     """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained."""
-    pre = info["preprocessing"]
-    logits = logits_of(model, digits, pre["mean"], pre["std"])
-    return ev.softmax(logits, float(info.get("temperature", 1.0)))
+    return ev.softmax(logits(model, digits), float(info.get("temperature", 1.0)))
 
 
 def describe(source) -> str:
@@ -43,6 +62,7 @@ class Predictor:
     """
 
     def __init__(self, run, unsure_below: float | None = None) -> None:
+        self.run = str(run)
         self.info = runs.read_info(run)
         runs.require_finished(run, self.info)
         self.model = runs.load_model(run, engine="numpy")
@@ -50,9 +70,14 @@ class Predictor:
         default = self.info.get("unsure_below", UNSURE_BELOW)
         self.unsure_below = float(default if unsure_below is None else unsure_below)
 
+    def __repr__(self) -> str:
+        name = self.info["spec"].get("name") or "custom"
+        return f"Predictor({self.run!r}: {name}, {len(self.classes)} classes)"
+
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
-        """(N, K) probabilities for prepared uint8 digits (N, 28, 28)."""
-        return classify(self.model, self.info, np.asarray(digits, np.uint8))
+        """(N, K) probabilities for prepared uint8 digits (N, 28, 28), MNIST style (0 =
+        background); anything else is refused with a message saying what it got."""
+        return classify(self.model, self.info, check_images(digits, "digits"))
 
     def trust(self, digits: np.ndarray) -> np.ndarray:
         """How sure the model is of each prepared digit, on a 0..1 scale where 1 is as sure as it
@@ -74,19 +99,25 @@ class Predictor:
         }
 
     def read_many(self, sources: list, top: int = 3, deskew: bool = False) -> list[dict]:
-        """Each image read as one digit; the prepared digits go through the model as one batch."""
+        """Each image read as one digit; the prepared digits go through the model as one batch.
+        An unreadable image gets status 'error' and its reason; the others are still read."""
         names = [describe(source) for source in sources]
-        prepared = [ink.prepare(s, name, deskew) for s, name in zip(sources, names, strict=True)]
-        found = [d for d, _ in prepared if d is not None]
+        prepared = [
+            prepare_or_error(s, name, deskew) for s, name in zip(sources, names, strict=True)
+        ]
+        found = [d for d, _ in prepared if isinstance(d, np.ndarray)]
         probs = iter(self.probabilities(np.stack(found)) if found else [])
         results = []
         for name, (digit, steps) in zip(names, prepared, strict=True):
             entry = {"image": name, "steps": steps, "digit": digit}
-            if digit is None:
+            if isinstance(digit, ink.ImageError):  # this file alone fails; the batch goes on
+                entry |= {"status": ERROR, "error": str(digit), "label": None, "digit": None}
+                entry |= {"confidence": 0.0, "top": []}
+            elif digit is None:
                 entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
             else:
                 entry |= self.answer(next(probs), top)
-            results.append(entry)
+            results.append(Reading(entry))
         return results
 
     def read(self, source, name: str = "", top: int = 3, deskew: bool = False) -> dict:
@@ -106,7 +137,9 @@ class Predictor:
         found = ink.segment(source, name, judge=self.trust)
         result: dict = {"image": name, "boxes": [d.box for d in found]}
         if not found:
-            return result | {"status": NO_DIGIT, "number": None, "confidence": 0.0, "digits": []}
+            return Reading(
+                result | {"status": NO_DIGIT, "number": None, "confidence": 0.0, "digits": []}
+            )
         digits = [
             self.answer(p, top) | {"digit": d.digit, "box": d.box}
             for d, p in zip(
@@ -114,12 +147,15 @@ class Predictor:
             )
         ]
         unsure = any(d["status"] == "unsure" for d in digits)
-        return result | {
-            "status": "unsure" if unsure else "ok",
-            "number": "".join(d["label"] for d in digits),
-            "confidence": float(np.prod([d["confidence"] for d in digits])),
-            "digits": digits,
-        }
+        return Reading(
+            result
+            | {
+                "status": "unsure" if unsure else "ok",
+                "number": "".join(d["label"] for d in digits),
+                "confidence": float(np.prod([d["confidence"] for d in digits])),
+                "digits": digits,
+            }
+        )
 
 
 def read_images(
@@ -127,3 +163,10 @@ def read_images(
 ) -> list[dict]:
     """Per image: status ('ok', 'unsure', 'no digit found'), label, confidence, top-k, steps."""
     return Predictor(run, unsure_below).read_many(sources, top, deskew)
+
+
+def read(image, run, top: int = 3, number: bool = False) -> Reading:
+    """Read one image (a path, bytes, or a uint8 array) with a finished run: one digit, or with
+    `number` a row of digits. Load a Predictor once instead to read many images."""
+    reader = Predictor(run)
+    return reader.read_number(image, top=top) if number else reader.read(image, top=top)

@@ -1,26 +1,110 @@
-"""From uint8 digits to what a network eats, in NumPy: scale, normalise, one-hot, split.
+"""From uint8 digits to what a network eats: THE normalisation, the input check, the split.
 
->>> x = to_float(ds.train.images)                      # float32 (N, 1, 28, 28) in [0, 1]
+>>> x = normalise(ds.train.images)                # float32 (N, 1, 28, 28), mean 0, std 1
 >>> train_idx, val_idx = stratified_split(ds.train.labels, 0.1, seed=0)
+
+Images live as the dataset holds them, uint8 (N, 28, 28) with 0 = background, everywhere a
+user can hand them over. They become floats in one place only: `normalise` (or `to_float`
+then `standardise`, when augmentation works on [0, 1] pixels in between). Both engines and
+every job call these; `standardise` works in place on NumPy arrays and torch tensors alike.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from digitlab.errors import DigitlabError
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training pixels scaled to [0, 1]
+
+
+def check_images(images, what: str = "images", side: int | None = 28) -> np.ndarray:
+    """`images` as uint8 (N, H, W), or a DigitlabError saying what was given and what is wanted.
+
+    Integer arrays holding only 0..255 are converted; floats are refused, because a float
+    image is ambiguous (0..1, 0..255 or already normalised) and guessing gives wrong answers
+    silently."""
+    a = np.asarray(images)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    shape = f"(N, {side}, {side})" if side else "(N, H, W)"
+    if a.ndim == 2 and (side is None or a.shape == (side, side)):
+        raise DigitlabError(f"{what}: got one image of shape {a.shape}; pass a batch {shape}")
+    if a.ndim != 3 or (side is not None and a.shape[1:] != (side, side)):
+        raise DigitlabError(f"{what}: expected uint8 {shape}, got an array of shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind in "iu":
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise DigitlabError(
+                f"{what}: {a.dtype} values {a.min()}..{a.max()} do not fit pixels 0..255"
+            )
+        return a.astype(np.uint8)
+    if a.dtype.kind == "f":
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        hint = (
+            "they look like pixels / 255: pass (x * 255).round().astype(np.uint8)"
+            if lo >= 0 and hi <= 1
+            else "pass the dataset's own uint8 images; digitlab normalises them itself"
+        )
+        raise DigitlabError(
+            f"{what}: expected uint8 pixels 0..255 (0 = background), got {a.dtype} values in "
+            f"[{lo:.3g}, {hi:.3g}]; {hint}"
+        )
+    raise DigitlabError(f"{what}: expected uint8 pixels 0..255, got dtype {a.dtype}")
+
+
+def check_labels(labels, n: int, num_classes: int, what: str = "labels") -> np.ndarray:
+    """`labels` as int (N,) in 0..num_classes-1 for N images, or a DigitlabError that says why."""
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise DigitlabError(f"{what}: expected shape ({n},) for {n} images, got {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise DigitlabError(f"{what}: expected integer class indices, got dtype {y.dtype}")
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise DigitlabError(
+            f"{what}: values {y.min()}..{y.max()} outside the model's classes 0..{num_classes - 1}"
+        )
+    return y
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
     x = images.astype(np.float32)
     x *= np.float32(1 / 255)
-    return x[:, None]
+    return x[:, None] if x.ndim == 3 else x
 
 
-def normalise(x: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
-    """(x - mean) / std, float32."""
-    return ((x - np.float32(mean)) * np.float32(1 / std)).astype(np.float32, copy=False)
+def standardise(x, mean: float = MNIST_MEAN, std: float = MNIST_STD):
+    """(x - mean) / std in place, for float32 pixels in [0, 1] (NumPy array or torch tensor)."""
+    x -= np.float32(mean) if isinstance(x, np.ndarray) else mean
+    x *= np.float32(1 / std) if isinstance(x, np.ndarray) else 1 / std
+    return x
+
+
+def normalise(images: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), (x / 255 - mean) / std: what a model eats."""
+    return standardise(to_float(images), mean, std)
+
+
+def as_normalised(x, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
+    """What a model's `logits` accepts: uint8 images (N, H, W), normalised here, or floats that
+    are already normalised (N, 1, H, W). Floats that cannot be normalised input (nothing below
+    zero, where normalised background lies: raw pixels, or pixels / 255) are refused, not
+    misread."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return normalise(x if x.ndim == 3 else x.reshape(-1, *x.shape[-2:]), mean, std)
+    if x.dtype.kind != "f":
+        raise DigitlabError(f"expected uint8 images or normalised floats, got dtype {x.dtype}")
+    background = -mean / std  # where a 0 pixel lands
+    if mean > 0 and x.size and float(x.min()) >= 0 and float(x.max()) > 0:
+        lo, hi = float(x.min()), float(x.max())
+        raise DigitlabError(
+            f"got {x.dtype} values in [{lo:.3g}, {hi:.3g}], which are not normalised input "
+            f"(background would be {background:.3g}); pass the uint8 images 0..255 instead"
+        )
+    return x[:, None] if x.ndim == 3 else x
 
 
 def one_hot(labels: np.ndarray, num_classes: int = 10) -> np.ndarray:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import jinja2
 
+from digitlab.version import __version__
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 # Headless Chromium (Debian's package) as the browser tests and README screenshots open reports;
@@ -42,9 +44,12 @@ def section(
     text: str = "",
     table: tuple[list, list] | None = None,
     figures: list[tuple[str, bytes]] = (),
+    links: list[tuple[str, str]] = (),
 ) -> dict:
-    """A report section: a paragraph, a table (header, rows) and figures (caption, PNG bytes)."""
+    """A report section: a paragraph, a table (header, rows), figures (caption, PNG bytes) and
+    links (text, relative URL) to other reports."""
     return {
+        "links": [{"text": t, "href": href} for t, href in links],
         "id": "".join(c if c.isalnum() else "-" for c in title.lower()),
         "title": title,
         "text": text,
@@ -61,7 +66,6 @@ def render(
     headline: list[tuple[str, str]] = (),
 ) -> str:
     """The report as one HTML string."""
-    from digitlab import __version__
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined

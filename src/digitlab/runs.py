@@ -29,11 +29,12 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from digitlab.atomic import write_bytes, write_text
-from digitlab.engines import get_engine
+from digitlab.atomic import write_bytes, write_json, write_text
+from digitlab.engines import build
 from digitlab.errors import DigitlabError
 from digitlab.spec import ModelSpec, SpecError
 from digitlab.train import Callback, History, TrainConfig, Trainer
+from digitlab.version import __version__
 
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 FORMAT = 1
@@ -44,26 +45,11 @@ class RunError(DigitlabError):
 
 
 def _version() -> str:
-    from digitlab import __version__
-
     return __version__
 
 
-def json_safe(value):
-    """JSON-ready: NumPy arrays and scalars as Python values, NaN and infinities as null."""
-    if isinstance(value, np.ndarray | np.generic):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def _write_json(path: Path, value) -> None:
-    write_text(path, json.dumps(json_safe(value), indent=2) + "\n")
+    write_json(path, value)
 
 
 def _read_json(path: Path) -> dict:
@@ -262,7 +248,7 @@ def load_model(run: str | os.PathLike[str], engine: str | None = None, device: s
         spec = ModelSpec.from_dict(info["spec"])
     except SpecError as e:
         raise RunError(f"{run / 'model.json'}: {e}") from None
-    model = _build(spec, engine or info["engine"], 0, "cpu" if engine == "numpy" else device, False)
+    model = build(spec, engine or info["engine"], 0, "cpu" if engine == "numpy" else device)
     weights = _load_arrays(run / "model.safetensors", info.get("weights_sha256"))
     bad = [k for k, v in weights.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
     if bad:
@@ -274,139 +260,7 @@ def load_model(run: str | os.PathLike[str], engine: str | None = None, device: s
         raise RunError(
             f"{run / 'model.safetensors'}: does not fit the spec in model.json ({why})"
         ) from None
+    pre = info["preprocessing"]
+    model.mean, model.std = float(pre["mean"]), float(pre["std"])  # what logits() normalises with
     model.eval()
     return model
-
-
-# ---- training into a run directory ----------------------------------------------------------
-
-
-def _build(spec: ModelSpec, engine: str, seed: int, device: str, compile: bool):
-    module = get_engine(engine)
-    if engine == "numpy":
-        if compile:
-            raise DigitlabError("--compile needs the torch engine (--engine torch)")
-        if device not in ("auto", "cpu"):
-            raise DigitlabError(f"--device {device}: the numpy engine runs on the CPU only")
-        return module.build(spec, seed=seed)
-    return module.build(spec, seed=seed, device=device, compile=compile)
-
-
-def _training_data(dataset: str, limit: int | None, on_event=None):
-    from digitlab import data
-
-    ds = data.open_dataset(dataset, on_event=on_event)
-    if ds.train.labels is None or len(ds.train) == 0:
-        raise DigitlabError(f"{dataset}: training needs labeled training images")
-    if limit is not None and limit < 1:
-        raise DigitlabError(f"--limit {limit}: must be at least 1")
-    images, labels = ds.train.images[:limit], ds.train.labels[:limit]
-    info = {
-        "dataset": ds.name,
-        "ref": dataset,
-        "source": ds.source,
-        "verified": ds.verified,
-        "limit": limit,
-        "train_images": len(images),
-    }
-    return ds, images, labels, info
-
-
-def _train(run: Path, model, trainer: Trainer, ds, data_info: dict, extra: dict) -> tuple:
-    from digitlab.train import TrainingDiverged
-
-    try:
-        history = trainer.run()
-    except (TrainingDiverged, KeyboardInterrupt) as e:
-        reason = str(e) or "interrupted"
-        _write_json(
-            run / "model.json",
-            model_info(
-                model,
-                trainer.config,
-                data_info,
-                ds.classes,
-                False,
-                trainer.history,
-                extra | {"stopped": reason},
-            ),
-        )
-        raise
-    test_loss, test_acc = (
-        model.evaluate(ds.test.images, ds.test.labels, trainer.config.mean, trainer.config.std)
-        if ds.test.labels is not None and len(ds.test)
-        else (None, None)
-    )
-    extra = extra | {
-        "test": {"loss": test_loss, "acc": test_acc},
-        "stopped_early": trainer.stopped_early,
-    }
-    save_run(run, model, trainer.config, history, data_info, ds.classes, True, extra)
-    return model, history, extra["test"]
-
-
-def start(
-    out: str | os.PathLike[str],
-    spec: ModelSpec,
-    engine: str,
-    config: TrainConfig,
-    dataset: str = "mnist",
-    limit: int | None = None,
-    device: str = "auto",
-    compile: bool = False,
-    overwrite: bool = False,
-    callbacks=(),
-    on_event=None,
-    preset: str | None = None,
-) -> tuple:
-    """Train a new model into run directory `out`; returns (model, history, test metrics)."""
-    run = Path(out)
-    if (run / "model.json").exists() and not overwrite:
-        raise RunError(
-            f"{run}: already holds a run; continue it with --resume {run}, "
-            "or pass --overwrite to replace it"
-        )
-    if run.exists() and not run.is_dir():
-        raise RunError(f"{run}: exists and is not a folder")
-    config.validate()
-    spec.validate()
-    ds, images, labels, data_info = _training_data(dataset, limit, on_event)
-    if spec.num_classes < len(ds.classes) or spec.input_shape != (1, 28, 28):
-        raise DigitlabError(
-            f"the model expects {spec.num_classes} classes of {spec.input_shape} "
-            f"images; {ds.name} has {len(ds.classes)} classes of (1, 28, 28)"
-        )
-    model = _build(spec, engine, config.seed, device, compile)
-    run.mkdir(parents=True, exist_ok=True)
-    clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
-    extra = {"preset": preset, "device": str(getattr(model, "device", "cpu"))}
-    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
-    _write_json(
-        run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
-    )
-    return _train(run, model, trainer, ds, data_info, extra)
-
-
-def resume(run: str | os.PathLike[str], device: str = "auto", callbacks=(), on_event=None) -> tuple:
-    """Continue an unfinished run from its last checkpoint; same weights as if never stopped."""
-    run = Path(run)
-    info = read_info(run)
-    if info["training"]["finished"]:
-        raise RunError(f"{run}: this run already finished; train a new one with --out")
-    if not (run / "checkpoint" / "latest.json").exists():
-        raise RunError(
-            f"{run / 'checkpoint' / 'latest.json'}: missing, so there is nothing to resume from; "
-            f"train it again with --out {run} --overwrite"
-        )
-    arrays, meta = load_checkpoint(run)
-    config = TrainConfig.from_dict(meta["config"])
-    spec = ModelSpec.from_dict(info["spec"])
-    data_info = info["data"]
-    ds, images, labels, _ = _training_data(data_info["ref"], data_info["limit"], on_event)
-    model = _build(spec, info["engine"], config.seed, device, False)
-    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
-    trainer.load_state_dict(arrays, meta)
-    extra = {k: info[k] for k in ("preset", "device") if k in info} | {
-        "resumed_from_epoch": trainer.epoch
-    }
-    return _train(run, model, trainer, ds, data_info, extra)

@@ -23,7 +23,7 @@ from digitlab.augment import AUGMENTATIONS
 from digitlab.engines import get_engine
 from digitlab.engines.schedules import SCHEDULES, Schedule
 from digitlab.errors import DigitlabError
-from digitlab.preprocess import MNIST_MEAN, MNIST_STD, stratified_split
+from digitlab.preprocess import MNIST_MEAN, MNIST_STD, check_images, check_labels, stratified_split
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 
@@ -32,30 +32,35 @@ class TrainingDiverged(DigitlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def setting(default, help: str):
+    """A TrainConfig field with its help text: the CLI's flags and docs come from these."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Typed defaults for a training run (frozen: change with dataclasses.replace); the CLI fills
     it from flags or a TOML file."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd, adam, adamw
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"  # constant, step, cosine, onecycle
-    warmup_epochs: float = 0.0
-    step_epochs: int = 3  # "step" schedule: multiply the lr by gamma every this many epochs
-    gamma: float = 0.1
-    label_smoothing: float = 0.0
-    augment: str = "none"  # none, shift, affine, elastic
-    val_split: float = 0.1  # stratified share of train held out; the test set is never used
-    patience: int = 0  # early stopping: epochs without a better val loss (0 = off)
-    seed: int = 0
-    mean: float = MNIST_MEAN  # input normalisation, stored with the model
-    std: float = MNIST_STD
-    drop_last: bool = False
+    epochs: int = setting(10, "Passes over the training data.")
+    batch_size: int = setting(128, "Images per step.")
+    optimizer: str = setting("sgd", "sgd, adam or adamw.")
+    lr: float = setting(0.05, "Learning rate (the peak, for onecycle).")
+    momentum: float = setting(0.9, "SGD momentum.")
+    nesterov: bool = setting(True, "Nesterov momentum (sgd).")
+    weight_decay: float = setting(0.0, "L2 (sgd, adam) or decoupled (adamw).")
+    schedule: str = setting("onecycle", "constant, step, cosine or onecycle.")
+    warmup_epochs: float = setting(0.0, "Linear warm-up length in epochs.")
+    step_epochs: int = setting(3, "step schedule: multiply the lr by gamma every N epochs.")
+    gamma: float = setting(0.1, "step schedule: the factor.")
+    label_smoothing: float = setting(0.0, "Label smoothing, 0 to <1.")
+    augment: str = setting("none", "none, shift, affine or elastic.")
+    val_split: float = setting(0.1, "Share of train held out for validation (stratified).")
+    patience: int = setting(0, "Early stopping after N epochs without progress (0: off).")
+    seed: int = setting(0, "Seeds weights, shuffling, augmentation, dropout.")
+    mean: float = setting(MNIST_MEAN, "Input normalisation: mean of pixels / 255.")
+    std: float = setting(MNIST_STD, "Input normalisation: std of pixels / 255.")
+    drop_last: bool = setting(False, "Drop the last, incomplete batch of every epoch.")
 
     def __post_init__(self):
         self.validate()
@@ -123,6 +128,17 @@ class TrainConfig:
         return cls(**values)
 
 
+TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}  # every setting is a `train` flag
+
+
+def cli_flag(name: str, value) -> str:
+    """A TrainConfig setting as the `digitlab train` flag that sets it."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
 @dataclass
 class History:
     """One row per epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds."""
@@ -157,6 +173,9 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
     ):
         self.model, self.config, self.callbacks = model, config.validate(), list(callbacks)
+        images = check_images(images, "training images", side=None)
+        labels = check_labels(labels, len(images), model.spec.num_classes)
+        model.mean, model.std = config.mean, config.std  # what logits() will normalise with
         self.engine = get_engine(model.engine)
         if config.val_split > 0:
             train_idx, val_idx = stratified_split(labels, config.val_split, config.seed)
@@ -323,27 +342,3 @@ def evaluate_loss_acc(
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on uint8 images, normalised as in `config`."""
     return model.evaluate(images, labels, config.mean, config.std, batch_size)
-
-
-def logits_of(
-    model, images: np.ndarray, mean: float, std: float, batch_size: int = 2048
-) -> np.ndarray:
-    """Evaluation-mode logits (N, classes) of uint8 images, normalised as the model was trained."""
-    fold = getattr(model, "pixel_logits", None)  # the NumPy engine, for an MLP
-    z = fold(images, mean, std, batch_size) if fold is not None else None
-    if z is not None:
-        return z
-    order = np.arange(len(images))
-    out = [model.logits(x, batch_size) for _, x in batches(images, order, batch_size, mean, std)]
-    return np.concatenate(out) if out else np.zeros((0, model.spec.num_classes), np.float32)
-
-
-def batches(x_uint8: np.ndarray, order: np.ndarray, batch_size: int, mean: float, std: float):
-    """Yield (index, float32 (B, 1, 28, 28) normalised) along `order` (no augmentation)."""
-    scale, shift = np.float32(1 / (255 * std)), np.float32(mean / std)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        x = x_uint8[idx].astype(np.float32)
-        x *= scale
-        x -= shift
-        yield idx, x[:, None]

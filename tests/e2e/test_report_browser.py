@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from digitlab import pipeline, runs
+from digitlab import jobs
 from digitlab.spec import mlp
 from digitlab.train import TrainConfig
 
 
 def test_every_image_of_a_report_loads_in_chromium(browser, mnist, tmp_path):
     run = tmp_path / "r"
-    runs.start(run, mlp([32], name="mlp-32"), "numpy", TrainConfig(epochs=2), limit=2000)
-    pipeline.evaluate_run(run)
+    jobs.start(run, mlp([32], name="mlp-32"), "numpy", TrainConfig(epochs=2), limit=2000)
+    jobs.evaluate_run(run)
     page = browser.new_page()
     requests = []
     page.on("request", lambda r: requests.append(r.url))

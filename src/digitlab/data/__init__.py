@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from digitlab.data.dataset import SPLITS, Dataset, Split
@@ -151,6 +152,7 @@ def load(
         verified=True,
         cache_path=cache_dir(home(), info.name),
         attempts=[a for a in attempts if source != "cache"],
+        ref=info.name,
     )
 
 
@@ -164,6 +166,6 @@ def open_dataset(name_or_path: str, from_path=None, **kwargs) -> Dataset:
     if from_path is not None:
         raise DataError(f"--from applies to named datasets ({', '.join(DATASETS)}), not to a path")
     if name_or_path.strip() and Path(name_or_path).exists():
-        return load_files(name_or_path)
+        return replace(load_files(name_or_path), ref=name_or_path)
     known = ", ".join(DATASETS)
     raise DataError(f"{name_or_path!r} is neither a known dataset ({known}) nor an existing path")

@@ -28,6 +28,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
+    def __repr__(self) -> str:
+        labeled = "labeled" if self.labels is not None else "unlabeled"
+        return f"Split({len(self):,} images {tuple(self.images.shape[1:])}, {labeled})"
+
     def class_counts(self, num_classes: int) -> list[int]:
         """Images per class, index = class id (empty when unlabeled)."""
         if self.labels is None:
@@ -47,6 +51,14 @@ class Dataset:
     verified: bool  # decoded arrays matched the SHA-256 digests pinned in the code
     cache_path: Path | None = None
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (source, why it failed)
+    ref: str = ""  # how it was opened, a name or a path: what a run records to open it again
+
+    def __repr__(self) -> str:
+        checked = ", verified" if self.verified else ""
+        return (
+            f"Dataset({self.name!r}: train {len(self.train):,}, test {len(self.test):,}, "
+            f"{len(self.classes)} classes, source {self.source!r}{checked})"
+        )
 
     def split(self, name: str) -> Split:
         """The split called `name` ("train" or "test")."""

@@ -387,4 +387,5 @@ def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None
         test=splits["test"],
         source=str(path),
         verified=False,
+        ref=str(path),
     )

@@ -1,8 +1,12 @@
-"""The two engines behind one surface: build(spec, seed) -> Model with logits(),
-predict_proba(), train_step(), state_dict() under PyTorch's names.
+"""The one door to the two engines: build a ModelSpec on one, and ask any model for logits.
 
-    >>> from digitlab.engines import get_engine
-    >>> model = get_engine("numpy").build(spec, seed=0)
+    >>> model = build(spec, "numpy", seed=0)                 # or "torch", device="cuda"
+    >>> z = logits(model, ds.test.images)                   # uint8 (N, 28, 28) -> (N, classes)
+
+Both engines' models expose `logits`, `predict_proba`, `train_step`, `state_dict` (PyTorch's
+names and layouts), and optimizers with torch.optim's semantics. The NumPy engine imports no
+torch. Every image that enters a model from outside passes through `preprocess.normalise`,
+with the normalisation the model was trained with (`model.mean`, `model.std`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+import numpy as np
+
 from digitlab.errors import DigitlabError
+from digitlab.preprocess import check_images, normalise
 
 ENGINES = ("numpy", "torch")
 
@@ -25,3 +32,31 @@ def get_engine(name: str) -> ModuleType:
         raise DigitlabError(
             f"engine {name!r} needs {e.name}: pip install 'digitlab[{name}]'"
         ) from None
+
+
+def build(spec, engine: str = "numpy", seed: int = 0, device: str = "auto", compile: bool = False):
+    """A freshly initialised model for `spec` on `engine`, seeded by `seed`."""
+    module = get_engine(engine)
+    if engine == "numpy":
+        if compile:
+            raise DigitlabError("--compile needs the torch engine (--engine torch)")
+        if device not in ("auto", "cpu"):
+            raise DigitlabError(f"--device {device}: the numpy engine runs on the CPU only")
+        return module.build(spec, seed=seed)
+    return module.build(spec, seed=seed, device=device, compile=compile)
+
+
+def logits(model, images: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Evaluation-mode logits (N, classes) of uint8 images (N, 28, 28), normalised as the model
+    was trained. Anything but uint8 0..255 is refused with a message saying what it got."""
+    images = check_images(images, "images")
+    mean, std = model.mean, model.std
+    fold = getattr(model, "pixel_logits", None)  # the NumPy engine, for an MLP
+    z = fold(images, mean, std, batch_size) if fold is not None else None
+    if z is not None:
+        return z
+    out = [
+        model.normalised_logits(normalise(images[i : i + batch_size], mean, std), batch_size)
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, model.spec.num_classes), np.float32)

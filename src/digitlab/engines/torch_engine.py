@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from digitlab import spec as S
 from digitlab.augment import AUGMENTATIONS, Augmentation, gaussian_kernel
 from digitlab.errors import DigitlabError
+from digitlab.preprocess import MNIST_MEAN, MNIST_STD, as_normalised, standardise
 
 CPU_INFERENCE_BATCH = 512  # evaluation batches on the CPU: small enough to stay in cache
 
@@ -212,6 +213,7 @@ class Model:
         self.aug_gen = torch.Generator(device=device)
         self.aug_gen.manual_seed(0)
         self._data: tuple[int, torch.Tensor, torch.Tensor] | None = None  # dataset on the device
+        self.mean, self.std = MNIST_MEAN, MNIST_STD  # the input normalisation it trains with
 
     def seed(self, seed: int) -> None:
         """Seed everything random in training: dropout (torch's RNG) and augmentation."""
@@ -249,10 +251,10 @@ class Model:
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             idx = order_t[start : min(start + batch_size, stop)]
-            x = x_all[idx].unsqueeze(1).float().div_(255)
+            x = x_all[idx].unsqueeze(1).float().div_(255)  # preprocess.to_float, on the device
             if aug.active:
                 x = augment(x, self.aug_gen, aug)
-            yield x.sub_(mean).div_(std), y_all[idx]
+            yield standardise(x, mean, std), y_all[idx]
 
     def train_step(
         self,
@@ -335,9 +337,14 @@ class Model:
         x = np.asarray(x, np.float32)
         return torch.from_numpy(x[:, None] if x.ndim == 3 else x).to(self.device)
 
-    @torch.no_grad()
     def logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-        """Evaluation-mode logits (N, classes) as NumPy."""
+        """Evaluation-mode logits (N, classes) as NumPy, of uint8 images (N, 28, 28) (normalised
+        here, as the model was trained) or of normalised float32 (N, 1, 28, 28)."""
+        return self.normalised_logits(as_normalised(x, self.mean, self.std), batch_size)
+
+    @torch.no_grad()
+    def normalised_logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        """`logits` of input that is already normalised, unchecked (engines.logits uses it)."""
         mode = self.module.training
         self.module.eval()
         if self.device.type == "cpu":  # activations of small batches stay in the CPU's caches:

@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from digitlab import __version__, ink
+from digitlab import ink
 from digitlab.predict import NO_DIGIT, Predictor
 from digitlab.serve import schemas
 from digitlab.serve.inputs import (
@@ -43,6 +43,7 @@ from digitlab.serve.inputs import (
     parse_multipart,
     read_body,
 )
+from digitlab.version import __version__
 
 STATIC = Path(__file__).parent / "static"
 PAGE_HEADERS = {  # the page and the docs may load nothing from anywhere else

@@ -1,33 +1,25 @@
-"""Real images to MNIST-style digits: light ink on black, fitted in 20x20, centred by mass.
+"""A row of digits (a number, a postcode, a date) to MNIST-style digits, left to right.
 
-    >>> digit, steps = prepare("photo_of_a_7.jpg")     # uint8 (28, 28), dict of named steps
-    >>> digit is None                                  # True for a blank page ("no digit found")
+    >>> found = segment("postcode.jpg", judge=predictor.trust)   # [Found(digit, box), ...]
+    >>> [f.box for f in found]                                    # (left, top, right, bottom)
 
-A photo of dark ink on white paper, resized to 28x28, looks nothing like MNIST; that, not
-the model, is why models "get my handwriting wrong". The steps, each kept for `--show-steps`:
-load (EXIF orientation, alpha onto white, palette/16-bit/CMYK to gray) → background (a heavy
-blur estimates the paper, so uneven lighting cancels) → ink (paper minus image, or image minus
-paper for light ink) → mask (Otsu threshold, specks removed) → crop → 20x20 box (aspect kept,
-anti-aliasing kept) → 28x28 centred by centre of mass, as LeCun et al. prepared MNIST.
+The paper is removed as in `prepare`; the row is straightened along its principal axis;
+connected strokes are grouped into digits; touching digits are cut at valleys of the column
+profile, straight or along the usual slants. Given a judge (the classifier's trust in each
+prepared digit), the cut is chosen recognition-based: the reading the model trusts most wins.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from digitlab.errors import DigitlabError
+from digitlab.ink.prepare import crop_digit, deskew, ink_of, load_sized, shrink, strokes, to_mnist
 
-MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
-WORK_SIDE = 160  # images are reduced to at most this side before any processing
 NUMBER_SIDE = 720  # the same for images of whole numbers: about 100 px per digit of six
 DIGIT_WIDTH = 0.8  # a digit is at most this wide for its height; wider ink is several digits
 WIDE = 1.2  # MNIST digits wider than this for their height are rare (3.5% of them)
@@ -36,224 +28,6 @@ EXTRA_DIGIT = 0.85  # the judge's odds against each extra digit: one digit unles
 THIN_CUT = 0.65  # a cut may cross at most this share of a typical column's ink
 VALLEYS = 3  # cuts tried at the deepest valleys of a group's column profile
 THIN = 0.25  # a column with less ink than this share of the median column is where digits touch
-
-
-class ImageError(DigitlabError):
-    """An input that is not an image digitlab can read."""
-
-
-def load(
-    source: str | os.PathLike[str] | bytes | np.ndarray | Image.Image,
-    name: str = "",
-    side: int | None = None,
-) -> np.ndarray:
-    """Any image Pillow reads, as float32 gray (H, W) in 0..255 (see `load_sized`)."""
-    return load_sized(source, name, side)[0]
-
-
-def load_sized(
-    source: str | os.PathLike[str] | bytes | np.ndarray | Image.Image,
-    name: str = "",
-    side: int | None = None,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Any image Pillow reads, as float32 gray (H, W) in 0..255, dark ink on light paper or not,
-    and the image's (width, height) as stored, after EXIF orientation.
-
-    With `side`, a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 scale that keeps its longer
-    side at least `side` pixels (much faster than decoding in full and then shrinking)."""
-    if isinstance(source, np.ndarray):
-        a = np.nan_to_num(np.asarray(source, np.float32), nan=0.0, posinf=255.0, neginf=0.0)
-        if a.ndim == 3:
-            a = a[..., :3].mean(axis=2)
-        if a.ndim != 2 or a.size == 0:
-            raise ImageError(f"{name or 'array'}: expected a 2-D gray or (H, W, 3) color image")
-        return a, (a.shape[1], a.shape[0])
-    label = name or (str(source) if not isinstance(source, bytes | Image.Image) else "image")
-    try:
-        if isinstance(source, Image.Image):
-            im = source
-        else:
-            data = source if isinstance(source, bytes) else Path(source).read_bytes()
-            if not data:
-                raise ImageError(f"{label}: file is empty")
-            im = Image.open(io.BytesIO(data))
-        if im.width * im.height > MAX_PIXELS:
-            raise ImageError(
-                f"{label}: {im.width}x{im.height} pixels is too large (limit {MAX_PIXELS:,})"
-            )
-        im.seek(0)  # animated images: the first frame
-        size = im.size
-        if side is not None and im.format == "JPEG" and max(im.size) > side:
-            scale = 0.75 * side / max(im.size)  # DCT scaling: 1/2, 1/4, 1/8
-            im.draft("L", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
-        stored = im.size
-        im = ImageOps.exif_transpose(im)
-        if im.size != stored:  # turned a quarter by its EXIF orientation
-            size = size[::-1]
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = im.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(white, rgba)
-        if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-            a = np.asarray(im, np.float32)
-            top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-            gray = np.clip(np.nan_to_num(a, nan=0.0), 0, top) * (255 / top)
-        else:
-            gray = np.asarray(im.convert("L"), np.float32)
-    except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{label}: is a folder, not an image") from None
-    except Image.DecompressionBombError:
-        raise ImageError(
-            f"{label}: too many pixels to be a digit (a decompression bomb?)"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image format Pillow can read") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(f"{label}: not a readable image ({e})") from None
-    if gray.size == 0:
-        raise ImageError(f"{label}: the image has no pixels")
-    return gray, size
-
-
-def shrink(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
-    """Reduce so the longer side is at most `side` (area averaging); small images are kept."""
-    h, w = gray.shape
-    scale = side / max(h, w)
-    if scale >= 1:
-        return gray
-    return resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
-
-
-def resize(a: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
-    """A float image resized to size = (width, height) by Pillow (fast, in C)."""
-    image = Image.fromarray(np.asarray(a, np.float32))
-    return np.asarray(image.resize(size, resample), np.float32)
-
-
-def paper(gray: np.ndarray, light: bool) -> np.ndarray:
-    """The paper without the ink: on a 32-pixel copy, strokes are filtered out (a max filter for
-    dark ink, min for light), a wide blur keeps only the lighting, and it is scaled back up."""
-    h, w = gray.shape
-    step = max(1, max(h, w) // 32)
-    small = resize(gray, (max(1, -(-w // step)), max(1, -(-h // step))), Image.Resampling.BOX)
-    rank = ndimage.maximum_filter if light else ndimage.minimum_filter
-    small = ndimage.gaussian_filter(rank(small, size=3), sigma=max(small.shape) / 6, mode="nearest")
-    return resize(small, (w, h), Image.Resampling.BILINEAR)
-
-
-def ink_of(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ink, paper): how far each pixel stands out from the estimated paper, lightly denoised."""
-    light = float(np.median(gray[::4, ::4])) >= 128
-    background = paper(gray, light)
-    ink = (background - gray) if light else (gray - background)
-    ink = ndimage.gaussian_filter(ink, sigma=max(max(gray.shape) / 250, 0.5), truncate=2.5)
-    return np.maximum(ink, 0, out=ink), background
-
-
-def otsu(values: np.ndarray) -> float:
-    """The threshold between two classes of values that maximises their between-class variance."""
-    top = max(float(values.max()), 1e-6)
-    bins = np.minimum((values * (255.0 / top)).astype(np.intp), 255)
-    weights = np.bincount(bins.ravel(), minlength=256).astype(np.float64)
-    centres = (np.arange(256) + 0.5) * (top / 255)
-    w0 = np.cumsum(weights)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(weights * centres) / np.maximum(w0, 1e-12)
-    m1 = (np.sum(weights * centres) - np.cumsum(weights * centres)) / np.maximum(w1, 1e-12)
-    between = w0 * w1 * (m0 - m1) ** 2
-    return float(centres[int(np.argmax(between))])
-
-
-def to_mnist(ink: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
-    """Fit ink (light on black, cropped) into a box x box square keeping the aspect ratio, place it
-    in size x size and shift it so its centre of mass is at the centre."""
-    h, w = ink.shape
-    scale = box / max(h, w)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(
-        Image.fromarray(ink.astype(np.float32)).resize(new, Image.Resampling.LANCZOS), np.float32
-    )
-    small = np.clip(small, 0, 255)
-    canvas = np.zeros((size, size), np.float32)
-    top, left = (size - new[1]) // 2, (size - new[0]) // 2
-    canvas[top : top + new[1], left : left + new[0]] = small
-    if canvas.sum() > 0:
-        cy, cx = ndimage.center_of_mass(canvas)
-        canvas = ndimage.shift(
-            canvas, ((size - 1) / 2 - cy, (size - 1) / 2 - cx), order=1, mode="constant"
-        )
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
-
-
-def deskew(digit: np.ndarray) -> np.ndarray:
-    """Undo slant with a shear from the second moments (rows stay, columns shift)."""
-    x = digit.astype(np.float32)
-    if x.sum() == 0:
-        return digit
-    r, c = np.indices(x.shape)
-    cy, cx = ndimage.center_of_mass(x)
-    mu11 = ((r - cy) * (c - cx) * x).sum() / x.sum()
-    mu02 = ((r - cy) ** 2 * x).sum() / x.sum()
-    alpha = mu11 / max(mu02, 1e-6)
-    matrix = np.array([[1.0, 0.0], [alpha, 1.0]])
-    offset = np.array([cy, cx]) - matrix @ np.array([cy, cx])
-    out = ndimage.affine_transform(x, matrix, offset=offset, order=1, mode="constant")
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def crop_digit(ink: np.ndarray, keep: np.ndarray, pad: int) -> np.ndarray:
-    """The ink around the kept strokes, cropped to them, with the ink's own strength as 255."""
-    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
-    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, ink.shape[0])
-    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, ink.shape[1])
-    strokes, region = keep[r0:r1, c0:c1], ink[r0:r1, c0:c1]
-    near = ndimage.maximum_filter(strokes.view(np.uint8), size=2 * pad + 1) > 0
-    level = max(float(np.percentile(region[strokes], 60)), 1e-6)  # anti-aliasing stays below it
-    return np.where(near, np.clip(region * (255 / level), 0, 255), 0).astype(np.float32)
-
-
-def strokes(ink: np.ndarray, min_share: float) -> tuple[np.ndarray, int, np.ndarray] | None:
-    """Otsu's mask of the ink as labelled components, without specks smaller than min_share of
-    the largest: (labels, count, sizes), or None when there is no ink to speak of."""
-    if ink.max() < 24:  # nothing stands out from the paper: a blank page
-        return None
-    mask = ink > otsu(ink)
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return None
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    small = sizes < min_share * sizes.max()
-    small[0] = True
-    lookup = np.arange(n + 1)
-    lookup[small] = 0
-    return lookup[labels], n, sizes
-
-
-def prepare(
-    source, name: str = "", deskew_digit: bool = False
-) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """An image of one digit as MNIST's uint8 (28, 28), or None when no ink is found; every step."""
-    steps: dict[str, np.ndarray] = {}
-    gray = shrink(load(source, name, WORK_SIDE), WORK_SIDE)
-    steps["input (gray)"] = gray
-    ink, background = ink_of(gray)
-    steps["background (estimated paper)"] = background
-    steps["ink (paper removed)"] = ink
-    found = strokes(ink, min_share=0.1)
-    if found is None:
-        return None, steps
-    keep = found[0] > 0
-    steps["mask (Otsu, specks removed)"] = keep.astype(np.float32) * 255
-    crop = crop_digit(ink, keep, pad=max(1, round(0.02 * max(gray.shape))))
-    steps["cropped ink"] = crop
-    digit = to_mnist(crop)
-    if deskew_digit:
-        digit = deskew(digit)
-    steps["MNIST style (20x20 in 28x28, centred)"] = digit.astype(np.float32)
-    return digit, steps
 
 
 Judge = Callable[[np.ndarray], np.ndarray]

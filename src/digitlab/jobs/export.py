@@ -24,7 +24,10 @@ import numpy as np
 
 from digitlab import runs
 from digitlab.atomic import write_bytes
+from digitlab.data import Dataset, open_dataset
+from digitlab.engines import logits
 from digitlab.errors import DigitlabError
+from digitlab.evaluate import softmax
 from digitlab.spec import (
     BatchNorm,
     Conv2D,
@@ -170,9 +173,12 @@ def agreement(
     compared: labels must agree on every image, probabilities within TOLERANCE. `numpy_model`:
     the run already loaded on the NumPy engine, if the caller has it."""
     ort = _needs("onnxruntime", "export")
-    from digitlab.predict import classify
-
     _needs("torch", "torch")
+    temperature = float(info.get("temperature", 1.0))
+
+    def classify(model) -> np.ndarray:
+        return softmax(logits(model, images), temperature)
+
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     pixels = images.astype(np.float32)[:, None]
     from_onnx = np.concatenate(
@@ -182,8 +188,8 @@ def agreement(
         ]
     )
     numpy_model = numpy_model or runs.load_model(run, engine="numpy")
-    from_numpy = classify(numpy_model, info, images)
-    from_torch = classify(runs.load_model(run, engine="torch", device="cpu"), info, images)
+    from_numpy = classify(numpy_model)
+    from_torch = classify(runs.load_model(run, engine="torch", device="cpu"))
     labels = [p.argmax(axis=1) for p in (from_onnx, from_numpy, from_torch)]
     disagree = int(((labels[0] != labels[1]) | (labels[0] != labels[2])).sum())
     diff = float(max(np.abs(from_onnx - from_numpy).max(), np.abs(from_onnx - from_torch).max()))
@@ -196,12 +202,14 @@ def agreement(
 
 
 def export_onnx(
-    run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, on_event=None
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    data: Dataset | None = None,
+    on_event=None,
 ) -> dict:
     """Write the run as `out` (default RUN/model.onnx) once it agrees with both engines on the
-    test set of the run's dataset. Returns the path, size and the agreement figures."""
-    from digitlab import data
-
+    test set of the run's dataset (`data`, or opened by its ref). Returns the path, size and
+    the agreement figures."""
     run = Path(run)
     info = runs.read_info(run)
     runs.require_finished(run, info)
@@ -211,7 +219,7 @@ def export_onnx(
         raise ExportError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
     model = runs.load_model(run, engine="numpy")
     blob = onnx_model(spec, model.state_dict(), info).SerializeToString()
-    ds = data.open_dataset(info["data"]["ref"], on_event=on_event)
+    ds = data if data is not None else open_dataset(info["data"]["ref"], on_event=on_event)
     if ds.test is None or len(ds.test) == 0:
         raise ExportError(f"{info['data']['ref']}: no test images to check the export against")
     check = agreement(blob, run, info, ds.test.images, model)

@@ -15,29 +15,32 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab import eda_plots, plots, report
 from digitlab import explore as ex
-from digitlab.atomic import write_bytes, write_text
+from digitlab import explore_plots, plots, report
+from digitlab.atomic import json_safe, write_bytes, write_text
+from digitlab.data import Dataset, open_dataset
+from digitlab.errors import DataError
 from digitlab.machine import describe
-from digitlab.runs import json_safe
 
 PCA_SAMPLE = 10_000  # images the PCA is fitted on (stratified)
 SEARCH_DIMS = 30  # PCA dimensions used for neighbour searches
 
 
-def explore_dataset(name_or_path: str, out: str | Path, sample: int = 2000, on_event=None) -> dict:
-    """Compute, draw and write the exploration of a dataset; returns summary.json's content."""
+def explore_dataset(
+    data: Dataset | str, out: str | Path, sample: int = 2000, on_event=None
+) -> dict:
+    """Compute, draw and write the exploration of a dataset (a Dataset, or a name or path to
+    open); returns summary.json's content."""
     from sklearn.manifold import TSNE
-
-    from digitlab import data
 
     say = on_event or (lambda message: None)
     started = time.perf_counter()
-    ds = data.open_dataset(name_or_path, on_event=on_event)
+    ds = data if isinstance(data, Dataset) else open_dataset(data, on_event=on_event)
+    name_or_path = ds.ref or ds.name
     classes, k = ds.classes, len(ds.classes)
     train, test = ds.train, ds.test
     if train.labels is None or not len(train):
-        raise data.DataError(f"{name_or_path}: exploring needs labeled training images")
+        raise DataError(f"{name_or_path}: exploring needs labeled training images")
     has_test = test.labels is not None and len(test) > 0
     out = Path(out)
     figures: dict[str, bytes] = {}
@@ -80,20 +83,20 @@ def explore_dataset(name_or_path: str, out: str | Path, sample: int = 2000, on_e
     shift = ex.split_shift(ink, ink_test) if has_test else None
 
     say("figures")
-    draw("class_balance", eda_plots.class_balance_bars(balance, classes))
+    draw("class_balance", explore_plots.class_balance_bars(balance, classes))
     grid_idx = [i for c in range(k) for i in np.flatnonzero(train.labels == c)[:8]]
     draw(
         "samples",
         plots.sample_grid(train.images[grid_idx], train.labels[grid_idx], classes, columns=8),
     )
-    draw("class_means", eda_plots.class_mean_images(means, stds, classes))
-    draw("similarity", eda_plots.similarity_heatmap(similarity, classes))
-    draw("pixels", eda_plots.pixel_figure(pixels))
-    draw("ink", eda_plots.ink_distributions(ink, train.labels, classes, ex.INK_FIELDS))
-    draw("pca", eda_plots.pca_variance(fit["explained"], fit["for_90"], fit["for_95"]))
+    draw("class_means", explore_plots.class_mean_images(means, stds, classes))
+    draw("similarity", explore_plots.similarity_heatmap(similarity, classes))
+    draw("pixels", explore_plots.pixel_figure(pixels))
+    draw("ink", explore_plots.ink_distributions(ink, train.labels, classes, ex.INK_FIELDS))
+    draw("pca", explore_plots.pca_variance(fit["explained"], fit["for_90"], fit["for_95"]))
     draw(
         "embedding",
-        eda_plots.embedding_scatter(
+        explore_plots.embedding_scatter(
             {"PCA (2 components)": emb_features[:, :2], "t-SNE": xy_tsne},
             train.labels[emb_idx],
             classes,
@@ -102,7 +105,7 @@ def explore_dataset(name_or_path: str, out: str | Path, sample: int = 2000, on_e
     shown = near[:8]
     draw(
         "near_duplicates",
-        eda_plots.image_pairs(
+        explore_plots.image_pairs(
             train.images[[p["i"] for p in shown]],
             train.images[[p["j"] for p in shown]],
             [f"train {p['i']} ~ {p['j']} ({p['distance']:.2f})" for p in shown],

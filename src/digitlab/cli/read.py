@@ -1,0 +1,231 @@
+"""`digitlab predict`, `serve` and `export`: using a trained model.
+
+$ digitlab predict runs/cnn photo.jpg
+$ digitlab serve runs/cnn
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digitlab.cli.app import JsonFlag, app, progress, reports_errors
+from digitlab.errors import DigitlabError
+
+
+@app.command("predict", rich_help_panel="Use a model")
+@reports_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files (one digit each), or folders of them.")
+    ],
+    top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
+    unsure: Annotated[
+        float | None,
+        typer.Option(help="Below this confidence say 'unsure' (default: the run's, else 0.6)."),
+    ] = None,
+    deskew: Annotated[
+        bool, typer.Option("--deskew", metavar="", help="Undo slant before reading.")
+    ] = False,
+    number: Annotated[
+        bool,
+        typer.Option("--number", metavar="", help="Each image is a number: read all its digits."),
+    ] = False,
+    show_steps: Annotated[
+        Path | None,
+        typer.Option(help="PNG of every preprocessing step (NAME-1.png, ... for several)."),
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Read the digit in each image (photos, scans, drawings), as MNIST-style preprocessing sees it.
+
+    A folder stands for the images in it. An unreadable file gets a one-line error and the
+    others are still read (exit status 1 if any failed).
+
+    Example: digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
+             digitlab predict runs/cnn postcode.jpg --number
+    """
+    from digitlab import plots
+    from digitlab.atomic import write_bytes
+    from digitlab.predict import ERROR, Predictor
+
+    if top < 1:
+        raise DigitlabError(f"--top {top}: must be at least 1")
+    if show_steps is not None and show_steps.suffix.lower() != ".png":
+        raise DigitlabError(f"--show-steps {show_steps}: the pictures are PNG; name a .png file")
+    reader = Predictor(run, unsure)
+    images = expand_folders(images)
+    if number:
+        failed = read_numbers(reader, images, top, show_steps, json_out)
+        raise typer.Exit(1 if failed else 0)
+    results = reader.read_many(list(images), top, deskew)
+    drawn = [r for r in results if r["status"] != ERROR]
+    for r, path in zip(drawn, steps_paths(show_steps, len(drawn)), strict=False):
+        write_bytes(path, plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])))
+    if json_out:
+        clean = [{k: v for k, v in r.items() if k not in ("steps", "digit")} for r in results]
+        typer.echo(json.dumps(clean, indent=2))
+    else:
+        for r in results:
+            if r["status"] == ERROR:
+                typer.echo(f"error: {r['error']}", err=True)
+            elif r["status"] == "no digit found":
+                typer.echo(f"{r['image']}: no digit found")
+            else:
+                others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
+                note = ", unsure" if r["status"] == "unsure" else ""
+                then = f"; then {others}" if others else ""
+                typer.echo(f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}")
+        for path in steps_paths(show_steps, len(drawn)):
+            typer.echo(f"wrote {path}")
+    raise typer.Exit(1 if any(r["status"] == ERROR for r in results) else 0)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """Each folder replaced by the image files in it (sorted); files as given."""
+    out = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise DigitlabError(
+                    f"{path}: a folder with no images ({', '.join(IMAGE_SUFFIXES)})"
+                )
+            out += inside
+        else:
+            out.append(path)
+    return out
+
+
+def steps_paths(show_steps: Path | None, n: int) -> list[Path]:
+    """Where --show-steps pictures go: the file itself for one image, NAME-1.png ... for more."""
+    if show_steps is None or n == 0:
+        return []
+    if n == 1:
+        return [show_steps]
+    return [
+        show_steps.with_name(f"{show_steps.stem}-{i}{show_steps.suffix}") for i in range(1, n + 1)
+    ]
+
+
+@app.command("serve", rich_help_panel="Use a model")
+@reports_errors
+def serve(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    max_body_mb: Annotated[
+        float, typer.Option(help="Largest request body, in MB (refused before it is read).")
+    ] = 5.0,
+    max_pixels: Annotated[
+        int, typer.Option(help="Largest image, in pixels (refused before it is decoded).")
+    ] = 25_000_000,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client gets to send a request's headers, then its body."),
+    ] = 20.0,
+    unsure: Annotated[
+        float | None, typer.Option(help="Answer 'unsure' below this top probability.")
+    ] = None,
+) -> None:
+    """Serve a model: a draw-a-digit page at / and a REST API under /api (docs at /docs).
+
+    Example: digitlab serve runs/cnn --port 8000
+    """
+    from digitlab.serve import run_server
+
+    run_server(
+        run,
+        host=host,
+        port=port,
+        workers=workers,
+        max_body_bytes=round(max_body_mb * 1_000_000),
+        max_pixels=max_pixels,
+        timeout=timeout,
+        unsure_below=unsure,
+        say=typer.echo,
+    )
+
+
+def read_numbers(
+    reader, images: list[Path], top: int, show_steps: Path | None, json_out: bool
+) -> bool:
+    """predict --number: each image read as a row of digits, one at a time (nothing kept but
+    the answer); an unreadable image gets its one-line error. Returns whether any failed."""
+    from digitlab import ink, plots
+    from digitlab.atomic import write_bytes
+
+    results, failed, drawn = [], False, []
+    for image in images:
+        try:
+            r = reader.read_number(image, str(image), top)
+        except ink.ImageError as e:
+            typer.echo(f"error: {e}", err=True)
+            failed = True
+            continue
+        if show_steps is not None and r["digits"]:
+            steps = {"input": ink.shrink(ink.load(image), 480)}
+            steps |= {
+                f"digit {i + 1}: read {d['label']}": d["digit"] for i, d in enumerate(r["digits"])
+            }
+            drawn.append(plots.figure_bytes(plots.steps_figure(steps, str(image))))
+        digits = [{k: v for k, v in d.items() if k != "digit"} for d in r["digits"]]
+        results.append(r | {"digits": digits})
+    paths = steps_paths(show_steps, len(drawn))
+    for path, png in zip(paths, drawn, strict=True):
+        write_bytes(path, png)
+    if json_out:
+        typer.echo(json.dumps(results, indent=2))
+        return failed
+    for r in results:
+        if r["number"] is None:
+            typer.echo(f"{r['image']}: no digit found")
+            continue
+        note = ", unsure" if r["status"] == "unsure" else ""
+        each = " ".join(f"{d['label']}:{d['confidence']:.0%}" for d in r["digits"])
+        typer.echo(f"{r['image']}: {r['number']} ({r['confidence']:.1%}{note}; {each})")
+    for path in paths:
+        typer.echo(f"wrote {path}")
+    return failed
+
+
+@app.command("export", rich_help_panel="Use a model")
+@reports_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default RUN/model.onnx).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Export a trained model as one self-contained ONNX file, checked on the whole test set.
+
+    Nothing is written unless onnxruntime, the NumPy engine and the PyTorch engine agree on every
+    test image's label and on every probability within 1e-4.
+
+    Example: digitlab export runs/cnn --format onnx --out cnn.onnx
+    """
+    from digitlab.jobs.export import export_onnx
+
+    if format != "onnx":
+        raise DigitlabError(f"--format {format}: only onnx is supported")
+    result = export_onnx(run, out, on_event=progress)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, opset {result['opset']}): "
+        f"onnxruntime, NumPy and PyTorch agree on all {result['images']:,} test images "
+        f"(largest probability difference {result['max_prob_diff']:.1e})"
+    )

@@ -1,0 +1,224 @@
+"""`digitlab models`, `recipes` and `train`: what can be trained, and training it.
+
+$ digitlab models
+$ digitlab train --model cnn-small --epochs 2 --out runs/cnn
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digitlab.atomic import json_safe
+from digitlab.cli.app import JsonFlag, Progress, app, progress, reports_errors
+from digitlab.errors import DigitlabError
+from digitlab.train import TRAIN_FIELDS, cli_flag
+
+
+@app.command("models", rich_help_panel="Train")
+@reports_errors
+def models(json_out: JsonFlag = False) -> None:
+    """List the preset models with parameter counts.
+
+    Example: digitlab models
+    """
+    from digitlab.presets import PRESETS
+
+    rows = [
+        {
+            "name": p.name,
+            "params": p.spec.num_params(),
+            "engine": p.engine,
+            "epochs": p.config.epochs,
+            "description": p.description,
+        }
+        for p in PRESETS.values()
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'name':<16} {'params':>9}  {'engine':<6}  description")
+    for r in rows:
+        typer.echo(f"{r['name']:<16} {r['params']:>9,}  {r['engine']:<6}  {r['description']}")
+    typer.echo("\nAlso: shorthands like mlp:512-256 or cnn:32-64/128, or a .json/.toml spec file.")
+
+
+@app.command("recipes", rich_help_panel="Train")
+@reports_errors
+def recipes(json_out: JsonFlag = False) -> None:
+    """List the named recipes: a model and the settings that train it.
+
+    Example: digitlab recipes   (then: digitlab train --recipe numpy-fast)
+    """
+    from digitlab.presets import RECIPES
+
+    rows = [
+        {"name": name, "model": spec.name, "params": spec.num_params()} | config.to_dict()
+        for name, (spec, config) in RECIPES.items()
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'name':<22} {'model':<16} {'epochs':>6} {'batch':>6}  optimizer, lr, schedule")
+    for r in rows:
+        typer.echo(
+            f"{r['name']:<22} {r['model']:<16} {r['epochs']:>6} {r['batch_size']:>6}  "
+            f"{r['optimizer']}, {r['lr']:g}, {r['schedule']}"
+        )
+
+
+def config_options() -> list[inspect.Parameter]:
+    """One `--flag` per TrainConfig field, typed and documented by the field itself: the list of
+    training flags is written once, in train.py, and never typed again here."""
+    params = []
+    for name, f in TRAIN_FIELDS.items():
+        kind = type(f.default)
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        option = typer.Option(
+            *decls,
+            help=f"{f.metadata['help']} (default: the preset's, else {f.default})",
+            show_default=False,
+            metavar="" if kind is bool else None,
+        )
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[kind | None, option],
+            )
+        )
+    return params
+
+
+def train(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset (digitlab models), shorthand (mlp:512-256, cnn:32-64/128), a spec "
+            ".json/.toml, or a run's model.json."
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="A named recipe (digitlab recipes), e.g. numpy-fast.")
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="numpy or torch (default: the preset's; else torch for conv nets)"),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML file of settings (TrainConfig fields).")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or a path.")] = "mnist",
+    limit: Annotated[
+        int | None, typer.Option(help="Train on the first N images only (fast tries).")
+    ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Start from a finished run's weights (fine-tuning; same model)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:1, mps (torch engine).")
+    ] = "auto",
+    compile: Annotated[
+        bool, typer.Option("--compile", metavar="", help="torch.compile the model (torch engine).")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default: runs/MODEL-ENGINE).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the unfinished run in this directory.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", metavar="", help="Replace a finished run in --out.")
+    ] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option("--tensorboard", metavar="", help="Also write scalars to RUN/tensorboard."),
+    ] = False,
+    json_out: JsonFlag = False,
+    **settings,
+) -> None:
+    """Train a model into a run directory (model.json, model.safetensors, history.csv, checkpoint/).
+
+    Settings layer in this order: the preset's or recipe's, then --config FILE, then flags.
+
+    Examples:
+      digitlab train --model cnn-small --out runs/cnn
+      digitlab train --recipe numpy-fast --epochs 2
+      digitlab train --model runs/cnn/model.json --init-from runs/cnn --lr 0.01 --out runs/tuned
+    """
+    from digitlab.data import open_dataset
+    from digitlab.jobs.train import plan_training, start
+    from digitlab.jobs.train import resume as resume_run
+
+    callbacks = [Progress(live=sys.stderr.isatty() and not json_out)]
+    run_dir = resume if resume is not None else out
+
+    def with_tensorboard(run_dir: Path) -> list:
+        from digitlab.tensorboard import TensorBoard
+
+        return [*callbacks, TensorBoard(run_dir / "tensorboard")] if tensorboard else callbacks
+
+    if resume is not None:
+        given = {"--model": model, "--recipe": recipe, "--engine": engine, "--config": config}
+        given |= {"--limit": limit, "--out": out, "--init-from": init_from}
+        given |= {cli_flag(k, v).split()[0]: v for k, v in settings.items() if v is not None}
+        clash = [flag for flag, value in given.items() if value is not None]
+        if clash or compile or dataset != "mnist":
+            flag = clash[0] if clash else ("--compile" if compile else "--dataset")
+            raise DigitlabError(f"--resume continues with the run's own settings; drop {flag}")
+        model_obj, history, test = resume_run(
+            resume, device=device, callbacks=with_tensorboard(resume), on_event=progress
+        )
+    else:
+        plan = plan_training(model, recipe, engine, config, **settings)
+        run_dir = out or Path("runs") / plan.name
+        ds = open_dataset(dataset, on_event=progress)
+        model_obj, history, test = start(
+            run_dir,
+            plan.spec,
+            plan.engine,
+            plan.config,
+            ds,
+            limit=limit,
+            device=device,
+            compile=compile,
+            overwrite=overwrite,
+            init_from=init_from,
+            callbacks=with_tensorboard(run_dir),
+            on_event=progress,
+            preset=plan.preset,
+        )
+    final = history.rows[-1]
+    summary = {
+        "run": str(run_dir),
+        "engine": model_obj.engine,
+        "epochs": len(history.rows),
+        "seconds": history.seconds,
+        "val_acc": final["val_acc"],
+        "test_acc": test["acc"],
+        "test_loss": test["loss"],
+    }
+    if json_out:
+        typer.echo(json.dumps(json_safe(summary), indent=2))
+        return
+    acc = f"test accuracy {test['acc']:.2%}" if test["acc"] is not None else "no labeled test split"
+    typer.echo(
+        f"trained {summary['epochs']} epoch{'s' * (summary['epochs'] != 1)} in "
+        f"{history.seconds:.1f}s on {model_obj.engine}: {acc}"
+    )
+    typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
+
+
+_signature = inspect.signature(train, eval_str=True)
+_fixed = [p for p in _signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+train.__signature__ = _signature.replace(parameters=[*_fixed, *config_options()])
+app.command("train", rich_help_panel="Train")(reports_errors(train))

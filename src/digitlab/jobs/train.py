@@ -1,0 +1,271 @@
+"""The train job: resolve what `digitlab train` was given into a plan, then train it into a run
+directory, or continue an unfinished one.
+
+    >>> plan = plan_training(model="cnn-small", epochs=2)        # spec, config, engine, name
+    >>> model, history, test = start("runs/cnn", plan.spec, plan.engine, plan.config, ds)
+    >>> model, history, test = resume("runs/cnn", ds)
+
+Flags layer in one order: the preset's (or recipe's) config, then a TOML file, then explicit
+flags. The run directory's format is runs.py's; this module only decides what is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from digitlab import spec as S
+from digitlab.data import Dataset, open_dataset
+from digitlab.engines import build
+from digitlab.errors import DigitlabError
+from digitlab.presets import PRESETS, RECIPES, Preset
+from digitlab.runs import (
+    Checkpoint,
+    RunError,
+    _write_json,
+    clear_results,
+    load_checkpoint,
+    load_model,
+    model_info,
+    read_info,
+    require_finished,
+    save_run,
+)
+from digitlab.spec import ModelSpec, SpecError, parse_shorthand
+from digitlab.train import TrainConfig, Trainer, TrainingDiverged
+
+
+def load_spec_file(path: str | os.PathLike[str]) -> ModelSpec:
+    """A ModelSpec from a .json or .toml file (the layout of ModelSpec.to_dict()), or from a
+    run's model.json (its "spec")."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+    if isinstance(d, dict) and "spec" in d and "format" in d:  # a run's model.json
+        d = d["spec"]
+    try:
+        spec = ModelSpec.from_dict(d)
+    except SpecError as e:
+        raise SpecError(f"{path}: {e}") from None
+    return spec if spec.name else replace(spec, name=path.stem)
+
+
+def resolve_model(text: str) -> tuple[ModelSpec, Preset | None]:
+    """A preset name, a shorthand (mlp:512-256, cnn:32-64/128) or a .json/.toml spec file."""
+    if text in PRESETS:
+        return PRESETS[text].spec, PRESETS[text]
+    if text.endswith((".json", ".toml")):
+        return load_spec_file(text), None
+    if ":" in text:
+        return parse_shorthand(text), None
+    raise SpecError(
+        f"--model {text!r}: not a preset ({', '.join(PRESETS)}), a shorthand like mlp:256-128 or "
+        "cnn:32-64/128, or a .json/.toml spec file"
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `digitlab train` resolved its arguments to."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    engine: str
+    name: str  # the run's default name
+    preset: str | None  # the preset or recipe it came from
+
+
+def load_config_file(path: str | os.PathLike[str], base: TrainConfig) -> TrainConfig:
+    """`base` with the settings of a TOML file applied (keys of TrainConfig, or under [train])."""
+    path = Path(path)
+    try:
+        loaded = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise DigitlabError(f"{path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise DigitlabError(f"{path}: not valid TOML ({e})") from None
+    try:
+        return TrainConfig.from_dict(base.to_dict() | loaded.get("train", loaded))
+    except DigitlabError as e:
+        raise DigitlabError(f"{path}: {e}") from None
+
+
+def plan_training(
+    model: str | None = None,
+    recipe: str | None = None,
+    engine: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    **flags,
+) -> Plan:
+    """Resolve a model or recipe, then layer its recipe, a TOML file and explicit flags (None =
+    not given) into one TrainConfig; pick the engine (the preset's, else torch for conv nets)."""
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise DigitlabError(f"--recipe {recipe!r}: known recipes are {', '.join(RECIPES)}")
+        spec, config = RECIPES[recipe]
+        preset, name = None, recipe
+    elif model is not None:
+        spec, preset = resolve_model(model)
+        config = preset.config if preset else TrainConfig()
+        name = preset.name if preset else (spec.name or "model").replace(":", "-").replace("/", "_")
+    else:
+        raise DigitlabError(
+            "give --model (a preset, shorthand or spec file), --recipe, or --resume"
+        )
+    if config_file is not None:
+        config = load_config_file(config_file, config)
+    config = replace(config, **{k: v for k, v in flags.items() if v is not None}).validate()
+    has_conv = any(isinstance(layer, S.Conv2D) for layer in spec.layers)
+    engine = engine or (preset.engine if preset else ("torch" if has_conv else "numpy"))
+    return Plan(
+        spec, config, engine, f"{name}-{engine}", recipe or (preset.name if preset else None)
+    )
+
+
+def training_data(ds: Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The first `limit` labeled training images of `ds`, and what model.json records of them."""
+    if ds.train.labels is None or len(ds.train) == 0:
+        raise DigitlabError(f"{ds.name}: training needs labeled training images")
+    if limit is not None and limit < 1:
+        raise DigitlabError(f"--limit {limit}: must be at least 1")
+    images, labels = ds.train.images[:limit], ds.train.labels[:limit]
+    info = {
+        "dataset": ds.name,
+        "ref": ds.ref,
+        "source": ds.source,
+        "verified": ds.verified,
+        "limit": limit,
+        "train_images": len(images),
+    }
+    return images, labels, info
+
+
+def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, extra: dict) -> tuple:
+    try:
+        history = trainer.run()
+    except (TrainingDiverged, KeyboardInterrupt) as e:
+        reason = str(e) or "interrupted"
+        info = model_info(
+            model, trainer.config, data_info, ds.classes, False, trainer.history, extra
+        )
+        _write_json(run / "model.json", info | {"stopped": reason})
+        raise
+    test_loss, test_acc = (
+        model.evaluate(ds.test.images, ds.test.labels, trainer.config.mean, trainer.config.std)
+        if ds.test.labels is not None and len(ds.test)
+        else (None, None)
+    )
+    extra = extra | {
+        "test": {"loss": test_loss, "acc": test_acc},
+        "stopped_early": trainer.stopped_early,
+    }
+    save_run(run, model, trainer.config, history, data_info, ds.classes, True, extra)
+    return model, history, extra["test"]
+
+
+def start(
+    out: str | os.PathLike[str],
+    spec: ModelSpec,
+    engine: str,
+    config: TrainConfig,
+    data: Dataset | str = "mnist",
+    *,
+    limit: int | None = None,
+    device: str = "auto",
+    compile: bool = False,
+    overwrite: bool = False,
+    init_from: str | os.PathLike[str] | None = None,
+    callbacks=(),
+    on_event=None,
+    preset: str | None = None,
+) -> tuple:
+    """Train a new model into run directory `out`; returns (model, history, test metrics).
+
+    `data` is a Dataset (opened once by the caller) or a name to open; `init_from` starts from a
+    finished run's weights (fine-tuning) instead of a random initialisation."""
+    run = Path(out)
+    if (run / "model.json").exists() and not overwrite:
+        raise RunError(
+            f"{run}: already holds a run; continue it with --resume {run}, "
+            "or pass --overwrite to replace it"
+        )
+    if run.exists() and not run.is_dir():
+        raise RunError(f"{run}: exists and is not a folder")
+    config.validate()
+    spec.validate()
+    ds = data if isinstance(data, Dataset) else open_dataset(data, on_event=on_event)
+    images, labels, data_info = training_data(ds, limit)
+    if spec.num_classes < len(ds.classes) or spec.input_shape != (1, 28, 28):
+        raise DigitlabError(
+            f"the model expects {spec.num_classes} classes of {spec.input_shape} "
+            f"images; {ds.name} has {len(ds.classes)} classes of (1, 28, 28)"
+        )
+    model = build(spec, engine, config.seed, device, compile)
+    extra = {"preset": preset, "device": str(getattr(model, "device", "cpu"))}
+    if init_from is not None:
+        start_from(model, init_from)
+        extra["init_from"] = str(init_from)
+    run.mkdir(parents=True, exist_ok=True)
+    clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
+    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+    _write_json(
+        run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
+    )
+    return _train(run, model, trainer, ds, data_info, extra)
+
+
+def start_from(model, run: str | os.PathLike[str]) -> None:
+    """Copy a finished run's weights into `model`, whose spec must be the same."""
+    info = read_info(run)
+    require_finished(run, info)
+    if ModelSpec.from_dict(info["spec"]).layers != model.spec.layers:
+        raise DigitlabError(
+            f"--init-from {run}: its model ({info['spec'].get('name') or 'custom'}) has other "
+            f"layers than {model.spec.name or 'this model'}; fine-tuning needs the same spec"
+        )
+    model.load_state_dict(load_model(run, engine=model.engine, device="cpu").state_dict())
+
+
+def resume(
+    run: str | os.PathLike[str],
+    data: Dataset | None = None,
+    *,
+    device: str = "auto",
+    callbacks=(),
+    on_event=None,
+) -> tuple:
+    """Continue an unfinished run from its last checkpoint; same weights as if never stopped.
+    `data` is the run's dataset when the caller has it open; else it is opened by its ref."""
+    run = Path(run)
+    info = read_info(run)
+    if info["training"]["finished"]:
+        raise RunError(f"{run}: this run already finished; train a new one with --out")
+    if not (run / "checkpoint" / "latest.json").exists():
+        raise RunError(
+            f"{run / 'checkpoint' / 'latest.json'}: missing, so there is nothing to resume from; "
+            f"train it again with --out {run} --overwrite"
+        )
+    arrays, meta = load_checkpoint(run)
+    config = TrainConfig.from_dict(meta["config"])
+    spec = ModelSpec.from_dict(info["spec"])
+    data_info = info["data"]
+    ds = data if data is not None else open_dataset(data_info["ref"], on_event=on_event)
+    images, labels, _ = training_data(ds, data_info["limit"])
+    model = build(spec, info["engine"], config.seed, device)
+    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+    trainer.load_state_dict(arrays, meta)
+    extra = {k: info[k] for k in ("preset", "device", "init_from") if k in info} | {
+        "resumed_from_epoch": trainer.epoch
+    }
+    return _train(run, model, trainer, ds, data_info, extra)
