@@ -37,12 +37,14 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
+import digitlab
 from digitlab import jobs
 from digitlab.presets import PRESETS, RECIPES
 
 FAST = os.environ.get("DIGITLAB_FAST") == "1"
 LIMIT = 5_000 if FAST else None  # training images; None = all 60,000
 RUNS = Path("runs")
+ds = digitlab.load("mnist")  # opened once; every job below is given it
 
 
 def quick(config, epochs: int = 2):
@@ -89,7 +91,7 @@ results = {}
 for name, (spec, engine, config) in contenders.items():
     started = time.perf_counter()
     _, history, test = jobs.start(
-        RUNS / name, spec, engine, config, limit=LIMIT, overwrite=True, preset=name
+        RUNS / name, spec, engine, config, ds, limit=LIMIT, overwrite=True, preset=name
     )
     results[name] = test
     print(
@@ -109,7 +111,7 @@ for name, (spec, engine, config) in contenders.items():
 # figures into `RUN/figures/` and writes `RUN/report.html`. We look at the CNN's figures.
 
 # %%
-metrics = {name: jobs.evaluate_run(RUNS / name) for name in contenders}
+metrics = {name: jobs.evaluate_run(RUNS / name, data=ds) for name in contenders}
 for name, m in metrics.items():
     print(
         f"{name:15} accuracy {m['accuracy']:.2%}, loss {m['loss']:.3f}, "
@@ -165,7 +167,9 @@ figure("cnn-small", "reliability")
 # means the difference in accuracy is real, not luck of the test set.
 
 # %%
-comparison = jobs.compare_runs([RUNS / name for name in contenders], RUNS / "compare")
+comparison = jobs.compare_runs(
+    [RUNS / name for name in contenders], RUNS / "compare", ds, overwrite=True
+)
 print(f"{'run':15} {'engine':6} {'params':>9} {'train s':>8} {'images/s':>10} {'accuracy':>9}")
 for r in comparison["runs"]:
     print(

@@ -144,7 +144,8 @@ def test_predict_command(mlp_run, mnist, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "seven.jpg: 7 (" in result.stdout and "blank.png: no digit found" in result.stdout
-    assert (tmp_path / "steps.png").stat().st_size > 10_000
+    assert (tmp_path / "steps-1.png").stat().st_size > 10_000  # every image's steps
+    assert (tmp_path / "steps-2.png").stat().st_size > 5_000
     result = CliRunner().invoke(
         app, ["predict", str(mlp_run), str(tmp_path / "seven.jpg"), "--unsure", "1.0", "--json"]
     )
