@@ -27,7 +27,7 @@
 # weights, history and, after evaluation, its metrics, figures and an HTML report.
 #
 # With `DIGITLAB_FAST=1` every model trains on 5,000 images for at most two epochs (the
-# seeds' gradient descent for 20 steps), so the numbers are lower than the ones quoted here.
+# seeds' gradient descent for 10 steps), so the numbers are lower than the ones quoted here.
 
 # %%
 import dataclasses
@@ -67,7 +67,7 @@ for name, preset in PRESETS.items():
 seed_gd, seed_keras = RECIPES["seed-gd-150"], RECIPES["seed-keras-128-64-16"]
 mlp, cnn = PRESETS["mlp-256-128-64"], PRESETS["cnn-small"]
 contenders = {  # name: (spec, engine, training config)
-    "seed-gd-150": (seed_gd[0], "numpy", quick(seed_gd[1], epochs=20)),
+    "seed-gd-150": (seed_gd[0], "numpy", quick(seed_gd[1], epochs=10)),
     "seed-keras": (seed_keras[0], "numpy", quick(seed_keras[1])),
     "mlp-256-128-64": (mlp.spec, "numpy", quick(mlp.config)),
     "cnn-small": (cnn.spec, "torch", quick(cnn.config)),

@@ -99,8 +99,15 @@ def test_run_main_job_fast_mode(mnist, tmp_path):
     again = invoke("run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500")
     assert again.exit_code == 1 and "earlier job" in again.output and "--overwrite" in again.output
     assert Path(summary["report"]).exists()  # the earlier job is kept
-    human = invoke(
-        "run", "--out", str(tmp_path / "main"), "--quick", "--limit", "1500", "--overwrite"
+    human = invoke(  # one small model is enough to see the human summary
+        "run",
+        "--out",
+        str(tmp_path / "main"),
+        "--models",
+        "mlp-32",
+        "--limit",
+        "1500",
+        "--overwrite",
     )
     assert "test accuracy" in human.stdout and "report.html" in human.stdout
 

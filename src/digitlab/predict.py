@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from digitlab import evaluate as ev
 from digitlab import ink, runs
 from digitlab.engines import logits
+from digitlab.errors import DigitlabError
 from digitlab.preprocess import check_images
 
 UNSURE_BELOW = 0.6  # default: below this top probability the answer is "unsure"
@@ -41,7 +44,12 @@ class Reading(dict):
 
 def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
     """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained."""
-    return ev.softmax(logits(model, digits), float(info.get("temperature", 1.0)))
+    probs = ev.softmax(logits(model, digits), float(info.get("temperature", 1.0)))
+    if not np.isfinite(probs).all():  # overflowing weights: never answer "nan%"
+        raise DigitlabError(
+            "the model gave NaN or infinite probabilities: its weights are unusable"
+        )
+    return probs
 
 
 def describe(source) -> str:
@@ -50,7 +58,8 @@ def describe(source) -> str:
         return "image"
     if isinstance(source, np.ndarray):
         return "array"
-    return str(source)
+    # a file name that is not UTF-8 keeps its place, with U+FFFD for the bytes it cannot show
+    return os.fsencode(str(source)).decode("utf-8", "replace")
 
 
 class Predictor:
@@ -69,6 +78,8 @@ class Predictor:
         self.classes: list[str] = list(self.info["classes"])
         default = self.info.get("unsure_below", UNSURE_BELOW)
         self.unsure_below = float(default if unsure_below is None else unsure_below)
+        if not 0 <= self.unsure_below <= 1:  # NaN fails this too
+            raise DigitlabError(f"--unsure {unsure_below}: must be a probability in [0, 1]")
 
     def __repr__(self) -> str:
         name = self.info["spec"].get("name") or "custom"

@@ -16,32 +16,39 @@ them with their SHA-256, so a kill at any moment leaves the previous epoch loada
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
-import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from digitlab.atomic import write_bytes, write_json, write_text
+from digitlab.atomic import json_safe, write_bytes, write_json, write_text
 from digitlab.engines import build
-from digitlab.errors import DigitlabError
+from digitlab.run_schema import (
+    MAX_WEIGHTS_BYTES,
+    RunError,
+    check_latest_json,
+    check_model_json,
+    digest,
+    read_json,
+    read_regular,
+    stale_temporaries,
+)
 from digitlab.spec import ModelSpec, SpecError
 from digitlab.train import Callback, History, TrainConfig, Trainer
 from digitlab.version import __version__
 
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 FORMAT = 1
-
-
-class RunError(DigitlabError):
-    """A run directory that is missing, incomplete or damaged."""
 
 
 def _version() -> str:
@@ -53,12 +60,29 @@ def _write_json(path: Path, value) -> None:
 
 
 def _read_json(path: Path) -> dict:
+    return read_json(path)
+
+
+@contextlib.contextmanager
+def writing(run: Path) -> Iterator[None]:
+    """Hold the run folder's lock while writing it: a second process that tries to write the
+    same folder is refused at once, instead of mixing its files with ours. Temporary files a
+    killed writer left behind are removed once the lock is ours."""
+    run.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run / ".lock", timeout=0)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: not valid JSON ({e})") from None
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"{run}: another digitlab process is writing this run; wait for it to finish, "
+            "or choose another --out"
+        ) from None
+    try:
+        for leftover in stale_temporaries(run):
+            leftover.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.release()
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
@@ -70,10 +94,7 @@ def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
 
 
 def _load_arrays(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
-    try:
-        payload = path.read_bytes()
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
+    payload = read_regular(path, MAX_WEIGHTS_BYTES)
     if sha256 is not None and hashlib.sha256(payload).hexdigest() != sha256:
         raise RunError(f"{path}: does not match the checksum recorded beside it (damaged?)")
     try:
@@ -114,14 +135,26 @@ def save_checkpoint(run: Path, trainer: Trainer) -> None:
     arrays, meta = trainer.state_dict()
     name = f"epoch-{trainer.epoch:04d}.safetensors"
     meta |= {"weights": name, "sha256": _save_arrays(folder / name, arrays)}
+    meta |= {"engine": trainer.model.engine}
+    meta["meta_sha256"] = digest(json_safe(meta))  # the metadata is covered too
     _write_json(folder / "latest.json", meta)
     for old in folder.glob("epoch-*.safetensors"):  # only the latest is needed
         if old.name != name:
             old.unlink(missing_ok=True)
 
 
-def load_checkpoint(run: Path) -> tuple[dict[str, np.ndarray], dict]:
-    meta = _read_json(run / "checkpoint" / "latest.json")
+def load_checkpoint(run: Path, engine: str) -> tuple[dict[str, np.ndarray], dict]:
+    """The checkpoint's arrays and metadata, checked: its digest, the file it names (inside
+    checkpoint/ only), and that it is not older than history.csv (a rewound latest.json)."""
+    where = run / "checkpoint" / "latest.json"
+    meta = check_latest_json(_read_json(where), str(where), engine)
+    if (run / "history.csv").is_file():
+        rows = len(read_history(run).rows)
+        if rows > meta["epoch"]:
+            raise RunError(
+                f"{where}: is at epoch {meta['epoch']} but history.csv has {rows} epochs "
+                "(rewound or mixed with another run)"
+            )
     meta["best_val_loss"] = math.inf if meta.get("best_val_loss") is None else meta["best_val_loss"]
     return _load_arrays(run / "checkpoint" / meta["weights"], meta.get("sha256")), meta
 
@@ -225,11 +258,8 @@ def read_info(run: str | os.PathLike[str]) -> dict:
     run = Path(run)
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
-    info = _read_json(run / "model.json")
-    for key in ("engine", "spec", "classes", "preprocessing", "train_config"):
-        if key not in info:
-            raise RunError(f"{run / 'model.json'}: has no {key!r}")
-    return info
+    where = run / "model.json"
+    return check_model_json(_read_json(where), str(where))
 
 
 def require_finished(run: str | os.PathLike[str], info: dict) -> None:
@@ -250,6 +280,14 @@ def load_model(run: str | os.PathLike[str], engine: str | None = None, device: s
         raise RunError(f"{run / 'model.json'}: {e}") from None
     model = build(spec, engine or info["engine"], 0, "cpu" if engine == "numpy" else device)
     weights = _load_arrays(run / "model.safetensors", info.get("weights_sha256"))
+    expected = model.state_dict()
+    wrong = [k for k, v in weights.items() if k in expected and v.dtype != expected[k].dtype]
+    if wrong:  # int8 or bool weights would be cast silently
+        k = wrong[0]
+        raise RunError(
+            f"{run / 'model.safetensors'}: {k} is {weights[k].dtype}, the model holds "
+            f"{expected[k].dtype}"
+        )
     bad = [k for k, v in weights.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
     if bad:
         raise RunError(f"{run / 'model.safetensors'}: {bad[0]} holds NaN or infinite values")

@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from digitlab.errors import DigitlabError
 
+MAX_PARAMS = 200_000_000  # 800 MB of float32 weights: refused before anything is allocated
+MAX_SIDE = 4096  # the largest input side or channel count a spec may declare
+MAX_CLASSES = 100_000
 INITS = ("default", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal")
 
 
@@ -219,8 +222,24 @@ class ModelSpec:
         return shapes
 
     def validate(self) -> ModelSpec:
-        """Raise SpecError naming the first bad layer; return self when the spec is buildable."""
+        """Raise SpecError naming the first bad layer, or a model too large to allocate; return
+        self when the spec is buildable."""
+        if len(self.input_shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_SIDE
+            for d in self.input_shape
+        ):
+            raise SpecError(
+                f"input_shape {self.input_shape}: expected three sizes in 1..{MAX_SIDE}"
+            )
+        if not isinstance(self.num_classes, int) or not 2 <= self.num_classes <= MAX_CLASSES:
+            raise SpecError(f"num_classes {self.num_classes!r}: expected 2..{MAX_CLASSES}")
         self.output_shapes()
+        n = self.num_params()
+        if n > MAX_PARAMS:
+            raise SpecError(
+                f"the model has {n:,} parameters, more than the {MAX_PARAMS:,} digitlab builds "
+                "(MNIST's best networks have a few million)"
+            )
         return self
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -298,8 +317,8 @@ class ModelSpec:
                 name=d.get("name", ""),
                 extra=d.get("extra", {}),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise SpecError(f"model spec: {e}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise SpecError(f"model spec: {str(e)[:200]}") from None
         return spec.validate()
 
     def to_json(self) -> str:
@@ -311,6 +330,8 @@ class ModelSpec:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:
             raise SpecError(f"model spec is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # a 5000-digit integer; 100k-deep nesting
+            raise SpecError(f"model spec is not usable JSON: {str(e)[:120]}") from None
 
 
 def mlp(hidden: list[int], num_classes: int = 10, name: str = "", **dense) -> ModelSpec:
@@ -328,7 +349,7 @@ def parse_shorthand(text: str, num_classes: int = 10) -> ModelSpec:
     try:
         if kind == "mlp" and sep:
             hidden = [int(u) for u in body.split("-")] if body else []
-            return mlp(hidden, num_classes, name=text)
+            return mlp(hidden, num_classes, name=text).validate()
         if kind == "cnn" and sep:
             convs, _, dense = body.partition("/")
             layers: list[Layer] = []

@@ -93,6 +93,10 @@ class TrainConfig:
             ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "must be in 0 .. epochs"),
             ("gamma", self.gamma > 0, "must be positive"),
         ]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise DigitlabError(f"train config: {f.name} = {value!r} must be a finite number")
         for name, ok, why in checks:
             if not ok:
                 raise DigitlabError(f"train config: {name} = {getattr(self, name)!r} {why}")
@@ -104,6 +108,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Build from a dict (TOML, JSON); unknown keys are an error that names them."""
+        if not isinstance(d, dict):
+            raise DigitlabError(f"train config: expected a table of settings, got {d!r:.60}")
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -123,8 +129,12 @@ class TrainConfig:
             else:
                 ok = isinstance(value, kind)
             if not ok:
-                raise DigitlabError(f"train config: {name} = {value!r} is not a {kind.__name__}")
-            values[name] = kind(value)
+                shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+                raise DigitlabError(f"train config: {name} = {shown} is not a {kind.__name__}")
+            try:
+                values[name] = kind(value)
+            except OverflowError:
+                raise DigitlabError(f"train config: {name} is too large a number") from None
         return cls(**values)
 
 

@@ -38,6 +38,14 @@ data_app = typer.Typer(help="Get, inspect and convert datasets.", no_args_is_hel
 JsonFlag = Annotated[
     bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead.")
 ]
+DatasetFlag = Annotated[
+    Path | None,
+    typer.Option(
+        "--dataset",
+        help="The run's data, when model.json names a path (digitlab opens only known "
+        "datasets on a run's word).",
+    ),
+]
 FromPath = Annotated[
     Path | None,
     typer.Option("--from", help="Your own copy: a folder of IDX files, an .npz or mnist.pkl.gz."),

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import JsonFlag, Progress, app, progress, reports_errors
+from digitlab.cli.app import DatasetFlag, JsonFlag, Progress, app, progress, reports_errors
+from digitlab.data import open_dataset
 from digitlab.errors import DigitlabError
 
 # ---- explore ----------------------------------------------------------------------------------
@@ -149,6 +150,7 @@ def evaluate(
         bool,
         typer.Option("--calibrate", metavar="", help="Fit a temperature on the validation split."),
     ] = False,
+    dataset: DatasetFlag = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Metrics, figures and report.html for a run.
@@ -157,7 +159,8 @@ def evaluate(
     """
     from digitlab.jobs.evaluate import evaluate_run
 
-    m = evaluate_run(run, split, calibrate, on_event=progress)
+    ds = open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+    m = evaluate_run(run, split, calibrate, ds, on_event=progress)
     if json_out:
         from digitlab.atomic import json_safe
 
@@ -184,6 +187,7 @@ def compare(
         bool,
         typer.Option("--overwrite", metavar="", help="Replace an earlier comparison in --out."),
     ] = False,
+    dataset: DatasetFlag = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Compare runs on the test set: table, seeds, McNemar's test, learning curves, report.
@@ -193,7 +197,8 @@ def compare(
     from digitlab.atomic import json_safe
     from digitlab.jobs.compare import compare_runs
 
-    result = compare_runs(run_dirs, out, overwrite=overwrite, on_event=progress)
+    ds = open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+    result = compare_runs(run_dirs, out, ds, overwrite=overwrite, on_event=progress)
     result.pop("figures")
     if json_out:
         typer.echo(json.dumps(json_safe(result), indent=2))

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import JsonFlag, app, progress, reports_errors
+from digitlab.cli.app import DatasetFlag, JsonFlag, app, progress, reports_errors
 from digitlab.errors import DigitlabError
 
 
@@ -62,27 +62,40 @@ def predict(
     if number:
         failed = read_numbers(reader, images, top, show_steps, json_out)
         raise typer.Exit(1 if failed else 0)
-    results = reader.read_many(list(images), top, deskew)
-    drawn = [r for r in results if r["status"] != ERROR]
-    for r, path in zip(drawn, steps_paths(show_steps, len(drawn)), strict=False):
-        write_bytes(path, plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])))
-    if json_out:
-        clean = [{k: v for k, v in r.items() if k not in ("steps", "digit")} for r in results]
-        typer.echo(json.dumps(clean, indent=2))
-    else:
-        for r in results:
+    answers, failed, written = [], False, []
+    paths = iter(steps_paths(show_steps, len(images)))
+    for start in range(0, len(images), CHUNK):  # each answer is let go once it is given
+        for r in reader.read_many(images[start : start + CHUNK], top, deskew):
+            path = next(paths, None)
             if r["status"] == ERROR:
+                failed = True
                 typer.echo(f"error: {r['error']}", err=True)
-            elif r["status"] == "no digit found":
-                typer.echo(f"{r['image']}: no digit found")
+                continue
+            if path is not None:
+                write_bytes(path, plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])))
+                written.append(path)
+            if json_out:
+                answers.append({k: v for k, v in r.items() if k not in ("steps", "digit")})
             else:
-                others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
-                note = ", unsure" if r["status"] == "unsure" else ""
-                then = f"; then {others}" if others else ""
-                typer.echo(f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}")
-        for path in steps_paths(show_steps, len(drawn)):
-            typer.echo(f"wrote {path}")
-    raise typer.Exit(1 if any(r["status"] == ERROR for r in results) else 0)
+                typer.echo(answer_line(r))
+    if json_out:
+        typer.echo(json.dumps(answers, indent=2))
+    for path in written if not json_out else []:
+        typer.echo(f"wrote {path}")
+    raise typer.Exit(1 if failed else 0)
+
+
+CHUNK = 64  # images read at once: one batch for the model, and all that is held in memory
+
+
+def answer_line(r: dict) -> str:
+    """One reading as the line `predict` prints."""
+    if r["status"] == "no digit found":
+        return f"{r['image']}: no digit found"
+    others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
+    note = ", unsure" if r["status"] == "unsure" else ""
+    then = f"; then {others}" if others else ""
+    return f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}"
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
@@ -207,6 +220,10 @@ def export(
     out: Annotated[
         Path | None, typer.Option(help="File to write (default RUN/model.onnx).")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", metavar="", help="Replace an existing --out file.")
+    ] = False,
+    dataset: DatasetFlag = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Export a trained model as one self-contained ONNX file, checked on the whole test set.
@@ -216,11 +233,13 @@ def export(
 
     Example: digitlab export runs/cnn --format onnx --out cnn.onnx
     """
+    from digitlab.data import open_dataset
     from digitlab.jobs.export import export_onnx
 
     if format != "onnx":
         raise DigitlabError(f"--format {format}: only onnx is supported")
-    result = export_onnx(run, out, on_event=progress)
+    ds = open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+    result = export_onnx(run, out, ds, on_event=progress, overwrite=overwrite)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -115,7 +115,10 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="A TOML file of settings (TrainConfig fields).")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or a path.")] = "mnist",
+    dataset: Annotated[
+        str,
+        typer.Option(help="mnist, fashion-mnist or a path (with --resume: the run's own data)."),
+    ] = "mnist",
     limit: Annotated[
         int | None, typer.Option(help="Train on the first N images only (fast tries).")
     ] = None,
@@ -172,11 +175,12 @@ def train(
         given |= {"--limit": limit, "--out": out, "--init-from": init_from}
         given |= {cli_flag(k, v).split()[0]: v for k, v in settings.items() if v is not None}
         clash = [flag for flag, value in given.items() if value is not None]
-        if clash or compile or dataset != "mnist":
-            flag = clash[0] if clash else ("--compile" if compile else "--dataset")
+        if clash or compile:
+            flag = clash[0] if clash else "--compile"
             raise DigitlabError(f"--resume continues with the run's own settings; drop {flag}")
+        ds = open_dataset(dataset, on_event=progress) if dataset != "mnist" else None
         model_obj, history, test = resume_run(
-            resume, device=device, callbacks=with_tensorboard(resume), on_event=progress
+            resume, ds, device=device, callbacks=with_tensorboard(resume), on_event=progress
         )
     else:
         plan = plan_training(model, recipe, engine, config, **settings)

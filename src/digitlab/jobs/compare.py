@@ -13,9 +13,10 @@ from pathlib import Path
 from digitlab import evaluate as ev
 from digitlab import plots, report, runs
 from digitlab.atomic import json_safe, write_bytes, write_text
-from digitlab.data import Dataset, open_dataset
+from digitlab.data import Dataset
 from digitlab.errors import DigitlabError
 from digitlab.jobs.evaluate import Evaluation, _pct, evaluation, provenance, split_data
+from digitlab.jobs.train import run_dataset
 
 OUTPUTS = ("comparison.json", "report.html")  # what an earlier comparison leaves in --out
 
@@ -58,7 +59,7 @@ def compare_runs(
                 f"{first} on {first_info['data']['dataset']}"
             )
         runs.require_finished(other, info)
-    ds = data if data is not None else open_dataset(first_info["data"]["ref"], on_event=on_event)
+    ds = run_dataset(first_info, data, on_event)
     _, labels = split_data(first_info, "test", ds)
     evaluated = {Path(k): v for k, v in (evaluated or {}).items()}
     entries = []

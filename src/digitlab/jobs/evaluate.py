@@ -19,10 +19,10 @@ import numpy as np
 from digitlab import evaluate as ev
 from digitlab import plots, report, runs
 from digitlab.atomic import json_safe, write_bytes, write_text
-from digitlab.data import Dataset, open_dataset
+from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
-from digitlab.jobs.train import training_data
+from digitlab.jobs.train import run_dataset, training_data
 from digitlab.machine import describe
 from digitlab.preprocess import stratified_split
 from digitlab.presets import PRESETS
@@ -121,7 +121,7 @@ def evaluation(
     info = runs.read_info(run)
     runs.require_finished(run, info)
     model = runs.load_model(run)
-    ds = data if data is not None else open_dataset(info["data"]["ref"], on_event=on_event)
+    ds = run_dataset(info, data, on_event)
     images, labels = split_data(info, split, ds)
     classes = info["classes"]
     if calibrate:

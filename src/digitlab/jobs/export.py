@@ -24,10 +24,11 @@ import numpy as np
 
 from digitlab import runs
 from digitlab.atomic import write_bytes
-from digitlab.data import Dataset, open_dataset
+from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import softmax
+from digitlab.jobs.train import run_dataset
 from digitlab.spec import (
     BatchNorm,
     Conv2D,
@@ -43,6 +44,7 @@ from digitlab.spec import (
 )
 
 OPSET = 17
+RUNTIMES = ("onnxruntime", "the NumPy engine", "the PyTorch engine")
 TOLERANCE = 1e-4  # largest difference in any probability between the three runtimes
 
 
@@ -190,7 +192,14 @@ def agreement(
     numpy_model = numpy_model or runs.load_model(run, engine="numpy")
     from_numpy = classify(numpy_model)
     from_torch = classify(runs.load_model(run, engine="torch", device="cpu"))
-    labels = [p.argmax(axis=1) for p in (from_onnx, from_numpy, from_torch)]
+    outputs = (from_onnx, from_numpy, from_torch)
+    broken = [name for name, p in zip(RUNTIMES, outputs, strict=True) if not np.isfinite(p).all()]
+    if broken:  # NaN compares unequal to nothing: without this, "disagree on 0" would pass
+        raise ExportError(
+            f"{run}: {', '.join(broken)} gave NaN or infinite probabilities; the weights or the "
+            "temperature in model.json are unusable"
+        )
+    labels = [p.argmax(axis=1) for p in outputs]
     disagree = int(((labels[0] != labels[1]) | (labels[0] != labels[2])).sum())
     diff = float(max(np.abs(from_onnx - from_numpy).max(), np.abs(from_onnx - from_torch).max()))
     return {
@@ -206,6 +215,7 @@ def export_onnx(
     out: str | os.PathLike[str] | None = None,
     data: Dataset | None = None,
     on_event=None,
+    overwrite: bool = False,
 ) -> dict:
     """Write the run as `out` (default RUN/model.onnx) once it agrees with both engines on the
     test set of the run's dataset (`data`, or opened by its ref). Returns the path, size and
@@ -217,9 +227,11 @@ def export_onnx(
     out = Path(out) if out is not None else run / "model.onnx"
     if out.is_dir():
         raise ExportError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
     model = runs.load_model(run, engine="numpy")
     blob = onnx_model(spec, model.state_dict(), info).SerializeToString()
-    ds = data if data is not None else open_dataset(info["data"]["ref"], on_event=on_event)
+    ds = run_dataset(info, data, on_event)
     if ds.test is None or len(ds.test) == 0:
         raise ExportError(f"{info['data']['ref']}: no test images to check the export against")
     check = agreement(blob, run, info, ds.test.images, model)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from digitlab import spec as S
-from digitlab.data import Dataset, open_dataset
+from digitlab.data import DATASETS, Dataset, open_dataset
 from digitlab.engines import build
 from digitlab.errors import DigitlabError
 from digitlab.presets import PRESETS, RECIPES, Preset
+from digitlab.run_schema import read_regular
 from digitlab.runs import (
     Checkpoint,
     RunError,
@@ -35,23 +36,37 @@ from digitlab.runs import (
     read_info,
     require_finished,
     save_run,
+    writing,
 )
 from digitlab.spec import ModelSpec, SpecError, parse_shorthand
 from digitlab.train import TrainConfig, Trainer, TrainingDiverged
+
+MAX_TEXT_BYTES = 10_000_000  # a spec or settings file is a few KB
+
+
+def read_text(path: Path, what: str) -> str:
+    """A small UTF-8 text file (a spec or a settings file), or a one-line error."""
+    try:
+        raw = read_regular(path, MAX_TEXT_BYTES)
+    except RunError as e:
+        raise DigitlabError(f"--{what}: {e}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DigitlabError(f"{path}: not UTF-8 text") from None
 
 
 def load_spec_file(path: str | os.PathLike[str]) -> ModelSpec:
     """A ModelSpec from a .json or .toml file (the layout of ModelSpec.to_dict()), or from a
     run's model.json (its "spec")."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read ({e.strerror})") from None
+    text = read_text(path, "spec")
     try:
         d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
         raise SpecError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+    except (ValueError, RecursionError) as e:  # a 5000-digit integer; 100k-deep nesting
+        raise SpecError(f"{path}: not usable ({str(e)[:120]})") from None
     if isinstance(d, dict) and "spec" in d and "format" in d:  # a run's model.json
         d = d["spec"]
     try:
@@ -90,13 +105,16 @@ def load_config_file(path: str | os.PathLike[str], base: TrainConfig) -> TrainCo
     """`base` with the settings of a TOML file applied (keys of TrainConfig, or under [train])."""
     path = Path(path)
     try:
-        loaded = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise DigitlabError(f"{path}: cannot read ({e.strerror})") from None
+        loaded = tomllib.loads(read_text(path, "config"))
     except tomllib.TOMLDecodeError as e:
         raise DigitlabError(f"{path}: not valid TOML ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise DigitlabError(f"{path}: not usable ({str(e)[:120]})") from None
+    settings = loaded.get("train", loaded)
+    if not isinstance(settings, dict):
+        raise DigitlabError(f"{path}: [train] must be a table of settings, got {settings!r:.40}")
     try:
-        return TrainConfig.from_dict(base.to_dict() | loaded.get("train", loaded))
+        return TrainConfig.from_dict(base.to_dict() | settings)
     except DigitlabError as e:
         raise DigitlabError(f"{path}: {e}") from None
 
@@ -130,6 +148,21 @@ def plan_training(
     engine = engine or (preset.engine if preset else ("torch" if has_conv else "numpy"))
     return Plan(
         spec, config, engine, f"{name}-{engine}", recipe or (preset.name if preset else None)
+    )
+
+
+def run_dataset(info: dict, data: Dataset | None = None, on_event=None) -> Dataset:
+    """The dataset a run was trained on: `data` when the caller gives it; else opened by the
+    ref in model.json, which may only name a known dataset. A run received from someone else
+    must not make digitlab read a path of its choosing."""
+    if data is not None:
+        return data
+    ref = info["data"]["ref"]
+    if ref in DATASETS:
+        return open_dataset(ref, on_event=on_event)
+    raise DigitlabError(
+        f"model.json: data.ref names a path ({ref!r:.80}), which digitlab does not open on a "
+        "run's word; pass the data yourself (--dataset PATH)"
     )
 
 
@@ -202,6 +235,13 @@ def start(
         )
     if run.exists() and not run.is_dir():
         raise RunError(f"{run}: exists and is not a folder")
+    theirs = [p.name for p in run.iterdir() if p.name != ".lock"] if run.is_dir() else []
+    if theirs and not (run / "model.json").exists() and not overwrite:
+        raise RunError(
+            f"{run}: holds files that are not a digitlab run ({', '.join(sorted(theirs)[:3])}"
+            f"{', ...' if len(theirs) > 3 else ''}); choose an empty or new --out, or pass "
+            "--overwrite to let digitlab replace its own files there"
+        )
     config.validate()
     spec.validate()
     ds = data if isinstance(data, Dataset) else open_dataset(data, on_event=on_event)
@@ -216,13 +256,13 @@ def start(
     if init_from is not None:
         start_from(model, init_from)
         extra["init_from"] = str(init_from)
-    run.mkdir(parents=True, exist_ok=True)
-    clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
-    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
-    _write_json(
-        run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
-    )
-    return _train(run, model, trainer, ds, data_info, extra)
+    with writing(run):  # a second writer is refused while this one holds the folder
+        clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
+        trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+        _write_json(
+            run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
+        )
+        return _train(run, model, trainer, ds, data_info, extra)
 
 
 def start_from(model, run: str | os.PathLike[str]) -> None:
@@ -256,16 +296,22 @@ def resume(
             f"{run / 'checkpoint' / 'latest.json'}: missing, so there is nothing to resume from; "
             f"train it again with --out {run} --overwrite"
         )
-    arrays, meta = load_checkpoint(run)
-    config = TrainConfig.from_dict(meta["config"])
-    spec = ModelSpec.from_dict(info["spec"])
-    data_info = info["data"]
-    ds = data if data is not None else open_dataset(data_info["ref"], on_event=on_event)
-    images, labels, _ = training_data(ds, data_info["limit"])
-    model = build(spec, info["engine"], config.seed, device)
-    trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
-    trainer.load_state_dict(arrays, meta)
-    extra = {k: info[k] for k in ("preset", "device", "init_from") if k in info} | {
-        "resumed_from_epoch": trainer.epoch
-    }
-    return _train(run, model, trainer, ds, data_info, extra)
+    with writing(run):
+        arrays, meta = load_checkpoint(run, info["engine"])
+        config = TrainConfig.from_dict(meta["config"])
+        spec = ModelSpec.from_dict(info["spec"])
+        data_info = info["data"]
+        ds = run_dataset(info, data, on_event)
+        images, labels, _ = training_data(ds, data_info["limit"])
+        model = build(spec, info["engine"], config.seed, device)
+        trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+        try:
+            trainer.load_state_dict(arrays, meta)
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise RunError(
+                f"{run / 'checkpoint'}: does not fit this run ({str(e).splitlines()[0][:150]})"
+            ) from None
+        extra = {k: info[k] for k in ("preset", "device", "init_from") if k in info} | {
+            "resumed_from_epoch": trainer.epoch
+        }
+        return _train(run, model, trainer, ds, data_info, extra)
