@@ -1,7 +1,8 @@
 # digitlab: every set-up step a new user or CI needs, in one place.
 #   make demo   create .venv, install digitlab (pinned), fetch MNIST, run the main job
 #   make test   create the same environment and run the fast test suite (about 5 minutes)
-#   make test-slow  the minutes-long accuracy checks (the best CNN on photos and numbers)
+#   make test-slow  the minutes-long accuracy checks (the best CNN on photos and numbers),
+#               and every fuzzing test with its long profile
 #   make lint   ruff check + ruff format --check + import-linter (the layers)
 #   make bench  run the benchmarks and write docs/benchmarks.md
 #   make notebooks  run the tutorial notebooks in full and write docs/notebooks/*.ipynb
@@ -33,6 +34,8 @@ test: venv
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow --timeout 1200 $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=slow DIGITLAB_FUZZ_EXAMPLES=1000 \
+		$(BIN)/python -m pytest -k fuzz --timeout 1800 $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

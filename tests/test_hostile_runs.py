@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
@@ -338,3 +340,92 @@ def test_predict_refuses_a_nan_threshold_and_reads_non_utf8_names(run, mnist, tm
     result = cli("predict", str(run), str(path), "--show-steps", str(steps))
     assert result.exit_code == 0, result.output
     assert steps.read_bytes()[:4] == b"\x89PNG" and "caf\ufffd.png: " in result.stdout
+
+
+# ---- fuzzed fields --------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+def paths_of(value, prefix=()) -> list[tuple]:
+    """Every key path in a JSON value (dict keys and list indices)."""
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += paths_of(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:6]):
+            out += paths_of(v, (*prefix, i))
+    return out
+
+
+def replaced(value, path: tuple, new):
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = replaced(copy[path[0]], path[1:], new)
+    return copy
+
+
+@settings(
+    max_examples=int(os.environ.get("DIGITLAB_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_fuzzed_model_json_loads_correctly_or_is_one_line(small_run, mnist, tmp_path, data):
+    """Any one field of model.json replaced by any JSON value: the run reads digits with finite
+    probabilities, or refuses in one line. Never a traceback, never NaN."""
+    run = tmp_path / f"fuzz-{time.monotonic_ns()}"
+    shutil.copytree(small_run, run)
+    info = json.loads((run / "model.json").read_text())
+    path = data.draw(st.sampled_from(paths_of(info)))
+    (run / "model.json").write_text(json.dumps(replaced(info, path, data.draw(JSON_VALUES))))
+    try:
+        from digitlab.predict import Predictor
+
+        probs = Predictor(run).probabilities(mnist.test.images[:4])
+    except DigitlabError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400, str(e)
+    else:
+        assert np.isfinite(probs).all() and probs.shape[0] == 4
+    finally:
+        shutil.rmtree(run)
+
+
+@settings(
+    max_examples=int(os.environ.get("DIGITLAB_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_fuzzed_checkpoint_resumes_or_is_one_line(small_run, mnist, tmp_path, data):
+    """Any one field of latest.json replaced, its digest recomputed or not: resume finishes
+    the run, or refuses in one line."""
+    run = tmp_path / f"fuzz-{time.monotonic_ns()}"
+    shutil.copytree(small_run, run)
+    unfinished(run)
+    meta = json.loads((run / "checkpoint" / "latest.json").read_text())
+    path = data.draw(st.sampled_from(paths_of(meta)))
+    meta = replaced(meta, path, data.draw(JSON_VALUES))
+    if data.draw(st.booleans()) and isinstance(meta, dict):
+        meta["meta_sha256"] = digest(meta)
+    (run / "checkpoint" / "latest.json").write_text(json.dumps(meta))
+    try:
+        jobs.resume(run, mnist)
+    except DigitlabError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400, str(e)
+    else:
+        assert runs.read_info(run)["training"]["finished"]
+    finally:
+        shutil.rmtree(run)
