@@ -140,6 +140,24 @@ def confusable_pairs(confusion: np.ndarray, limit: int = 5) -> list[dict]:
     return sorted(pairs, key=lambda p: -p["total"])[:limit]
 
 
+def risk_coverage(probs: np.ndarray, labels: np.ndarray, target: float = 0.995) -> dict:
+    """The confidence threshold that answers as many images as possible while those answered
+    are at least `target` accurate (the rest are "unsure"), and the share it answers."""
+    confidence = probs.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    right = (probs.argmax(axis=1) == labels)[order]
+    accuracy = np.cumsum(right) / np.arange(1, len(right) + 1)  # of the k most confident
+    ok = np.flatnonzero(accuracy >= target)
+    if len(ok) == 0:
+        return {"target": target, "threshold": 1.0, "coverage": 0.0}
+    k = int(ok[-1]) + 1
+    return {
+        "target": target,
+        "threshold": float(confidence[order][k - 1]),
+        "coverage": k / len(right),
+    }
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T > 0 minimising the NLL of softmax(logits / T): golden-section search
     on log T (the NLL is unimodal in T)."""

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from digitlab import evaluate as ev
-from digitlab import ink, runs
+from digitlab import ink, reader, runs
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.preprocess import check_images
@@ -70,8 +70,9 @@ class Predictor:
     None when no digit was found) and `steps` (ink.prepare's named intermediate images).
     """
 
-    def __init__(self, run, unsure_below: float | None = None) -> None:
-        self.run = str(run)
+    def __init__(self, run=None, unsure_below: float | None = None) -> None:
+        run = reader.run_folder(run)  # None or "reader": the built-in reader
+        self.run = "reader" if run == reader.FOLDER else str(run)
         self.info = runs.read_info(run)
         runs.require_finished(run, self.info)
         self.model = runs.load_model(run, engine="numpy")
@@ -176,8 +177,9 @@ def read_images(
     return Predictor(run, unsure_below).read_many(sources, top, deskew)
 
 
-def read(image, run, top: int = 3, number: bool = False) -> Reading:
-    """Read one image (a path, bytes, or a uint8 array) with a finished run: one digit, or with
-    `number` a row of digits. Load a Predictor once instead to read many images."""
+def read(image, run=None, top: int = 3, number: bool = False) -> Reading:
+    """Read one image (a path, bytes, or a uint8 array): one digit, or with `number` a row of
+    digits; with a finished run, or without one the built-in reader. Load a Predictor once
+    instead to read many images."""
     reader = Predictor(run)
     return reader.read_number(image, top=top) if number else reader.read(image, top=top)

@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from digitlab import reader
 from digitlab.atomic import json_safe, write_bytes, write_json, write_text
 from digitlab.engines import build
 from digitlab.run_schema import (
@@ -253,9 +254,11 @@ def save_run(
     return run
 
 
-def read_info(run: str | os.PathLike[str]) -> dict:
-    """model.json of a run, checked for the fields digitlab needs."""
-    run = Path(run)
+def read_info(run: str | os.PathLike[str] | None) -> dict:
+    """model.json of a run (None or "reader": the built-in reader), checked once."""
+    run = reader.run_folder(run)
+    if run == reader.FOLDER and not reader.installed():
+        raise RunError("the built-in reader is not in this copy of digitlab; name a RUN")
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
     where = run / "model.json"
@@ -271,8 +274,9 @@ def require_finished(run: str | os.PathLike[str], info: dict) -> None:
 
 
 def load_model(run: str | os.PathLike[str], engine: str | None = None, device: str = "auto"):
-    """The trained model of a run, on `engine` (default: the one it was trained with)."""
-    run = Path(run)
+    """The trained model of a run (None or "reader": the built-in reader), on `engine` (default:
+    the one it was trained with)."""
+    run = reader.run_folder(run)
     info = read_info(run)
     try:
         spec = ModelSpec.from_dict(info["spec"])

@@ -19,9 +19,13 @@ from digitlab.errors import DigitlabError
 @app.command("predict", rich_help_panel="Use a model")
 @reports_errors
 def predict(
-    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
-    images: Annotated[
-        list[Path], typer.Argument(help="Image files (one digit each), or folders of them.")
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="[RUN] IMAGE...",
+            help="A run directory (or `reader`; none: the built-in reader), then image files "
+            "(one digit each) or folders of them.",
+        ),
     ],
     top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
     unsure: Annotated[
@@ -46,8 +50,9 @@ def predict(
     A folder stands for the images in it. An unreadable file gets a one-line error and the
     others are still read (exit status 1 if any failed).
 
-    Example: digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
-             digitlab predict runs/cnn postcode.jpg --number
+    Example: digitlab predict my_seven.jpg                      (the built-in reader)
+             digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
+             digitlab predict postcode.jpg --number
     """
     from digitlab import plots
     from digitlab.atomic import write_bytes
@@ -57,6 +62,7 @@ def predict(
         raise DigitlabError(f"--top {top}: must be at least 1")
     if show_steps is not None and show_steps.suffix.lower() != ".png":
         raise DigitlabError(f"--show-steps {show_steps}: the pictures are PNG; name a .png file")
+    run, images = split_run(paths)
     reader = Predictor(run, unsure)
     images = expand_folders(images)
     if number:
@@ -96,6 +102,19 @@ def answer_line(r: dict) -> str:
     note = ", unsure" if r["status"] == "unsure" else ""
     then = f"; then {others}" if others else ""
     return f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}"
+
+
+def split_run(paths: list[Path]) -> tuple[Path | None, list[Path]]:
+    """(RUN, images): the first path is the run when it is `reader` or a folder with a
+    model.json; otherwise every path is an image and the run is the built-in reader (None)."""
+    first = paths[0]
+    if str(first) == "reader" or (first / "model.json").is_file():
+        run, images = first, paths[1:]
+    else:
+        run, images = None, paths
+    if not images:
+        raise DigitlabError("give at least one image after the run")
+    return run, images
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}

@@ -22,7 +22,7 @@ from digitlab.atomic import json_safe, write_bytes, write_text
 from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
-from digitlab.jobs.train import run_dataset, training_data
+from digitlab.jobs.train import calibration_of, run_dataset, training_data
 from digitlab.machine import describe
 from digitlab.preprocess import stratified_split
 from digitlab.presets import PRESETS
@@ -126,7 +126,7 @@ def evaluation(
     classes = info["classes"]
     if calibrate:
         val_images, val_labels = split_data(info, "val", ds)
-        info["temperature"] = ev.fit_temperature(logits(model, val_images), val_labels)
+        info |= calibration_of(logits(model, val_images), val_labels)
         write_text(run / "model.json", json.dumps(json_safe(info), indent=2) + "\n")
     temperature = float(info.get("temperature", 1.0))
     logits(model, images[:256])  # warm-up, so the timing below is steady

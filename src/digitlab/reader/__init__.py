@@ -1,0 +1,28 @@
+"""The built-in reader: a run directory shipped inside the package, so digitlab reads digits
+right after install, with no training.
+
+    >>> from digitlab import Predictor
+    >>> Predictor().read("photo_of_a_7.jpg")["label"]       # no RUN: the built-in reader
+    >>> digitlab predict photo.jpg                           # the same, from the shell
+
+It is trained by a recipe in the project (`digitlab train --recipe reader`) on MNIST's
+training images alone; model.json records the recipe, the data, the seed, its MNIST test
+accuracy, its calibration and the SHA-256 of its weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FOLDER = Path(__file__).parent  # model.json and model.safetensors, like any run directory
+NAME = "reader"  # where a command takes a RUN, this name means the built-in one
+
+
+def run_folder(run) -> Path:
+    """The run directory `run` names: the built-in reader for None or "reader"."""
+    return FOLDER if run is None or str(run) == NAME else Path(run)
+
+
+def installed() -> bool:
+    """Whether this copy of digitlab carries the reader's files."""
+    return (FOLDER / "model.json").is_file() and (FOLDER / "model.safetensors").is_file()
