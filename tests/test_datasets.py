@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from digitlab import data
-from digitlab.data.sources import CACHE_FILES
+from digitlab.data.sources import CACHE_FILES, read_cache
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -84,3 +89,91 @@ def test_unknown_dataset_name():
         data.DataError, match="unknown dataset 'emnist'; known: mnist, fashion-mnist"
     ):
         data.load("emnist")
+
+
+# ---- two processes, and a process killed while writing the cache (issue 16) ------------------
+
+LOAD = """
+import sys, time
+from pathlib import Path
+from digitlab import data
+
+source, role, markers = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+def on_event(message):  # "fetching ..." is said while this process holds the cache's lock
+    if role == "first" and message.startswith("fetching"):
+        (markers / "holding").touch()
+        deadline = time.monotonic() + 20
+        while not (markers / "second started").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the second finds no cache and waits for the lock
+
+if role == "second":
+    (markers / "second started").touch()
+print(data.load("mnist", from_path=source, on_event=on_event).source)
+"""
+
+KILLED_WHILE_WRITING = """
+import sys, time
+from digitlab import data
+from digitlab.atomic import atomic_write
+from digitlab.data import sources
+from digitlab.data.idx import encode_idx
+
+real_write, written = sources.write_idx, []
+
+def write_idx(path, array, compress=None):
+    written.append(path)
+    if len(written) < 3:
+        return real_write(path, array, compress=compress)
+    with atomic_write(path) as f:  # the third file: half of it, then wait to be killed
+        f.write(encode_idx(array)[: array.nbytes // 2])
+        f.flush()
+        print("writing", path.name, flush=True)
+        time.sleep(60)
+
+sources.write_idx = write_idx
+data.load("mnist", from_path=sys.argv[1])
+"""
+
+
+def python(script: str, *args, home: Path) -> subprocess.Popen:
+    env = dict(os.environ, DIGITLAB_HOME=str(home))
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)], env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_two_processes_loading_mnist_into_one_empty_home(mnist_home, tmp_path):
+    """The second starts while the first holds the lock: it waits, then reads the cache."""
+    mine = mnist_home / "datasets/mnist"  # the session's verified copy, as the user's own files
+    home = tmp_path / "home"
+    first = python(LOAD, mine, "first", tmp_path, home=home)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "holding").exists() and first.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = python(LOAD, mine, "second", tmp_path, home=home)
+    outputs = [p.communicate(timeout=60)[0].strip() for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0]
+    assert outputs == [f"user files {mine}", "cache"]
+    folder = home / "datasets/mnist"
+    read_cache(data.DATASETS["mnist"], folder)  # raises unless every file verifies
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_cache_write_killed_half_way_is_detected_and_replaced(mnist_home, tmp_path, monkeypatch):
+    mine, home = mnist_home / "datasets/mnist", tmp_path / "home"
+    writer = python(KILLED_WHILE_WRITING, mine, home=home)
+    assert writer.stdout.readline().startswith("writing")
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=10)
+    folder = home / "datasets/mnist"
+    assert [p for p in folder.iterdir() if p.name.endswith(".tmp")]  # what the kill left
+    assert not (folder / "source.json").exists()
+    monkeypatch.setenv("DIGITLAB_HOME", str(home))
+    ds = data.load("mnist", from_path=mine)
+    assert ds.source == f"user files {mine}" and ds.verified
+    assert ds.attempts[0] == ("cache", f"{folder} holds no complete copy")
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert data.load("mnist").source == "cache"

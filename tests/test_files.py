@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -257,7 +267,7 @@ def test_csv_value_too_large_for_any_integer_names_the_line(tmp_path):
     cells[3] = "9" * 30
     lines[2] = ",".join(cells)
     (tmp_path / "t.csv").write_text("\n".join(lines))
-    with pytest.raises(DataError, match=r"line 3, column 4: 9{20} is outside 0..255"):
+    with pytest.raises(DataError, match=r"line 3, column 4: 9{20}… is outside 0..255"):
         read_csv(tmp_path / "t.csv")
 
 
@@ -272,3 +282,235 @@ def test_failed_export_leaves_no_new_folder(tmp_path):
     with pytest.raises(DataError, match="--format 'tiff'"):
         export(ds, "tiff", tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+# ---- hostile files (issue 16): one short DataError each, fast, never a hang ------------------
+
+CSV_HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
+
+
+def one_row_csv(tmp_path, first_cell: str):
+    path = tmp_path / "train.csv"
+    path.write_text(f"{CSV_HEADER}\n{first_cell}," + ",".join(["0"] * 784) + "\n")
+    return path
+
+
+def short_error(call, match: str) -> str:
+    """The DataError `call` raises: it matches `match` and is one short line."""
+    with pytest.raises(DataError, match=match) as info:
+        call()
+    text = str(info.value)
+    assert "\n" not in text and len(text) < 300, text
+    return text
+
+
+@pytest.mark.parametrize("cell", ["--5", "²", "٣", "5_0", "+-5"])
+def test_csv_cells_that_only_look_like_numbers(tmp_path, cell):
+    path = one_row_csv(tmp_path, cell)
+    short_error(lambda: read_csv(path), rf"line 2, column 1: '{re.escape(cell)}' is not a whole")
+
+
+def test_csv_echoes_at_most_a_short_piece_of_a_bad_cell(tmp_path):
+    path = one_row_csv(tmp_path, "x" * 100_000)
+    short_error(lambda: read_csv(path), r"line 2, column 1: 'xxxx.*…' is not a whole number")
+
+
+def test_image_folder_named_with_a_digit_that_is_not_0_to_9(tmp_path):
+    (tmp_path / "²").mkdir()
+    Image.fromarray(stroke()).save(tmp_path / "²" / "a.png")
+    short_error(lambda: load_files(tmp_path), r"²: a class folder named by a number must use")
+
+
+def test_an_absurd_class_id_is_refused_at_once(tmp_path):
+    (tmp_path / "99999999999").mkdir()
+    Image.fromarray(stroke()).save(tmp_path / "99999999999" / "a.png")
+    started = time.monotonic()
+    short_error(lambda: load_files(tmp_path), r"99999999999: class id 99999999999 is over 255")
+    assert time.monotonic() - started < 2
+
+
+def test_too_many_class_folders_are_refused_before_reading_any(tmp_path):
+    for i in range(300):
+        (tmp_path / f"c{i:03d}").mkdir()  # no images at all: the count alone is refused
+    short_error(lambda: load_files(tmp_path), r"300 class folders, at most 256")
+
+
+def test_an_npy_file_renamed_npz(tmp_path):
+    np.save(tmp_path / "a.npy", IMAGES)
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    short_error(
+        lambda: load_files(tmp_path / "a.npz"),
+        r"a\.npz: a single \.npy array, not an NPZ archive \(a zip of \.npy arrays\)",
+    )
+
+
+def test_a_text_file_named_npz_is_not_called_a_pickle(tmp_path):
+    (tmp_path / "t.npz").write_text("hello, these are not arrays\n")
+    text = short_error(
+        lambda: load_files(tmp_path / "t.npz"), r"t\.npz: not an NPZ archive \(a zip of \.npy"
+    )
+    assert "pickle" not in text and "allow_pickle" not in text
+
+
+def test_npz_test_images_without_test_labels(tmp_path):
+    np.savez(tmp_path / "k.npz", x_train=IMAGES, y_train=LABELS, x_test=IMAGES)
+    short_error(lambda: load_files(tmp_path / "k.npz"), r"k\.npz: has x_test but no y_test")
+    np.savez(tmp_path / "k.npz", x_train=IMAGES, y_train=LABELS, y_test=LABELS)
+    short_error(lambda: load_files(tmp_path / "k.npz"), r"k\.npz: has y_test but no x_test")
+
+
+def npy_header(shape, descr="|u1") -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def member(head: bytes, zeros_mib: int = 0) -> tuple[bytes, int, int]:
+    """A zip member holding `head` then `zeros_mib` MiB of zeros: (raw deflate stream, size, CRC).
+
+    The stream repeats one fully flushed block of zeros, so a GiB costs milliseconds to build
+    and about 1 MB to store."""
+    flushed = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = flushed.compress(head) + flushed.flush(zlib.Z_FULL_FLUSH)
+    zeros = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream += (zeros.compress(bytes(2**20)) + zeros.flush(zlib.Z_FULL_FLUSH)) * zeros_mib
+    stream += zlib.compressobj(9, zlib.DEFLATED, -15).flush()  # the final, empty block
+    crc = zlib.crc32(head)
+    for _ in range(zeros_mib):
+        crc = zlib.crc32(bytes(2**20), crc)
+    return stream, len(head) + zeros_mib * 2**20, crc
+
+
+def raw_zip(members: dict[str, tuple[bytes, int, int]]) -> bytes:
+    """A valid zip of deflated members, written by hand (zipfile would have to compress them)."""
+    local, central = b"", b""
+    for name, (stream, size, crc) in members.items():
+        n, offset, sizes = name.encode(), len(local), (crc, len(stream), size, len(name))
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, *sizes, 0) + n + stream
+        central += struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, *sizes, 0, 0, 0, 0, 0, offset
+        )
+        central += n
+    count = len(members)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), len(local), 0)
+    return local + central + end
+
+
+def test_npz_header_declaring_ten_trillion_values_is_refused_from_the_header(tmp_path):
+    huge = npy_header((10**13 // 784, 28, 28))
+    (tmp_path / "big.npz").write_bytes(
+        raw_zip({"images.npy": member(huge), "labels.npy": member(huge)})
+    )
+    started = time.monotonic()
+    short_error(
+        lambda: load_files(tmp_path / "big.npz"), r"big\.npz: images: .*TiB, over the .* limit"
+    )
+    assert time.monotonic() - started < 2
+
+
+def test_npz_bomb_stops_at_the_declared_size(tmp_path):
+    images = member(
+        npy_header((12, 28, 28)) + IMAGES.tobytes(), zeros_mib=1024
+    )  # + 1 GiB undeclared
+    labels = member(npy_header((12,)) + LABELS.tobytes())
+    (tmp_path / "bomb.npz").write_bytes(raw_zip({"images.npy": images, "labels.npy": labels}))
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        short_error(
+            lambda: load_files(tmp_path / "bomb.npz"), r"bomb\.npz: images: .*after the array"
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 2 and peak < 16 * 2**20
+
+
+def special_files(tmp_path):
+    """A FIFO (would block a reader forever) and /dev/zero (would never end)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero"
+    zero.symlink_to("/dev/zero")
+    return {
+        "fifo": (fifo, r"is a named pipe \(FIFO\), not a regular file"),
+        "zero": (zero, r"is a character device, not a regular file"),
+    }
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+@pytest.mark.parametrize("name", ["train.csv", "mnist.npz", "3/a.png"])
+def test_fifos_and_devices_are_refused_without_reading(tmp_path, kind, name):
+    source, message = special_files(tmp_path)[kind]
+    target = tmp_path / "data" / name
+    target.parent.mkdir(parents=True)
+    os.rename(source, target)
+    path = target if name != "3/a.png" else tmp_path / "data"
+    short_error(lambda: load_files(path), rf"{re.escape(target.name)}: {message}")
+
+
+def test_a_csv_larger_than_the_limit_is_refused_from_its_size(tmp_path):
+    from digitlab.data import limits
+
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as f:
+        f.truncate(limits.MAX_CSV_BYTES + 1)  # sparse: no disk used, nothing read
+    short_error(
+        lambda: read_csv(path), r"huge\.csv: 1\.0 GiB is over the 1 GiB limit for a CSV file"
+    )
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "wide.png").write_bytes(png_header_only(8000, 8000))
+    short_error(lambda: load_files(tmp_path), r"wide\.png: 8000x8000 pixels, over the limit")
+
+
+def test_export_under_a_file_names_that_file(tmp_path):
+    np.savez(tmp_path / "s.npz", images=IMAGES, labels=LABELS)
+    ds = load_files(tmp_path / "s.npz")
+    (tmp_path / "notes.txt").write_text("")
+    for out in (tmp_path / "notes.txt" / "out", tmp_path / "notes.txt" / "a" / "out"):
+        short_error(lambda out=out: export(ds, "csv", out), r"notes\.txt: is a file, not a folder")
+
+
+NON_ASCII_CELLS = """
+import sys
+from pathlib import Path
+from digitlab.data.files import read_csv
+from digitlab.errors import DataError
+for _ in range(300):
+    try:
+        read_csv(Path(sys.argv[1]))
+    except DataError as e:
+        message = str(e)
+print(message)
+"""
+
+
+def test_a_non_ascii_cell_never_reaches_numpys_parser(tmp_path):
+    """Found by the fuzzing suite: NumPy 2.4's loadtxt crashes the process (SIGSEGV), now and
+    then, on a cell like U+D0BF1. Run in a child process, so a crash fails only this test."""
+    path = one_row_csv(tmp_path, "\U000d0bf1")
+    done = subprocess.run(
+        [sys.executable, "-c", NON_ASCII_CELLS, str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert r"line 2, column 1: '\U000d0bf1' is not a whole number" in done.stdout  # escaped

@@ -7,10 +7,13 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +29,7 @@ from digitlab.data.sources import (
     UserFiles,
     decode_mnist_pickle,
     fetch,
+    read_cache,
     sha256,
 )
 from digitlab.errors import DataError
@@ -206,10 +210,11 @@ def test_a_step_that_crashes_is_one_reason_not_a_traceback(tmp_path, servers):
 def test_unusable_cache_folder_is_a_clear_error(tmp_path, servers):
     home = tmp_path / "home-is-a-file"
     home.write_text("")
-    with pytest.raises(
-        DataError, match=r"cannot use this cache folder \(Not a directory\); point DIGITLAB_HOME"
-    ):
+    with pytest.raises(DataError) as error:
         fetch(tiny_info((servers().url,)), home)
+    assert str(error.value) == (
+        f"{home}: is a file, not a folder; point DIGITLAB_HOME at a writable folder"
+    )
 
 
 def test_user_files_that_are_not_the_dataset_are_rejected(tmp_path):
@@ -304,3 +309,101 @@ def test_mnist_style_pickle_decodes_exactly(tmp_path):
     np.save(buffer, np.zeros(1))  # not a pickle of arrays at all
     with pytest.raises(DataError, match="not the expected MNIST pickle"):
         decode_mnist_pickle(buffer.getvalue(), "p")
+
+
+# ---- a damaged cache, read-only folders, bombs (issue 16) -------------------------------------
+
+
+def cached(tmp_path, servers):
+    """A complete cache of `tiny` in tmp_path, and the info to fetch it again."""
+    info = tiny_info((servers().url,))
+    fetch(info, tmp_path)
+    return info, tmp_path / "datasets/tiny"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("damage", ["folder", "fifo", "device"])
+@pytest.mark.parametrize("name", ["test_labels", "source.json"])
+def test_a_cache_file_replaced_by_something_else_is_detected_and_replaced(
+    tmp_path, servers, damage, name
+):
+    info, folder = cached(tmp_path, servers)
+    path = folder / CACHE_FILES.get(name, name)
+    path.unlink()
+    if damage == "folder":
+        (path / "inside").mkdir(parents=True)
+    elif damage == "fifo":
+        os.mkfifo(path)  # a reader that opened it would wait forever for a writer
+    else:
+        path.symlink_to("/dev/zero")  # a reader that read it would never finish
+    _, source, attempts = fetch(info, tmp_path)
+    assert source.startswith("mirror"), attempts
+    _, origin = read_cache(info, folder)
+    assert origin == source and path.is_file() and not path.is_symlink()
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed_under_the_lock(tmp_path, servers):
+    info, folder = cached(tmp_path, servers)
+    (folder / "source.json").unlink()  # as a writer killed half-way leaves it
+    stale = [folder / ".train-images-idx3-ubyte.a1b2c3d4.tmp", folder / ".source.json.x_9z.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    mine = folder / ".notes.txt.k.tmp"  # not a name the cache writes: left alone
+    mine.write_text("")
+    fetch(info, tmp_path)
+    assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def deny_writes(monkeypatch, folder: Path) -> None:
+    """Make `folder` behave as read-only for atomic writes, as the OS reports it (the error
+    names the temporary file that could not be created)."""
+    real = tempfile.mkstemp
+
+    def mkstemp(suffix=None, prefix=None, dir=None, text=False):
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(13, "Permission denied", f"{dir}/{prefix}k2j3h4ab{suffix}")
+        return real(suffix=suffix, prefix=prefix, dir=dir, text=text)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_a_read_only_cache_names_the_file_it_could_not_write(tmp_path, servers, monkeypatch):
+    info, folder = cached(tmp_path, servers)
+    (folder / "source.json").unlink()
+    deny_writes(monkeypatch, folder)
+    with pytest.raises(DataError) as error:
+        fetch(info, tmp_path)
+    text = str(error.value)
+    assert text == (
+        f"{folder / 'train-images-idx3-ubyte'}: cannot write (Permission denied); "
+        "point DIGITLAB_HOME at a writable folder"
+    )
+
+
+def test_a_lock_that_cannot_be_created_is_named(tmp_path, servers, monkeypatch):
+    from digitlab.data import sources
+
+    info, folder = cached(tmp_path, servers)
+    (folder / "source.json").unlink()
+
+    class ReadOnlyLock:
+        def __init__(self, path, timeout):
+            self.path = path
+
+        def acquire(self):
+            raise PermissionError(13, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(sources, "FileLock", ReadOnlyLock)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(folder / '.lock'))}: cannot create "):
+        fetch(info, tmp_path)
+
+
+def test_a_gzipped_pickle_bomb_stops_at_the_limit(tmp_path, monkeypatch):
+    from digitlab.data import limits
+
+    monkeypatch.setattr(limits, "MAX_PICKLE_BYTES", 2**20)
+    path = tmp_path / "mnist.pkl.gz"
+    path.write_bytes(gzip.compress(bytes(2**26), compresslevel=9, mtime=0))  # 64 MiB inside
+    with pytest.raises(DataError, match=r"mnist\.pkl\.gz: more than 1 MiB after gunzip"):
+        UserFiles(path).fetch(tiny_info(), timeout=1)

@@ -18,6 +18,7 @@ import numpy as np
 
 from digitlab.data.dataset import SPLITS, Dataset
 from digitlab.data.idx import write_idx
+from digitlab.data.safe_io import write_error
 from digitlab.errors import DataError
 
 FORMATS = ("idx", "csv", "png")
@@ -66,7 +67,7 @@ def export(
         out.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".digitlab-export-", dir=out))
     except OSError as e:
-        raise DataError(f"{out}: cannot create the folder ({e.strerror})") from None
+        raise DataError(write_error(e, out, "create the folder")) from None
     finished = False
     try:
         for split_name in SPLITS:

@@ -10,67 +10,25 @@ background) or raises `DataError` naming the file (and line) and what is wrong.
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from digitlab.data import limits
+from digitlab.data.contract import as_images, as_labels
 from digitlab.data.dataset import Dataset, Split
 from digitlab.data.idx import read_idx
+from digitlab.data.limits import check_declared, echo, short
+from digitlab.data.npz import read_npz
+from digitlab.data.safe_io import read_limited
 from digitlab.errors import DataError
 
-ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 IDX_NAME = re.compile(r"^(train|t10k|test)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
-DIGIT_CLASSES = [str(d) for d in range(10)]
-NPZ_LAYOUTS = (  # (train images, train labels, test images, test labels)
-    ("x_train", "y_train", "x_test", "y_test"),  # keras.datasets.mnist
-    ("train_images", "train_labels", "test_images", "test_labels"),
-    ("images", "labels", None, None),
-)
-
-
-# ---- validation shared by every reader ------------------------------------------------
-
-
-def as_images(array: np.ndarray, name: str) -> np.ndarray:
-    """Check and convert to uint8 (N, 28, 28); accepts (N, 784), 0..255 ints or 0..1 floats."""
-    a = np.asarray(array)
-    if a.ndim == 2 and a.shape[1] == 784:
-        a = a.reshape(-1, 28, 28)
-    if a.ndim != 3 or a.shape[1:] != (28, 28):
-        raise DataError(f"{name}: images have shape {a.shape}, expected (N, 28, 28) or (N, 784)")
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype.kind == "b" or a.dtype.kind not in "iuf":
-        raise DataError(f"{name}: images have dtype {a.dtype}, expected integers or floats")
-    if a.size and not np.isfinite(a).all():
-        raise DataError(f"{name}: images contain NaN or infinite values")
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if lo < 0 or hi > 255:
-        raise DataError(f"{name}: pixel values span {lo:g}..{hi:g}, expected 0..255 (or 0..1)")
-    if a.dtype.kind == "f" and hi <= 1.0:
-        a = a * 255.0
-    return np.rint(a).astype(np.uint8)
-
-
-def as_labels(array: np.ndarray, n: int, name: str) -> np.ndarray:
-    """Check and convert to uint8 (n,) class ids."""
-    y = np.asarray(array)
-    if y.ndim == 2 and y.shape[1] > 1 and set(np.unique(y)) <= {0, 1}:
-        y = y.argmax(axis=1)  # one-hot
-    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
-    if y.ndim != 1 or len(y) != n:
-        raise DataError(f"{name}: {y.shape} labels for {n} images")
-    if y.dtype.kind == "f" and y.size and not (np.isfinite(y).all() and (y == np.rint(y)).all()):
-        raise DataError(f"{name}: labels must be whole numbers")
-    if y.dtype.kind not in "iuf":
-        raise DataError(f"{name}: labels have dtype {y.dtype}, expected integers")
-    if y.size and (y.min() < 0 or y.max() > 255):
-        raise DataError(f"{name}: labels span {y.min()}..{y.max()}, expected 0..255")
-    return y.astype(np.uint8)
+INTEGER = re.compile(r"[+-]?[0-9]+")  # a CSV cell NumPy reads as an integer: ASCII digits only
 
 
 # ---- IDX ------------------------------------------------------------------------------
@@ -81,7 +39,7 @@ def find_idx_files(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         m = IDX_NAME.match(p.name)
-        if m and p.is_file():
+        if m and not p.is_dir():  # a FIFO or device is refused by read_idx, by name
             split = "train" if m.group(1) == "train" else "test"
             role = f"{split}_{m.group(2)}"
             if role not in found or p.suffix != ".gz":  # prefer the raw file when both exist
@@ -109,103 +67,24 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-# ---- NPZ ------------------------------------------------------------------------------
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read an .npz (no pickle) in one of NPZ_LAYOUTS."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            for layout in NPZ_LAYOUTS:
-                if set(layout[:2]) <= keys:  # the test pair is optional
-                    arrays = {
-                        role: z[k] for role, k in zip(ROLES, layout, strict=True) if k in keys
-                    }
-                    break
-            else:
-                raise DataError(
-                    f"{path}: NPZ has arrays {sorted(keys)}; expected x_train/y_train"
-                    "[/x_test/y_test], train_images/train_labels/..., or images/labels"
-                )
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: not a readable NPZ file ({e})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    except ValueError as e:
-        if "pickle" in str(e) and zipfile.is_zipfile(path):  # object arrays: refused, never run
-            raise DataError(
-                f"{path}: holds Python objects (pickle), which digitlab refuses to load"
-            ) from None
-        raise DataError(f"{path}: not a readable NPZ file ({e})") from None
-    out = {}
-    for split in ("train", "test"):
-        if f"{split}_images" in arrays:
-            out[f"{split}_images"] = as_images(arrays[f"{split}_images"], f"{path}:{split} images")
-            n = len(out[f"{split}_images"])
-            out[f"{split}_labels"] = as_labels(
-                arrays[f"{split}_labels"], n, f"{path}:{split} labels"
-            )
-    return out
-
-
 # ---- CSV (Kaggle digit-recognizer) -----------------------------------------------------
 
 
 def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Read `label,pixel0..pixel783` rows (or unlabeled `pixel0..pixel783`), header optional."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text CSV file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    lines = text.splitlines()
-    if not lines or not text.strip():
-        raise DataError(f"{path}: file is empty")
-    first = 1
+    lines = _csv_lines(path)
     header = lines[0].split(",")
-    has_header = not header[0].strip().lstrip("-").isdigit()
-    if has_header:
-        first = 2
-        lines = lines[1:]
-        labeled = header[0].strip().lower() == "label"
-        columns = len(header)
-    else:
-        columns = len(header)
-        labeled = columns == 785
+    has_header = not INTEGER.fullmatch(header[0].strip())
+    labeled = header[0].strip().lower() == "label" if has_header else len(header) == 785
     expected = 785 if labeled else 784
-    if columns != expected:
+    if len(header) != expected:
         what = "a label and 784 pixels" if labeled else "784 pixels"
-        raise DataError(f"{path}: line 1: {columns} columns, expected {expected} ({what})")
-    rows = [(i, line) for i, line in enumerate(lines, start=first) if line.strip()]
+        raise DataError(f"{path}: line 1: {len(header)} columns, expected {expected} ({what})")
+    first = 2 if has_header else 1
+    rows = [(i, line) for i, line in enumerate(lines[first - 1 :], start=first) if line.strip()]
     if not rows:
         raise DataError(f"{path}: has a header but no data rows")
-    body = "\n".join(line for _, line in rows)
-    try:  # fast path: NumPy's C parser; on any failure, find the bad line ourselves
-        values = np.loadtxt(body.splitlines(), delimiter=",", dtype=np.int64, ndmin=2)
-        if values.shape[1] != expected:
-            raise ValueError
-    except ValueError:
-        values = None
-        for lineno, line in rows:
-            cells = line.split(",")
-            if len(cells) != expected:
-                raise DataError(
-                    f"{path}: line {lineno}: {len(cells)} columns, expected {expected}"
-                ) from None
-            for col, cell in enumerate(cells):
-                if not cell.strip().lstrip("-").isdigit():
-                    raise DataError(
-                        f"{path}: line {lineno}, column {col + 1}: {cell.strip()!r} is not "
-                        "a whole number"
-                    ) from None
-                if not -1 <= int(cell) <= 256:  # too large for int64 reaches here
-                    raise DataError(
-                        f"{path}: line {lineno}, column {col + 1}: {cell.strip()[:20]} is "
-                        "outside 0..255"
-                    ) from None
-        raise DataError(f"{path}: could not parse as CSV") from None
+    values = _parse_rows(rows, expected, path)
     pixels = values[:, 1:] if labeled else values
     bad = np.flatnonzero(((pixels < 0) | (pixels > 255)).any(axis=1))
     if bad.size:
@@ -223,6 +102,46 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             raise DataError(f"{path}: line {rows[r][0]}: label {labels[r]} is outside 0..255")
         labels = labels.astype(np.uint8)
     return pixels.astype(np.uint8).reshape(-1, 28, 28), labels
+
+
+def _csv_lines(path: Path) -> list[str]:
+    """The lines of a CSV file that is a regular file of at most MAX_CSV_BYTES, as UTF-8."""
+    raw = read_limited(path, "a CSV file", "MAX_CSV_BYTES")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file") from None
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    return text.splitlines()
+
+
+def _parse_rows(rows: list[tuple[int, str]], expected: int, path: Path) -> np.ndarray:
+    """int64 (rows, expected): NumPy's C parser, or on any failure our own, which names the line.
+
+    NumPy's parser sees ASCII only: NumPy 2.4's loadtxt can crash the process (SIGSEGV) on
+    some characters outside the Basic Multilingual Plane, such as U+D0BF1."""
+    lines = [line for _, line in rows]
+    if all(line.isascii() for line in lines):
+        try:
+            values = np.loadtxt(lines, delimiter=",", dtype=np.int64, ndmin=2)
+            if values.shape[1] == expected:
+                return values
+        except (ValueError, OverflowError):
+            pass
+    values = np.empty((len(rows), expected), np.int64)
+    for r, (lineno, line) in enumerate(rows):
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) != expected:
+            raise DataError(f"{path}: line {lineno}: {len(cells)} columns, expected {expected}")
+        for col, cell in enumerate(cells):
+            where = f"{path}: line {lineno}, column {col + 1}"
+            if not INTEGER.fullmatch(cell):
+                raise DataError(f"{where}: {echo(cell)} is not a whole number")
+            if len(cell.lstrip("+-").lstrip("0")) > 3 or not -1 <= int(cell) <= 256:
+                raise DataError(f"{where}: {short(cell, 21)} is outside 0..255")
+        values[r] = [int(cell) for cell in cells]  # -1 and 256 are named by the range checks
+    return values
 
 
 # ---- a folder of images, one subfolder per class ----------------------------------------
@@ -248,15 +167,51 @@ def read_image(path: Path) -> np.ndarray:
     """One image file as uint8 (28, 28), 0 = background (inverted when the page is light)."""
     from PIL import Image, UnidentifiedImageError
 
+    raw = read_limited(path, "an image file", "MAX_IMAGE_BYTES")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(raw)) as im:
+            width, height = im.size  # from the header: nothing is decoded yet
+            if width * height > limits.MAX_IMAGE_PIXELS:
+                raise DataError(
+                    f"{path}: {width}x{height} pixels, over the limit of "
+                    f"{limits.MAX_IMAGE_PIXELS:,} (digitlab.data.limits.MAX_IMAGE_PIXELS)"
+                )
             a = _gray(im)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image (not a format Pillow knows)") from None
+    except DataError:
+        raise
+    except Exception as e:  # Pillow's decoders fail on damaged files in many ways
+        raise DataError(
+            f"{path}: not a readable image ({short(str(e) or type(e).__name__)})"
+        ) from None
     if a.shape != (28, 28):
         a = np.asarray(Image.fromarray(a).resize((28, 28), Image.Resampling.LANCZOS))
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     return 255 - a if border.mean() > 127 else a  # dark ink on a light page: flip it
+
+
+def _class_ids(folder: Path, class_dirs: list[Path]) -> tuple[dict[str, int], list[str]]:
+    """Label of each class folder, and the class names. Digit-named folders keep their digit."""
+    if len(class_dirs) > limits.MAX_CLASSES:
+        raise DataError(
+            f"{folder}: {len(class_dirs)} class folders, at most {limits.MAX_CLASSES} "
+            "(labels are one byte)"
+        )
+    for p in class_dirs:
+        if p.name.isnumeric() and not p.name.isascii():  # "²", "٣": which class is that?
+            raise DataError(f"{p}: a class folder named by a number must use the digits 0-9")
+    if not all(p.name.isdigit() for p in class_dirs):
+        names = [p.name for p in class_dirs]
+        return {name: i for i, name in enumerate(names)}, names
+    ids = {p.name: int(p.name) for p in class_dirs}
+    for p in class_dirs:
+        if ids[p.name] >= limits.MAX_CLASSES:
+            raise DataError(
+                f"{p}: class id {ids[p.name]} is over {limits.MAX_CLASSES - 1} "
+                "(labels are one byte)"
+            )
+    return ids, [str(i) for i in range(max(10, max(ids.values()) + 1))]
 
 
 def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -264,24 +219,23 @@ def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{folder}: no class subfolders (expected {folder}/0/*.png, ...)")
-    if all(p.name.isdigit() for p in class_dirs):
-        ids = {p.name: int(p.name) for p in class_dirs}
-        names = [str(i) for i in range(max(10, max(ids.values()) + 1))]
-    else:
-        names = [p.name for p in class_dirs]
-        ids = {name: i for i, name in enumerate(names)}
-    if len(names) > 256:
-        raise DataError(f"{folder}: {len(names)} classes, at most 256 are supported")
-    images, labels = [], []
+    ids, names = _class_ids(folder, class_dirs)
+    files = {}
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        files[class_dir] = sorted(
+            p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files[class_dir]:
             raise DataError(
                 f"{class_dir}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                 f"every subfolder of {folder} is read as one class"
             )
-        images += [read_image(p) for p in files]
-        labels += [ids[class_dir.name]] * len(files)
+    count = sum(len(paths) for paths in files.values())
+    check_declared((count, 28, 28), np.dtype(np.uint8), f"{folder}: {count:,} images")
+    images, labels = [], []
+    for class_dir, paths in files.items():
+        images += [read_image(p) for p in paths]
+        labels += [ids[class_dir.name]] * len(paths)
     return np.stack(images), np.array(labels, np.uint8), names
 
 
@@ -306,12 +260,12 @@ def read_any(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], Names
     if path.is_dir():
         if find_idx_files(path):
             return read_idx_folder(path), None
-        if (path / "train.csv").is_file():  # Kaggle digit-recognizer layout
+        if (path / "train.csv").exists():  # Kaggle digit-recognizer layout
             images, labels = read_csv(path / "train.csv")
             if labels is None:
                 raise DataError(f"{path / 'train.csv'}: has no label column")
             arrays = {"train_images": images, "train_labels": labels}
-            if (path / "test.csv").is_file():
+            if (path / "test.csv").exists():
                 arrays["test_images"], test_labels = read_csv(path / "test.csv")
                 if test_labels is not None:
                     arrays["test_labels"] = test_labels
@@ -350,7 +304,7 @@ def _as_test(read: tuple[dict[str, np.ndarray], Names], names: Names, where: Pat
     if labels is not None and test_names is not None and names is not None and test_names != names:
         unknown = sorted(set(test_names[i] for i in np.unique(labels)) - set(names))
         if unknown:
-            raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes")
+            raise DataError(f"{where}: class {echo(unknown[0])} is not among the training classes")
         lookup = np.array([names.index(n) if n in names else 0 for n in test_names], np.uint8)
         labels = lookup[labels]
     if labels is not None:

