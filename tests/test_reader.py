@@ -1,0 +1,54 @@
+"""The built-in reader: shipped inside the package, checked against its digest, the same on both
+engines and onnxruntime, and reading digits with no training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+import digitlab
+from digitlab import reader, runs
+from digitlab.cli import app
+from digitlab.jobs.export import agreement, onnx_model
+from digitlab.spec import ModelSpec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from photos import photo
+
+
+def test_the_reader_ships_with_its_provenance_and_digest():
+    assert reader.installed()
+    info = json.loads((reader.FOLDER / "model.json").read_text())
+    weights = (reader.FOLDER / "model.safetensors").read_bytes()
+    assert len(weights) + len(json.dumps(info)) <= 5_000_000
+    assert hashlib.sha256(weights).hexdigest() == info["weights_sha256"]
+    assert info["preset"] == "reader" and info["data"]["dataset"] == "mnist"
+    assert info["data"]["limit"] is None  # MNIST's training images, all of them, nothing else
+    assert info["train_config"] == digitlab.RECIPES["reader"][1].to_dict()
+    assert info["test"]["acc"] >= 0.996
+    assert info["temperature"] > 0 and info["calibration"]["split"] == "validation"
+
+
+def test_the_reader_is_the_same_on_both_engines_and_onnxruntime(mnist):
+    info = runs.read_info("reader")
+    model = runs.load_model("reader", engine="numpy")
+    blob = onnx_model(ModelSpec.from_dict(info["spec"]), model.state_dict(), info)
+    check = agreement(blob.SerializeToString(), reader.FOLDER, info, mnist.test.images[:1000])
+    assert check["agree"], check
+
+
+def test_predict_reads_a_photo_with_no_run(mnist, tmp_path):
+    rng = np.random.default_rng(5)
+    (tmp_path / "seven.jpg").write_bytes(photo(mnist.test.images[0], rng))
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "seven.jpg")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{tmp_path / 'seven.jpg'}: 7 (")
+    assert digitlab.read(tmp_path / "seven.jpg")["label"] == "7"
+    assert digitlab.Predictor().read(mnist.test.images[1])["label"] == "2"
+    named = CliRunner().invoke(app, ["predict", "reader", str(tmp_path / "seven.jpg"), "--json"])
+    assert json.loads(named.stdout)[0]["label"] == "7"
