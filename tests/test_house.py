@@ -253,3 +253,12 @@ def test_presets_hold_data_and_recipes_live_beside_them():
     assert not [n for n in vars(presets) if n in ("plan_training", "resolve_model")]
     spec, config = digitlab.RECIPES["numpy-fast"]
     assert spec == PRESETS["mlp-256-128-64"].spec and config.val_split == 0
+
+
+def test_serve_refuses_bad_settings_in_one_line_and_defaults_to_the_reader():
+    for flag, value in (("--max-body-mb", "nan"), ("--max-body-mb", "inf"), ("--timeout", "0")):
+        result = CliRunner().invoke(app, ["serve", flag, value])
+        assert result.exit_code == 1 and result.stderr.startswith(f"error: {flag} "), result.output
+        assert result.stderr.count("\n") == 1
+    help_text = CliRunner().invoke(app, ["serve", "--help"]).stdout
+    assert "built-in reader" in help_text

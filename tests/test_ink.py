@@ -92,6 +92,38 @@ def test_formats_orientation_alpha_16_bit_cmyk_and_animation(mnist):
         assert np.abs(digit.astype(int) - reference.astype(int)).mean() < 12, name
 
 
+def broken_exif(orientation: int) -> bytes:
+    """An EXIF block whose Make tag (ASCII) is relabelled PhotometricInterpretation, a SHORT to
+    Pillow: it reads, but writing it back (as ImageOps.exif_transpose does once it has turned the
+    image) raises struct.error."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = orientation, "Canon"
+    raw = exif.tobytes()  # big-endian ("MM"): tag, type, count, value
+    assert b"\x01\x0f\x00\x02" in raw
+    return raw.replace(b"\x01\x0f\x00\x02", b"\x01\x06\x00\x02")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"), [("JPEG", {"quality": 95}), ("PNG", {}), ("WEBP", {"lossless": True})]
+)
+def test_a_broken_exif_block_still_loads_turned_by_its_orientation(mnist, fmt, options):
+    d = Image.fromarray(255 - np.asarray(Image.fromarray(mnist.test.images[0]).resize((140, 140))))
+    reference, _ = ink.prepare(np.asarray(d))
+    data = encode(d.rotate(90, expand=True), fmt, exif=broken_exif(6), **options)
+    digit, _ = ink.prepare(data, "broken-exif")  # struct.error from Pillow, before the fix
+    assert digit is not None
+    assert np.abs(digit.astype(int) - reference.astype(int)).mean() < 12
+
+
+def test_an_unreadable_exif_block_is_ignored():
+    """EXIF that Pillow cannot parse at all (a bad TIFF header, a cut IFD): the pixels as stored."""
+    d = Image.new("L", (64, 48), 255)
+    good = broken_exif(6)
+    for exif in (b"Exif\x00\x00MM\x00f" + good[10:], good[:24]):
+        digit, _ = ink.prepare(encode(d, "PNG", exif=exif), "odd-exif")
+        assert digit is None  # a blank page, read, not refused
+
+
 def test_bad_images_are_one_line_errors(tmp_path, monkeypatch):
     good = encode(Image.new("L", (64, 64), 200), "PNG")
     cases = {

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -20,12 +22,15 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import load_file, save_file
 
 from digitlab import runs
+from digitlab.errors import DigitlabError
 from digitlab.predict import Predictor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from photos import photo
+from test_ink import broken_exif
 
 DIGITLAB = Path(sys.executable).with_name("digitlab")
 TIMEOUT = 2  # --timeout for the test server: seconds for a request's headers, then its body
@@ -73,7 +78,7 @@ def served(mlp_run, tmp_path_factory):
     """A server for the whole module; afterwards its log must hold no error but the known ones."""
     log = tmp_path_factory.mktemp("serve") / "stderr.txt"
     server, lines, url = start_server(mlp_run, log, "--timeout", str(TIMEOUT))
-    yield {"url": url, "lines": lines, "pid": server.pid}
+    yield {"url": url, "lines": lines, "pid": server.pid, "log": log}
     stop(server)
     text = log.read_text()
     assert text.count("Traceback") == text.count("ERROR:") == len(SERVER_ERRORS), text
@@ -325,6 +330,22 @@ def bad_inputs() -> list:
             "dark ink on light paper",
         ),
         ("image not a string", json.dumps({"image": 12}), J, 422, "expected a base64 string"),
+        (
+            "JSON with a 5000-digit number",
+            '{"pixels": ' + "1" * 5000 + "}",
+            J,
+            422,
+            "a number of more than 4,300 digits",
+        ),
+        (
+            "a pixel of 401 digits",
+            json.dumps({"pixels": [*DIGIT[:9], [10**400, *ROW[1:]], *DIGIT[10:]]}),
+            J,
+            422,
+            "pixels[9][0]: 1000000000... (401 digits) is not a number in 0..255",
+        ),
+        ("image a huge number", json.dumps({"image": 10**400}), J, 422, "got a number"),
+        ("pixels a huge number", json.dumps({"pixels": 10**400}), J, 422, "got a number"),
         ("image empty", json.dumps({"image": ""}), J, 422, "empty"),
         ("image not base64", json.dumps({"image": "not base64!"}), J, 422, "not valid base64"),
         (
@@ -629,8 +650,9 @@ def test_an_unexpected_error_answers_500_json(mlp_run, monkeypatch):
     def broken(self, digits):
         raise RuntimeError("the model broke")
 
+    app = create_app(mlp_run)  # first: a model failing at start is refused there
     monkeypatch.setattr(Reader, "probabilities", broken)
-    transport = httpx.ASGITransport(app=create_app(mlp_run), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
     async def ask():
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -643,6 +665,7 @@ def test_an_unexpected_error_answers_500_json(mlp_run, monkeypatch):
     response = asyncio.run(ask())
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (logged by the server)"}
+    assert response.headers["connection"] == "close"  # the connection's state is unknown
 
 
 def test_two_workers_on_all_interfaces_warn_and_serve(mlp_run, mnist, tmp_path):
@@ -670,3 +693,278 @@ def test_a_bad_run_fails_before_listening(tmp_path):
     )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: ") and "missing" in done.stderr
+
+
+# ---- nothing lost, nothing crashes, nothing hangs (issue 16) ---------------------------------
+
+
+def strict_json(text: str):
+    """JSON as the standard has it: NaN and Infinity are not numbers."""
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in JSON: {text[:200]}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_jpeg_with_a_broken_exif_block_is_read_every_way(url, mnist):
+    """Pillow's exif_transpose raised struct.error on it: HTTP 500 on both routes, every way."""
+    seven = Image.open(io.BytesIO(photo(mnist.test.images[0], np.random.default_rng(3))))
+    jpeg = encoded_with(seven.rotate(180), "JPEG", exif=broken_exif(3), quality=95)
+    upload, upload_type = multipart(("file", "seven.jpg", jpeg))
+    as_json = json.dumps({"image": base64.b64encode(jpeg).decode()})
+    for path, field in (("/api/predict", "label"), ("/api/predict/number", "number")):
+        for body, content_type in (
+            (jpeg, "image/jpeg"),
+            (upload, upload_type),
+            (as_json, "application/json"),
+        ):
+            response = post(url, body, content_type, path)
+            assert response.status_code == 200, (path, content_type, response.text)
+            assert response.json()[field] == "7"
+
+
+def encoded_with(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def ask_in_process(app, path: str, body: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    async def ask():
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
+
+    return asyncio.run(ask())
+
+
+def test_a_model_answering_nan_gets_a_500_never_nan_in_json(mlp_run, monkeypatch):
+    from digitlab.serve import create_app
+
+    app = create_app(mlp_run)
+    monkeypatch.setattr(Predictor, "probabilities", lambda self, d: np.full((len(d), 10), np.nan))
+    for path in ("/api/predict", "/api/predict/number"):
+        response = ask_in_process(app, path, pixels_body(DIGIT))
+        assert response.status_code == 500, response.text
+        assert response.headers["connection"] == "close"
+        assert "NaN or infinite" in strict_json(response.text)["error"]
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("checkpoint"))
+    return to
+
+
+def rewrite_weights(run: Path, change) -> None:
+    """Change a run's weights in place, and the checksum model.json keeps of them."""
+    weights = load_file(run / "model.safetensors")
+    change(weights)
+    save_file(weights, run / "model.safetensors")
+    info = json.loads((run / "model.json").read_text())
+    info["weights_sha256"] = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
+    (run / "model.json").write_text(json.dumps(info))
+
+
+def edit_model_json(run: Path, **fields) -> None:
+    info = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps(info | fields))
+
+
+def overflowing(weights: dict) -> None:
+    for name, w in weights.items():
+        if name.endswith("weight"):
+            w *= 1e30
+
+
+def overflowing_at_the_corner(weights: dict) -> None:
+    """Finite for a blank page and a full one (the two cancel), infinite once the top-left
+    pixel alone is lit: 1e38 * 2.8 - 1e38 * -0.42 = 3.2e38, times 10 in the next layer."""
+    first, second = weights["layers.1.weight"], weights["layers.3.weight"]
+    first[0, 0], first[0, 1] = 1e38, -1e38
+    second[:, 0] = 10
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda run: rewrite_weights(run, overflowing), "NaN or infinite"),
+        (lambda run: edit_model_json(run, temperature=0), "temperature"),
+        (lambda run: edit_model_json(run, temperature=float("nan")), "temperature"),
+        (lambda run: edit_model_json(run, temperature="hot"), "temperature"),
+        (lambda run: edit_model_json(run, num_params="many"), "num_params = 'many'"),
+    ],
+    ids=[
+        "weights overflow",
+        "temperature 0",
+        "temperature NaN",
+        "temperature a string",
+        "num_params a string",
+    ],
+)
+def test_a_run_whose_answers_cannot_be_numbers_is_refused_at_start(
+    mlp_run, tmp_path, damage, needle
+):
+    from digitlab.serve import create_app
+
+    run = copy_run(mlp_run, tmp_path / "mlp")
+    damage(run)
+    with pytest.raises(DigitlabError) as refused:
+        create_app(run)
+    message = str(refused.value)
+    assert needle in message and "\n" not in message
+    assert "model.json" in message or "model.safetensors" in message
+
+
+@pytest.fixture(scope="module")
+def damaged(mlp_run, tmp_path_factory):
+    """A real server for a run whose metrics.json is not JSON and whose weights overflow when
+    only the top-left pixel is lit (so it starts, and fails on that one input)."""
+    run = copy_run(mlp_run, tmp_path_factory.mktemp("damaged") / "mlp")
+    (run / "metrics.json").write_text('{"split": "test", "accuracy": ')
+    rewrite_weights(run, overflowing_at_the_corner)
+    log = run.parent / "stderr.txt"
+    server, lines, url = start_server(run, log, "--timeout", str(TIMEOUT))
+    lines.append(server.stdout.readline())
+    yield {"url": url, "lines": lines}
+    stop(server)
+    text = log.read_text()
+    assert "Traceback" not in text and text.count("ERROR:") == 1, text
+
+
+def test_a_malformed_metrics_json_is_one_warning_line(damaged):
+    warning = damaged["lines"][1]
+    assert warning.startswith("warning: ") and "metrics.json" in warning, damaged["lines"]
+    model = httpx.get(damaged["url"] + "/api/model").json()
+    assert model["accuracy_from"].startswith("model.json") and 0.9 < model["accuracy"] <= 1
+
+
+def test_a_server_error_says_connection_close_and_closes(damaged, mnist):
+    assert post(damaged["url"], pixels_body(mnist.test.images[0]), "application/json").is_success
+    corner = np.zeros((28, 28), np.uint8)
+    corner[0, 0] = 255
+    body = pixels_body(corner).encode()
+    with connect(damaged["url"]) as sock:
+        sock.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        reply = read_until_closed(sock)  # closed by the server, after the whole answer
+    head, _, text = reply.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 500") and "connection: close" in head.lower(), head
+    assert "NaN or infinite" in strict_json(text)["error"]
+
+
+def test_idle_connections_do_not_crowd_out_real_clients(url, mnist):
+    """About 260 connections that sent nothing made every client's request a 503."""
+    idle = [connect(url) for _ in range(300)]
+    try:
+        started = time.perf_counter()
+        answer = post(url, pixels_body(mnist.test.images[0]), "application/json")
+        assert answer.status_code == 200, answer.text
+        assert time.perf_counter() - started < 3
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_when_every_connection_is_busy_the_503_is_json(url):
+    from digitlab.serve.protocol import MAX_CONNECTIONS
+
+    stalled = []  # each has sent its headers and 4 bytes of a 1000-byte body
+    try:
+        for _ in range(MAX_CONNECTIONS + 4):
+            sock = connect(url)
+            sock.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Content-Length: 1000\r\n\r\n\x89PNG"
+            )
+            stalled.append(sock)
+        time.sleep(0.3)
+        busy = post(url, "{}", "application/json")
+        assert busy.status_code == 503 and busy.headers["connection"] == "close"
+        assert "busy" in strict_json(busy.text)["error"]
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/9\r\n\r\n"],
+    ids=["not HTTP", "a byte that is not ASCII", "HTTP/9"],
+)
+def test_a_malformed_request_gets_400_json(url, request_bytes):
+    with connect(url) as sock:
+        sock.sendall(request_bytes)
+        reply = read_until_closed(sock)
+    head, _, text = reply.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head, head
+    assert "malformed HTTP request" in strict_json(text)["error"]
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3], ids=["with the headers", "after the answer"])
+def test_a_chunk_gone_bad_is_a_400_or_a_close_never_a_traceback(served, pause):
+    """With the headers: 400, and the app's own answer (415) dropped, where it raised
+    h11's LocalProtocolError; after the app answered: the connection closed, where the 400
+    itself raised it, in uvicorn's data_received."""
+    head = (
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    with connect(served["url"]) as sock:
+        sock.sendall(head + (b"" if pause else b"zz\r\n"))
+        time.sleep(pause)
+        sock.sendall(b"zz\r\n" if pause else b"")
+        reply = read_until_closed(sock)
+    assert reply.count("HTTP/1.1 ") == 1, reply
+    assert reply.startswith(("HTTP/1.1 415", "HTTP/1.1 400") if pause else "HTTP/1.1 400"), reply
+    assert "Traceback" not in served["log"].read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "flag"),
+    [
+        ({"max_body_mb": float("nan")}, "--max-body-mb nan"),
+        ({"max_body_mb": float("inf")}, "--max-body-mb inf"),
+        ({"max_body_mb": -1}, "--max-body-mb -1"),
+        ({"max_body_mb": 1e-9}, "--max-body-mb 1e-09"),
+        ({"timeout": float("nan")}, "--timeout nan"),
+        ({"timeout": 0}, "--timeout 0"),
+        ({"timeout": float("inf")}, "--timeout inf"),
+        ({"port": 99999}, "--port 99999"),
+        ({"port": -1}, "--port -1"),
+        ({"max_pixels": 0}, "--max-pixels 0"),
+        ({"workers": 0}, "--workers 0"),
+    ],
+    ids=lambda v: "" if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()),
+)
+def test_bad_settings_are_refused_naming_the_flag(mlp_run, monkeypatch, flags, flag):
+    import uvicorn
+
+    from digitlab.serve import run_server
+
+    def never(*args, **kwargs):
+        raise AssertionError("it started serving")
+
+    monkeypatch.setattr(uvicorn.Server, "run", never)
+    with pytest.raises(DigitlabError) as refused:
+        run_server(mlp_run, say=lambda line: None, **({"port": 0} | flags))
+    assert str(refused.value).startswith(flag + ": "), str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_command_refuses_bad_settings_in_one_line(mlp_run):
+    for flags in (["--port", "99999"], ["--max-body-mb", "-1"]):
+        done = subprocess.run(
+            [str(DIGITLAB), "serve", str(mlp_run), *flags],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and done.stdout == "", (flags, done.stdout)
+        assert done.stderr.startswith(f"error: {' '.join(flags)}: "), done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr

@@ -150,7 +150,10 @@ def steps_paths(show_steps: Path | None, n: int) -> list[Path]:
 @app.command("serve", rich_help_panel="Use a model")
 @reports_errors
 def serve(
-    run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
+    run: Annotated[
+        Path | None,
+        typer.Argument(help="A run directory (default: the built-in reader).", show_default=False),
+    ] = None,
     host: Annotated[
         str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")
     ] = "127.0.0.1",
@@ -172,7 +175,8 @@ def serve(
 ) -> None:
     """Serve a model: a draw-a-digit page at / and a REST API under /api (docs at /docs).
 
-    Example: digitlab serve runs/cnn --port 8000
+    Example: digitlab serve                 (the built-in reader)
+             digitlab serve runs/cnn --port 8000
     """
     from digitlab.serve import run_server
 
@@ -181,7 +185,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        max_body_bytes=round(max_body_mb * 1_000_000),
+        max_body_mb=max_body_mb,
         max_pixels=max_pixels,
         timeout=timeout,
         unsure_below=unsure,

@@ -18,13 +18,22 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 from scipy import ndimage
 
 from digitlab.errors import DigitlabError
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 WORK_SIDE = 160  # images are reduced to at most this side before any processing
+TURNS = {  # EXIF orientation -> the turn that shows the image upright (as exif_transpose)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageError(DigitlabError):
@@ -76,7 +85,7 @@ def load_sized(
             scale = 0.75 * side / max(im.size)  # DCT scaling: 1/2, 1/4, 1/8
             im.draft("L", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
         stored = im.size
-        im = ImageOps.exif_transpose(im)
+        im = upright(im)
         if im.size != stored:  # turned a quarter by its EXIF orientation
             size = size[::-1]
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -104,6 +113,20 @@ def load_sized(
     if gray.size == 0:
         raise ImageError(f"{label}: the image has no pixels")
     return gray, size
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says; a broken EXIF block is ignored.
+
+    Not ImageOps.exif_transpose: after turning, it writes the EXIF block back without the
+    orientation, and Pillow raises struct.error (TypeError, ...) on a tag that does not fit its
+    type. Reading the block raises SyntaxError, struct.error, ... when it is damaged."""
+    try:
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # metadata only: whatever is wrong with it, the pixels are still there
+        return im
+    turn = TURNS.get(orientation) if type(orientation) is int else None
+    return im if turn is None else im.transpose(turn)
 
 
 def shrink(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:

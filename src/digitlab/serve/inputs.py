@@ -17,6 +17,7 @@ import binascii
 import io
 import json
 import math
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,17 +27,11 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+from digitlab.serve.errors import BadRequest
+
 IMAGE_TYPES = ("image/png", "image/jpeg")  # documented; any image/* Pillow reads is accepted
 ACCEPTED = "multipart/form-data, image/png, image/jpeg (any image/*), or application/json"
 BLANK_BELOW = 24  # as ink.prepare: no pixel this bright means nothing was drawn
-
-
-class BadRequest(Exception):
-    """A request the server refuses: HTTP status and a message for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 @dataclass
@@ -66,7 +61,7 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest(400, f"Content-Length {declared!r} is not a number of bytes")
         if int(declared) > max_bytes:
             raise BadRequest(
@@ -126,6 +121,10 @@ def parse_json(body: bytes, pixel_shape: tuple[int, int] | None) -> Pixels | byt
         raise BadRequest(400, f"malformed JSON: {e}") from None
     except RecursionError:
         raise BadRequest(400, "malformed JSON: nested too deeply") from None
+    except ValueError:  # Python reads integers of at most 4,300 digits (the int-string limit)
+        raise BadRequest(
+            422, f"JSON holds a number of more than {sys.get_int_max_str_digits():,} digits"
+        ) from None
     if not isinstance(value, dict):
         raise BadRequest(422, 'JSON body must be an object: {"pixels": [...]} or {"image": "..."}')
     keys = set(value)
@@ -175,6 +174,8 @@ def pixel_array(rows, shape: tuple[int, int] | None) -> np.ndarray:
         for j, v in enumerate(row):
             if type(v) not in (int, float):  # bool is an int subclass: refused here
                 raise BadRequest(422, f"pixels[{i}][{j}]: expected a number, got {json_type(v)}")
+            if type(v) is int and not 0 <= v <= 255:  # before a 401-digit one overflows a float
+                raise BadRequest(422, f"pixels[{i}][{j}]: {shown(v)} is not a number in 0..255")
     a = np.array(rows, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         bad = ~((a >= 0) & (a <= 255))  # NaN compares false: refused here too
@@ -184,13 +185,21 @@ def pixel_array(rows, shape: tuple[int, int] | None) -> np.ndarray:
     return np.rint(a).astype(np.uint8)
 
 
+def shown(number: int) -> str:
+    """An integer for a message: in full, or its first digits and how many there are."""
+    text = str(number)
+    return text if len(text) <= 12 else f"{text[:10]}... ({len(text.lstrip('-'))} digits)"
+
+
 def json_type(value) -> str:
     """JSON's name for a decoded value's type, for messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return "a number"  # math.isfinite would overflow on a 400-digit one
+    if isinstance(value, float):
         return "a number" if math.isfinite(value) else str(value)
     return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
 

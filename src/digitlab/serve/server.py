@@ -1,72 +1,35 @@
-"""Serve the app with uvicorn: bind (loopback unless told), say where, and bound slow clients.
+"""Serve the app with uvicorn: check the settings, load the run, bind, say where, and serve.
 
     >>> run_server("runs/mlp", port=8000, say=print)    # blocks until Ctrl+C or SIGTERM
     digitlab serve: mlp-256-128-64 (runs/mlp) at http://127.0.0.1:8000  (API docs at /docs)
 
-Slow clients: the event loop never waits on a client in a worker thread (bodies are read
-asynchronously), and every wait has a deadline. A request's headers must arrive within
-`timeout` seconds of the connection opening or of the previous answer (GuardedH11 below;
-uvicorn alone waits forever), its body within `timeout` more (the app answers 408), and an idle
-keep-alive connection is closed after KEEP_ALIVE seconds. At most MAX_CONNECTIONS connections
-are served at once per worker; beyond that uvicorn answers 503 at once.
+Everything that can be refused is refused before a port is bound, in one line: the settings
+(settings.py), then the run (a damaged model.json, a model whose answers are not numbers).
+Slow and idle clients are the protocol's business (protocol.py): the event loop never waits on a
+client in a worker thread, and every wait has a deadline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import ipaddress
 import json
 import os
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
 import uvicorn
 from threadpoolctl import threadpool_limits
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
+from digitlab import reader
 from digitlab.errors import DigitlabError
-from digitlab.serve.app import BODY_TIMEOUT, MAX_BODY_BYTES, MAX_PIXELS, create_app
+from digitlab.serve.app import create_app
+from digitlab.serve.protocol import HEADERS_LIMIT, KEEP_ALIVE, MAX_CONNECTIONS, GuardedH11, Guards
+from digitlab.serve.settings import MAX_BODY_MB, MAX_PIXELS, TIMEOUT, Settings
 
-KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open (uvicorn's default)
-MAX_CONNECTIONS = 256  # per worker process
 SETTINGS_ENV = "DIGITLAB_SERVE_SETTINGS"  # how worker processes learn what to serve
-
-
-class GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers.
-
-    Armed when the connection opens and after each answer; when it fires and no new request
-    has started, the connection is closed. A client trickling its headers a byte at a time
-    (slowloris) therefore holds a connection for `timeout` seconds at most.
-    """
-
-    _deadline = None
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self._arm()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm()
-
-    def connection_lost(self, exc) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        seconds = getattr(self.config, "digitlab_timeout", BODY_TIMEOUT)
-        self._deadline = self.loop.call_later(seconds, self._headers_late)
-
-    def _headers_late(self) -> None:
-        waiting = self.cycle is None or self.cycle.response_complete
-        if waiting and not self.transport.is_closing():
-            self.transport.close()
 
 
 def settle() -> None:
@@ -84,8 +47,8 @@ def settle() -> None:
 
 def app_from_environment():
     """The app a worker process serves (with --workers N), from the settings run_server left."""
-    settings = json.loads(os.environ[SETTINGS_ENV])
-    app = create_app(**settings)
+    given = json.loads(os.environ[SETTINGS_ENV])
+    app = create_app(given["run"], Settings(**given["settings"]), given["unsure_below"])
     settle()
     return app
 
@@ -114,28 +77,50 @@ def is_loopback(sock: socket.socket) -> bool:
     return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
 
 
+def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
+    """uvicorn serving `app` (or, with several workers, the factory each worker calls)."""
+    several = settings.workers > 1
+    config = uvicorn.Config(
+        "digitlab.serve.server:app_from_environment" if several else app,
+        factory=several,
+        workers=settings.workers,
+        http=GuardedH11,
+        ws="none",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE,
+        limit_concurrency=None,  # GuardedH11 makes room, and answers 503 itself, in JSON
+        h11_max_incomplete_event_size=HEADERS_LIMIT,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    idle = min(KEEP_ALIVE, settings.timeout)
+    config.digitlab_guards = Guards(settings.timeout, idle, MAX_CONNECTIONS)  # to workers too
+    return config
+
+
 def run_server(
     run,
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_mb: float = MAX_BODY_MB,
     max_pixels: int = MAX_PIXELS,
-    timeout: float = BODY_TIMEOUT,
+    timeout: float = TIMEOUT,
     unsure_below: float | None = None,
     say: Callable[[str], object] = print,
+    max_body_bytes: int | None = None,
 ) -> None:
-    """Serve `run` until interrupted; `say` gets the line saying where, and any warning."""
-    if workers < 1:
-        raise DigitlabError(f"--workers {workers}: need at least 1")
-    settings = {
-        "run": str(Path(run).resolve()),
-        "max_body_bytes": max_body_bytes,
-        "max_pixels": max_pixels,
-        "body_timeout": timeout,
-        "unsure_below": unsure_below,
-    }
-    app = create_app(**settings)  # load the run here, so a bad one fails before we listen
+    """Serve `run` until interrupted; `say` gets the line saying where, and any warning.
+
+    Each setting is checked first (a bad one is a DigitlabError naming its flag);
+    `max_body_bytes`, when given, is the body limit in bytes instead of `max_body_mb`."""
+    if max_body_bytes is not None:
+        max_body_mb = max_body_bytes / 1_000_000
+    settings = Settings(host, port, workers, max_body_mb, max_pixels, timeout)
+    run = reader.run_folder(run)  # None or "reader": the built-in reader
+    app = create_app(run.resolve(), settings, unsure_below)  # a bad run fails before we listen
     settle()
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
@@ -150,24 +135,18 @@ def run_server(
             f"warning: listening on {bound_host}, reachable from other machines: anyone who "
             "can connect can use the model (no authentication, no TLS)"
         )
-    config = uvicorn.Config(
-        "digitlab.serve.server:app_from_environment" if workers > 1 else app,
-        factory=workers > 1,
-        workers=workers,
-        http=GuardedH11,
-        ws="none",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE,
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=5,
-        server_header=False,
-    )
-    config.digitlab_timeout = timeout  # read by GuardedH11 (travels to worker processes)
+    for warning in app.state.served.warnings:
+        say(f"warning: {warning}")
+    serve(app, settings, sock, {"run": str(run.resolve()), "unsure_below": unsure_below})
+
+
+def serve(app, settings: Settings, sock: socket.socket, run: dict) -> None:
+    """Run uvicorn on the bound socket until Ctrl+C or SIGTERM, in one process or several."""
+    config = uvicorn_config(app, settings)
     try:
-        if workers > 1:
-            os.environ[SETTINGS_ENV] = json.dumps(settings)
+        if settings.workers > 1:
+            given = run | {"settings": dataclasses.asdict(settings)}
+            os.environ[SETTINGS_ENV] = json.dumps(given)
             Multiprocess(config, sockets=[sock]).run()
         else:
             uvicorn.Server(config).run(sockets=[sock])
