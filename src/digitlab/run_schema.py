@@ -145,6 +145,8 @@ def check_latest_json(meta: dict, where: str, engine: str) -> dict:
         raise _field(where, "epoch", epoch, "must be a positive integer")
     if not isinstance(history, list) or len(history) != epoch:
         raise _field(where, "history", "...", f"must hold one row for each of {epoch} epochs")
+    for i, row in enumerate(history, start=1):
+        check_history_row(row, f"{where}: history[{i - 1}]", i)
     if name != f"epoch-{epoch:04d}.safetensors":
         raise _field(where, "weights", name, f"is not the file of epoch {epoch}")
     for key in ("rng", "model_rng", "config"):
@@ -155,6 +157,17 @@ def check_latest_json(meta: dict, where: str, engine: str) -> dict:
     if not isinstance(meta.get("stale"), int) or meta["stale"] < 0:
         raise _field(where, "stale", meta.get("stale"), "must be a non-negative integer")
     return meta
+
+
+def check_history_row(row, where: str, epoch: int) -> None:
+    """One epoch's row: its number, and finite numbers (validation ones may be null)."""
+    if not isinstance(row, dict) or row.get("epoch") != epoch:
+        raise RunError(f"{where}: must be the row of epoch {epoch}")
+    for key in ("lr", "train_loss", "train_acc", "seconds"):
+        _number(where, key, row.get(key))
+    for key in ("val_loss", "val_acc"):
+        if row.get(key) is not None:
+            _number(where, key, row[key])
 
 
 def stale_temporaries(folder: Path) -> list[Path]:

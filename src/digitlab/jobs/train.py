@@ -329,7 +329,7 @@ def resume(
         trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
         try:
             trainer.load_state_dict(arrays, meta)
-        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        except (KeyError, ValueError, TypeError, RuntimeError, OverflowError, AttributeError) as e:
             raise RunError(
                 f"{run / 'checkpoint'}: does not fit this run ({str(e).splitlines()[0][:150]})"
             ) from None
