@@ -20,7 +20,7 @@
 # images duplicated or labelled wrongly?
 #
 # Every number comes from `digitlab.explore` (statistics, no drawing) and every picture from
-# `digitlab.eda_plots` and `digitlab.plots` (figures from numbers). `digitlab explore mnist`
+# `digitlab.explore_plots` and `digitlab.plots` (figures from numbers). `digitlab explore mnist`
 # runs all of this at once and writes one HTML report; here we take it one step at a time.
 #
 # Set `DIGITLAB_FAST=1` to run on the first 10,000 training images instead of all 60,000.

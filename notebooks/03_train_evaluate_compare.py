@@ -82,7 +82,7 @@ for name, (spec, engine, config) in contenders.items():
 # %% [markdown]
 # ## Train
 #
-# `runs.start` trains a spec on one engine and writes the run directory. Training holds out
+# `jobs.start` trains a spec on one engine and writes the run directory. Training holds out
 # a stratified share of the training images for validation; the test set is scored once, at
 # the end, and never used for a choice.
 
