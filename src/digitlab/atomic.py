@@ -47,6 +47,13 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         raise
 
 
+def leftovers(folder: str | os.PathLike[str], name: str = "*") -> list[Path]:
+    """Temporary files `atomic_write` left in `folder` when its process was killed mid-write
+    (for target `name`, or any): `.NAME.XXXX.tmp`. Remove them only while holding the lock
+    every writer of that folder holds, so none of them is in use."""
+    return [p for p in Path(folder).glob(f".{name}.*.tmp") if p.is_file() or p.is_symlink()]
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Atomically replace `path` with `data`."""
     with atomic_write(path) as f:

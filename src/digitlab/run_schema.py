@@ -16,10 +16,11 @@ import json
 import math
 import os
 import re
-import stat
 from pathlib import Path
 
-from digitlab.errors import DigitlabError
+from digitlab.atomic import leftovers
+from digitlab.data.safe_io import open_regular
+from digitlab.errors import DataError, DigitlabError
 
 MAX_JSON_BYTES = 50_000_000  # model.json, latest.json, metrics.json: a long history fits in 1 MB
 MAX_WEIGHTS_BYTES = 4_000_000_000  # safetensors: 1 billion float32 parameters (the spec's limit)
@@ -32,19 +33,17 @@ class RunError(DigitlabError):
 
 def read_regular(path: Path, limit: int) -> bytes:
     """The bytes of `path`, which must be a regular file of at most `limit` bytes: a FIFO, a
-    device or a huge sparse file is refused before anything is read."""
+    device or a huge sparse file is refused before anything is read (data.safe_io's check)."""
+    if not os.path.lexists(path):
+        raise RunError(f"{path}: missing")
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
-    except OSError as e:
-        raise RunError(f"{path}: cannot read ({e.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise RunError(f"{path}: not a regular file")
-    if st.st_size > limit:
-        raise RunError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} allowed")
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
+        with open_regular(path, "a file of a run") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise RunError(f"{path}: {size:,} bytes, more than the {limit:,} allowed")
+            data = f.read(limit + 1)
+    except DataError as e:
+        raise RunError(str(e)) from None
     if len(data) > limit:
         raise RunError(f"{path}: grew past {limit:,} bytes while being read")
     return data
@@ -171,9 +170,7 @@ def check_history_row(row, where: str, epoch: int) -> None:
 
 
 def stale_temporaries(folder: Path) -> list[Path]:
-    """Temporary files an atomic write killed mid-way left behind (`.NAME.XXXX.tmp`)."""
-    found = []
-    for sub in (folder, folder / "checkpoint", folder / "figures"):
-        if sub.is_dir():
-            found += [p for p in sub.glob(".*.tmp") if p.is_file()]
-    return found
+    """Temporary files an atomic write killed mid-way left in a run folder."""
+    return [
+        p for sub in (folder, folder / "checkpoint", folder / "figures") for p in leftovers(sub)
+    ]

@@ -52,14 +52,6 @@ HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_ac
 FORMAT = 1
 
 
-def _version() -> str:
-    return __version__
-
-
-def _write_json(path: Path, value) -> None:
-    write_json(path, value)
-
-
 def _read_json(path: Path) -> dict:
     return read_json(path)
 
@@ -138,7 +130,7 @@ def save_checkpoint(run: Path, trainer: Trainer) -> None:
     meta |= {"weights": name, "sha256": _save_arrays(folder / name, arrays)}
     meta |= {"engine": trainer.model.engine}
     meta["meta_sha256"] = digest(json_safe(meta))  # the metadata is covered too
-    _write_json(folder / "latest.json", meta)
+    write_json(folder / "latest.json", meta)
     for old in folder.glob("epoch-*.safetensors"):  # only the latest is needed
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -187,7 +179,7 @@ def model_info(
     history = history or History()
     return {
         "format": FORMAT,
-        "digitlab_version": _version(),
+        "digitlab_version": __version__,
         "engine": model.engine,
         "spec": model.spec.to_dict(),
         "num_params": model.spec.num_params(),
@@ -248,7 +240,7 @@ def save_run(
         "weights_sha256": _save_arrays(run / "model.safetensors", model.state_dict())
     }
     write_text(run / "history.csv", history_csv(history))
-    _write_json(
+    write_json(
         run / "model.json", model_info(model, config, data, classes, finished, history, extra)
     )
     return run

@@ -85,6 +85,14 @@ def interrupted(command: str, kwargs: dict) -> str:
     return "interrupted"
 
 
+def given_dataset(dataset: Path | None):
+    """The Dataset a --dataset flag names, opened once, or None when it was not given (the job
+    then opens the run's own, if model.json names a known dataset)."""
+    from digitlab.data import open_dataset
+
+    return open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+
+
 def progress(message: str) -> None:
     typer.echo(message, err=True)
 

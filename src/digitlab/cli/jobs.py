@@ -13,8 +13,15 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import DatasetFlag, JsonFlag, Progress, app, progress, reports_errors
-from digitlab.data import open_dataset
+from digitlab.cli.app import (
+    DatasetFlag,
+    JsonFlag,
+    Progress,
+    app,
+    given_dataset,
+    progress,
+    reports_errors,
+)
 from digitlab.errors import DigitlabError
 
 # ---- explore ----------------------------------------------------------------------------------
@@ -159,7 +166,7 @@ def evaluate(
     """
     from digitlab.jobs.evaluate import evaluate_run
 
-    ds = open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+    ds = given_dataset(dataset)
     m = evaluate_run(run, split, calibrate, ds, on_event=progress)
     if json_out:
         from digitlab.atomic import json_safe
@@ -197,7 +204,7 @@ def compare(
     from digitlab.atomic import json_safe
     from digitlab.jobs.compare import compare_runs
 
-    ds = open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+    ds = given_dataset(dataset)
     result = compare_runs(run_dirs, out, ds, overwrite=overwrite, on_event=progress)
     result.pop("figures")
     if json_out:

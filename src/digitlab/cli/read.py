@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import DatasetFlag, JsonFlag, app, progress, reports_errors
+from digitlab.cli.app import DatasetFlag, JsonFlag, app, given_dataset, progress, reports_errors
 from digitlab.errors import DigitlabError
 
 
@@ -256,12 +256,11 @@ def export(
 
     Example: digitlab export runs/cnn --format onnx --out cnn.onnx
     """
-    from digitlab.data import open_dataset
     from digitlab.jobs.export import export_onnx
 
     if format != "onnx":
         raise DigitlabError(f"--format {format}: only onnx is supported")
-    ds = open_dataset(str(dataset), on_event=progress) if dataset is not None else None
+    ds = given_dataset(dataset)
     result = export_onnx(run, out, ds, on_event=progress, overwrite=overwrite)
     if json_out:
         typer.echo(json.dumps(result, indent=2))

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from digitlab.atomic import write_text
+from digitlab.atomic import leftovers, write_text
 from digitlab.data.contract import ROLES, Arrays
 from digitlab.data.files import read_any
 from digitlab.data.idx import GZIP_MAGIC, decode_idx, read_idx, write_idx
@@ -260,7 +260,7 @@ def remove_stale_temporaries(folder: Path, before: float) -> list[Path]:
     belongs to a writer that died."""
     removed = []
     for name in [*CACHE_FILES.values(), "source.json"]:
-        for path in folder.glob(f".{name}.*.tmp"):
+        for path in leftovers(folder, name):
             with contextlib.suppress(FileNotFoundError):
                 if path.lstat().st_mtime < before:
                     _remove(path)

@@ -21,6 +21,7 @@ import numpy as np
 
 from digitlab import evaluate as ev
 from digitlab import spec as S
+from digitlab.atomic import write_json
 from digitlab.data import DATASETS, Dataset, open_dataset
 from digitlab.engines import build, logits
 from digitlab.errors import DigitlabError
@@ -29,7 +30,6 @@ from digitlab.run_schema import read_regular
 from digitlab.runs import (
     Checkpoint,
     RunError,
-    _write_json,
     clear_results,
     load_checkpoint,
     load_model,
@@ -193,7 +193,7 @@ def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, ext
         info = model_info(
             model, trainer.config, data_info, ds.classes, False, trainer.history, extra
         )
-        _write_json(run / "model.json", info | {"stopped": reason})
+        write_json(run / "model.json", info | {"stopped": reason})
         raise
     extra = extra | calibration(model, trainer)
     test_loss, test_acc = (
@@ -281,7 +281,7 @@ def start(
     with writing(run):  # a second writer is refused while this one holds the folder
         clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
         trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
-        _write_json(
+        write_json(
             run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
         )
         return _train(run, model, trainer, ds, data_info, extra)
