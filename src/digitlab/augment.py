@@ -1,9 +1,12 @@
-"""Data augmentation on whole batches in NumPy: shifts, rotations, scaling, elastic distortion.
+"""Data augmentation on whole batches in NumPy: shifts, rotations, scaling, elastic distortion,
+and the ways real digits differ from MNIST's (pen width, blur, contrast, paper noise).
 
     >>> x = augment(images01, rng, AUGMENTATIONS["affine"])    # float32 (B, 28, 28) in [0, 1]
 
 Every image gets its own random affine map (and, for "elastic", a smooth random
-displacement field); pixels are resampled bilinearly, with background outside. The torch
+displacement field); pixels are resampled bilinearly, with background outside. "real" adds,
+each to its own random share of the images: a thicker or thinner pen, the blur of a digit
+written small or photographed far, faint ink, and paper texture with sensor noise. The torch
 engine does the same on its device (torch_engine.augment); the two use different random
 streams, so they agree in distribution, not pixel for pixel.
 """
@@ -23,10 +26,18 @@ class Augmentation:
     scale: float = 0.0  # relative, uniform in 1 ± scale
     elastic_alpha: float = 0.0  # scale of the smoothed uniform noise (Simard et al. 2003: 34)
     elastic_sigma: float = 4.0  # smoothness of the displacement field, pixels
+    pen: float = 0.0  # share of images drawn with another pen: half thicker, half thinner
+    blur: float = 0.0  # share blurred as if written small or photographed far (sigma 0.5-1.2 px)
+    faint: float = 0.0  # share with fainter ink (peak 0.5-1.0 of full)
+    noise: float = 0.0  # share with paper texture and sensor noise added (std up to 0.08)
 
     @property
     def active(self) -> bool:
-        return bool(self.shift or self.rotate or self.scale or self.elastic_alpha)
+        return bool(self.shift or self.rotate or self.scale or self.elastic_alpha or self.real)
+
+    @property
+    def real(self) -> bool:
+        return bool(self.pen or self.blur or self.faint or self.noise)
 
 
 AUGMENTATIONS = {
@@ -36,7 +47,24 @@ AUGMENTATIONS = {
     "elastic": Augmentation(
         shift=2.0, rotate=10.0, scale=0.1, elastic_alpha=6.0, elastic_sigma=3.0
     ),
+    # the built-in reader's: elastic, plus the world outside MNIST, each on a share of images
+    "real": Augmentation(
+        shift=2.0,
+        rotate=12.0,
+        scale=0.12,
+        elastic_alpha=6.0,
+        elastic_sigma=3.0,
+        pen=0.4,
+        blur=0.25,
+        faint=0.2,
+        noise=0.2,
+    ),
 }
+
+BLUR_SIGMAS = (0.5, 1.2)  # pixels at 28x28
+FAINT_PEAK = 0.5  # the faintest ink's peak
+NOISE_STD = 0.08  # the noisiest paper's standard deviation, in [0, 1] units
+THIN_CUT = 0.45  # a thinner pen: ink below this share of full is dropped, the rest stretched
 
 
 def affine_params(
@@ -107,4 +135,41 @@ def augment(images: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> 
         noise = rng.uniform(-1, 1, (2, b, h, w)).astype(np.float32)
         field = smooth(noise, aug.elastic_sigma) * aug.elastic_alpha  # typical shift ≈ 1.4 px
         rows, cols = rows + field[0], cols + field[1]
-    return warp(images.astype(np.float32, copy=False), rows, cols).astype(np.float32, copy=False)
+    out = warp(images.astype(np.float32, copy=False), rows, cols).astype(np.float32, copy=False)
+    return degrade(out, rng, aug) if aug.real else out
+
+
+def dilate(x: np.ndarray) -> np.ndarray:
+    """A pen one pixel thicker all round: the maximum over each pixel's 3x3 neighbourhood."""
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1)])
+    h, w = x.shape[-2:]
+    return np.max([padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=0)
+
+
+def degrade(x: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
+    """Pen width, blur, faint ink and paper noise, each on its own random share of the batch
+    (x is a fresh array from `warp`, changed in place where that is simpler)."""
+    b = len(x)
+
+    def some(share: float) -> np.ndarray:
+        return rng.random(b) < share
+
+    if aug.pen:
+        pick = rng.random(b)
+        thick, thin = pick < aug.pen / 2, (pick >= aug.pen / 2) & (pick < aug.pen)
+        x[thick] = dilate(x[thick])
+        x[thin] = np.clip((x[thin] - THIN_CUT) / (1 - THIN_CUT), 0, 1)
+    if aug.blur:
+        chosen = some(aug.blur)  # one sigma per batch: a batch is a small share of an epoch
+        if chosen.any():
+            x[chosen] = smooth(x[chosen], float(rng.uniform(*BLUR_SIGMAS)))
+    if aug.faint:
+        scale = np.where(some(aug.faint), rng.uniform(FAINT_PEAK, 1.0, b), 1.0)
+        x = x * scale[:, None, None].astype(np.float32)
+    if aug.noise:
+        chosen = some(aug.noise)
+        std = np.where(chosen, rng.uniform(0, NOISE_STD, b), 0.0)[:, None, None]
+        texture = smooth(rng.normal(0, 1, x.shape).astype(np.float32), 2.0) * 3
+        grain = rng.normal(0, 1, x.shape).astype(np.float32)
+        x = x + (std * (texture + grain) / 2).astype(np.float32)
+    return np.clip(x, 0, 1).astype(np.float32, copy=False)

@@ -16,6 +16,7 @@ from digitlab import evaluate as ev
 from digitlab import ink, reader, runs
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
+from digitlab.ink import forms
 from digitlab.preprocess import check_images
 
 UNSURE_BELOW = 0.6  # default: below this top probability the answer is "unsure"
@@ -94,10 +95,13 @@ class Predictor:
     def trust(self, digits: np.ndarray) -> np.ndarray:
         """How sure the model is of each prepared digit, on a 0..1 scale where 1 is as sure as it
         ever is (a model trained with label smoothing never goes above 1 - e + e/K): the judge
-        that `ink.segment` uses to choose where to cut touching digits."""
+        that `ink.segment` uses to choose where to cut touching digits. It reads the network's
+        own probabilities, before the fitted temperature: a temperature below 1 sharpens every
+        answer towards 1, and the judge could no longer tell one digit from two run together."""
         smoothing = float(self.info.get("train_config", {}).get("label_smoothing", 0.0))
         ceiling = 1 - smoothing + smoothing / len(self.classes)
-        return np.minimum(self.probabilities(digits).max(axis=1) / ceiling, 1.0)
+        raw = ev.softmax(logits(self.model, check_images(digits, "digits")), 1.0)
+        return np.minimum(raw.max(axis=1) / ceiling, 1.0)
 
     def answer(self, p: np.ndarray, top: int = 3) -> dict:
         """One probability vector as status, label, confidence and the top-k classes."""
@@ -142,30 +146,42 @@ class Predictor:
     def read_number(self, source, name: str = "", top: int = 3) -> dict:
         """An image of several digits in a row: the number, and each digit's answer, left to right.
 
-        `status` is 'no digit found' when there is no ink, 'unsure' when any digit is unsure.
-        `confidence` is the product of the digits' confidences (the chance all are right).
+        The number keeps the separators written between digits (`1,234.56`, `12/03/2026`, `-`);
+        they are listed under `separators` with their boxes. A form's printed lines and boxes
+        are removed first (a row of boxes is read box by box). `status` is 'no digit found'
+        when there is no ink, 'unsure' when any digit is unsure. `confidence` is the product of
+        the digits' confidences (with a calibrated model: the chance that every digit is right).
         """
         name = name or describe(source)
         found = ink.segment(source, name, judge=self.trust)
-        result: dict = {"image": name, "boxes": [d.box for d in found]}
-        if not found:
+        numerals = [f for f in found if f.digit is not None]
+        if not numerals:
             return Reading(
-                result | {"status": NO_DIGIT, "number": None, "confidence": 0.0, "digits": []}
+                {"image": name, "boxes": [], "status": NO_DIGIT, "number": None}
+                | {"confidence": 0.0, "digits": [], "separators": []}
             )
-        digits = [
-            self.answer(p, top) | {"digit": d.digit, "box": d.box}
-            for d, p in zip(
-                found, self.probabilities(np.stack([d.digit for d in found])), strict=True
-            )
-        ]
+        probs = iter(self.probabilities(np.stack([f.digit for f in numerals])))
+        tokens = []  # [character, the digit's answer or None for a separator, Found]
+        for f in found:
+            answer = None
+            if f.digit is not None:
+                answer = self.answer(next(probs), top) | {"digit": f.digit, "box": f.box}
+            tokens.append([f.char if answer is None else answer["label"], answer, f])
+        text = "".join(t[0] for t in tokens)
+        slashes = [i for i, (c, _, f) in enumerate(tokens) if f.slash_like and c == "1"]
+        for i in forms.date_slashes(text, slashes):  # 12/03/2026, not 12103112026
+            tokens[i][:2] = ["/", None]
+        digits = [a for _, a, _ in tokens if a is not None]
         unsure = any(d["status"] == "unsure" for d in digits)
         return Reading(
-            result
-            | {
+            {
+                "image": name,
+                "boxes": [d["box"] for d in digits],
                 "status": "unsure" if unsure else "ok",
-                "number": "".join(d["label"] for d in digits),
+                "number": "".join(c for c, _, _ in tokens).lstrip(",./").rstrip(",.-/"),
                 "confidence": float(np.prod([d["confidence"] for d in digits])),
                 "digits": digits,
+                "separators": [{"char": c, "box": f.box} for c, a, f in tokens if a is None],
             }
         )
 

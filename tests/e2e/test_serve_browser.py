@@ -21,7 +21,7 @@ import pytest
 from digitlab.predict import Predictor
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from photos import photo
+from photos import photo, strip
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITLAB = Path(sys.executable).with_name("digitlab")
@@ -212,14 +212,34 @@ def test_uploading_a_photo_reads_it_as_the_api_does(page, mnist, mlp_run):
     assert page.is_visible("#error") and "not an image" in page.inner_text("#error")
 
 
+def test_number_mode_reads_a_photographed_number_and_boxes_each_digit(page, mnist, mlp_run):
+    jpeg = strip(list(mnist.test.images[:5]), np.random.default_rng(5))  # 7 2 1 0 4
+    expected = Predictor(mlp_run).read_number(jpeg)
+    page.check("#mode-number")
+    assert page.inner_text("#draw-title") == "Write a number"
+    assert page.get_attribute("#pad", "width") == "960"
+    page.set_input_files(
+        "#upload", files=[{"name": "number.jpg", "mimeType": "image/jpeg", "buffer": jpeg}]
+    )
+    shown = settled(page)
+    assert shown["label"] == expected["number"] and len(expected["number"]) == 5
+    assert shown["confidence"].endswith("sure of every digit")
+    assert page.get_attribute("#marks", "data-boxes") == "5"
+    assert page.locator("#digits li").count() == 5 and page.is_visible("#explain")
+    assert page.get_attribute("#seen", "width") == str(28 * 5)
+    assert any(u.endswith("/api/predict/number?top=3") for u in page.requests)
+    page.check("#mode-digit")  # back to one digit: the square pad, the bars
+    assert page.get_attribute("#pad", "width") == "320" and page.is_visible("#bars")
+
+
 def test_the_keyboard_reaches_every_control_and_escape_clears(page, mnist):
     draw(page, mnist.test.images[0])
     settled(page)
     focused = []
-    for _ in range(6):
+    for _ in range(8):
         page.keyboard.press("Tab")
         focused.append(page.evaluate("() => document.activeElement.id"))
-    assert {"pad", "clear", "upload-button"} <= set(focused), focused
+    assert {"mode-digit", "pad", "clear", "upload-button"} <= set(focused), focused
     page.keyboard.press("Escape")
     assert page.inner_text("#label") == "?"
     assert page.locator("#bars li.best").count() == 0

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from digitlab import augment as A
 from digitlab import spec as S
 from digitlab.augment import AUGMENTATIONS, Augmentation, gaussian_kernel
 from digitlab.errors import DigitlabError
@@ -132,7 +133,46 @@ def augment(x: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.T
         noise = F.conv2d(noise, k.view(1, 1, -1, 1), padding=(len(k) // 2, 0))
         field = noise.view(b, 2, h, w) * aug.elastic_alpha  # pixels; (rows, cols)
         grid = grid + torch.stack([field[:, 1] * 2 / w, field[:, 0] * 2 / h], -1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return degrade(x, gen, aug) if aug.real else x
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W), zero padding (as digitlab.augment.smooth)."""
+    k = torch.from_numpy(gaussian_kernel(sigma)).to(x.device)
+    c, r = x.shape[1], len(k) // 2
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+
+
+def degrade(x: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.Tensor:
+    """On-device twin of digitlab.augment.degrade: pen width, blur, faint ink, paper noise."""
+    b, dev = x.shape[0], x.device
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen, device=dev)
+
+    def some(share: float) -> torch.Tensor:
+        return (rand(b) < share).view(b, 1, 1, 1)
+
+    if aug.pen:
+        pick = rand(b).view(b, 1, 1, 1)
+        thick, thin = pick < aug.pen / 2, (pick >= aug.pen / 2) & (pick < aug.pen)
+        x = torch.where(thick, F.max_pool2d(x, 3, 1, 1), x)
+        x = torch.where(thin, ((x - A.THIN_CUT) / (1 - A.THIN_CUT)).clamp(0, 1), x)
+    if aug.blur:
+        lo, hi = A.BLUR_SIGMAS
+        sigma = float(rand(1)) * (hi - lo) + lo  # one sigma per batch, as in NumPy
+        x = torch.where(some(aug.blur), blur(x, sigma), x)
+    if aug.faint:
+        scale = rand(b).view(b, 1, 1, 1) * (1 - A.FAINT_PEAK) + A.FAINT_PEAK
+        x = torch.where(some(aug.faint), x * scale, x)
+    if aug.noise:
+        std = torch.where(some(aug.noise), rand(b).view(b, 1, 1, 1) * A.NOISE_STD, 0.0)
+        texture = blur(torch.randn(x.shape, generator=gen, device=dev), 2.0) * 3
+        grain = torch.randn(x.shape, generator=gen, device=dev)
+        x = x + std * (texture + grain) / 2
+    return x.clamp(0, 1)
 
 
 class Optimizer:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from digitlab.ink import forms
 from digitlab.ink.prepare import crop_digit, deskew, ink_of, load_sized, shrink, strokes, to_mnist
 
 NUMBER_SIDE = 720  # the same for images of whole numbers: about 100 px per digit of six
@@ -36,10 +37,12 @@ Judge = Callable[[np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class Found:
     """One digit of a number: MNIST style, and where it is (left, top, right, bottom) in pixels
-    of the image as given."""
+    of the image as given; or a separator (`char` one of , . - /, and `digit` None)."""
 
-    digit: np.ndarray
+    digit: np.ndarray | None
     box: tuple[int, int, int, int]
+    char: str = ""
+    slash_like: bool = False  # a long straight stroke leaning right: '1', or a date's '/'
 
 
 def row_angle(mask: np.ndarray) -> float:
@@ -169,7 +172,7 @@ def readings(mask: np.ndarray, tall: float) -> list[list[np.ndarray]]:
             if len(parts) == 2:
                 options.append(parts)
     most = min(4, max(2, round(width / (0.45 * tall))))
-    for count in range(3, most + 1):
+    for count in range(2, most + 1):
         edges = [c0, *(c0 + c for c in split_columns(mask[:, c0:c1], count)), c1]
         parts = cut(mask, edges, tall)
         if len(parts) == count:
@@ -245,21 +248,29 @@ def segment(
         found = strokes(ink, min_share=0.03)
         if found is None:
             return []
+    ink, cells = forms.remove_rules(ink, found[0] > 0)  # a form's lines and boxes
+    found = strokes(ink, min_share=0.03)
+    if found is None:
+        return []
     labels, n, _ = found
-    groups = groups_of(labels, n)
+    back = rotation_back(ink.shape, gray.shape, angle, size)
+    labels, marks = separators(labels, n, back)
+    groups = in_cells(labels, cells) if cells else groups_of(labels, n)
     heights = [np.ptp(np.flatnonzero(m.any(axis=1))) + 1 for m in groups]
     tall = float(np.median(heights)) if heights else 0.0
     pad = max(1, round(0.05 * tall))
-    if judge is not None:
+    if judge is not None and not cells:
         groups = join_broken(groups, ink, pad, judge)
-    back = rotation_back(ink.shape, gray.shape, angle, size)
     digits = []
     for whole in groups:
         rows, cols = np.flatnonzero(whole.any(axis=1)), np.flatnonzero(whole.any(axis=0))
         r0, c0 = max(rows[0] - pad, 0), max(cols[0] - pad, 0)
         window = np.s_[r0 : rows[-1] + pad + 1, c0 : cols[-1] + pad + 1]
         mask, region = whole[window], ink[window]  # the group and the ink around it
-        if judge is None:
+        if cells:  # one digit per box
+            parts = [mask]
+            prepared = [to_mnist(crop_digit(region, mask, pad))]
+        elif judge is None:
             parts = split(mask, tall)
             prepared = [to_mnist(crop_digit(region, part, pad)) for part in parts]
         else:  # recognition-based: the cut whose parts the classifier trusts most
@@ -277,8 +288,50 @@ def segment(
         for part, digit in zip(parts, prepared, strict=True):
             rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
             box = back(c0 + cols[0], r0 + rows[0], c0 + cols[-1] + 1, r0 + rows[-1] + 1)
-            digits.append(Found(deskew(digit) if deskew_digit else digit, box))
-    return digits
+            slash = forms.slash_like(part, tall)
+            digits.append(Found(deskew(digit) if deskew_digit else digit, box, "", slash))
+    return sorted(digits + marks, key=lambda f: f.box[0])
+
+
+def separators(labels: np.ndarray, n: int, back) -> tuple[np.ndarray, list[Found]]:
+    """(labels without the pieces that are separators, those separators as Found)."""
+    slices = ndimage.find_objects(labels, max_label=n)
+    boxes = {
+        i + 1: (s[0].start, s[0].stop, s[1].start, s[1].stop)
+        for i, s in enumerate(slices)
+        if s is not None
+    }
+    if len(boxes) < 2:
+        return labels, []
+    tall = max(b[1] - b[0] for b in boxes.values())
+    bodies = [b for b in boxes.values() if b[1] - b[0] >= 0.5 * tall]
+    row = forms.row_of(bodies)
+    marks, dropped = [], []
+    for label, (r0, r1, c0, c1) in boxes.items():
+        piece = labels[r0:r1, c0:c1] == label
+        beside = [b for b in bodies if min(b[3], c1) - max(b[2], c0) > 0.6 * (c1 - c0)]
+        if beside and r1 - r0 < 0.5 * tall:  # under or over a digit: part of it
+            continue
+        char = forms.separator(piece, (r0, r1, c0, c1), row)
+        if char:
+            marks.append(Found(None, back(c0, r0, c1, r1), char))
+            dropped.append(label)
+    if dropped:
+        labels = np.where(np.isin(labels, dropped), 0, labels)
+    return labels, marks
+
+
+def in_cells(labels: np.ndarray, cells: list[tuple[int, int]]) -> list[np.ndarray]:
+    """A form's boxes read one by one: the ink between each pair of sides (empty boxes skipped)."""
+    mask = labels > 0
+    groups = []
+    for left, right in cells:
+        inside = np.zeros_like(mask)
+        inside[:, left:right] = mask[:, left:right]
+        rows = np.flatnonzero(inside.any(axis=1))
+        if rows.size and inside.sum() >= 0.02 * (right - left) * (rows[-1] - rows[0] + 1):
+            groups.append(inside)
+    return groups
 
 
 def join_broken(groups: list[np.ndarray], ink: np.ndarray, pad: int, judge: Judge):

@@ -106,6 +106,9 @@ def read_number(reader: Reader, max_pixels: int, kind: str, body: bytes, top: in
         "number": result["number"],
         "confidence": float(result["confidence"]),
         "digits": digits,
+        "separators": [
+            {"char": m["char"], "box": [int(v) for v in m["box"]]} for m in result["separators"]
+        ],
         "boxes": [[int(v) for v in box] for box in result["boxes"]],
         "source": source_of(given),
         "timing": timing(started, reader),

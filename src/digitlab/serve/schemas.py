@@ -56,11 +56,25 @@ class NumberDigit(BaseModel):
     input: Image28
 
 
+class Separator(BaseModel):
+    char: Literal[",", ".", "-", "/"]
+    box: list[int] = Field(description="where the mark is in the image")
+
+
 class NumberAnswer(BaseModel):
     status: Status = Field(description="'unsure' when any digit is unsure")
-    number: str | None = Field(description="the digits read left to right; null when none")
-    confidence: float = Field(ge=0, le=1, description="the product of the digits' confidences")
+    number: str | None = Field(
+        description="what is written, left to right, separators included (1,234.56; "
+        "12/03/2026); null when no digit is found"
+    )
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="the product of the digits' calibrated confidences: the chance that every "
+        "digit is right",
+    )
     digits: list[NumberDigit]
+    separators: list[Separator]
     boxes: list[list[int]]
     source: Literal["pixels", "image"]
     timing: Timing

