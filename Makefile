@@ -11,7 +11,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= torch,export,serve,bench,notebooks,docs,dev
+EXTRAS ?= torch,export,serve,bench,notebooks,docs,sweep,dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 

@@ -9,7 +9,7 @@ Each module registers its verbs on the one Typer app (app.py); the order below i
 """
 
 from digitlab.cli import jobs  # noqa: F401, I001  (first: `run` leads the help)
-from digitlab.cli import data, train, read  # noqa: F401  (registers the verbs)
+from digitlab.cli import data, train, read, sweep  # noqa: F401  (registers the verbs)
 from digitlab.cli.app import app
 
 __all__ = ["app"]

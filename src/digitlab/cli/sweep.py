@@ -1,0 +1,105 @@
+"""`digitlab sweep`: search models and recipes on Optuna, one run directory per trial.
+
+$ digitlab sweep examples/sweeps/small.toml --out sweeps/small --workers 2
+$ digitlab sweep space.toml --out sweeps/big --storage postgresql://u:p@db/sweeps --join
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digitlab.cli.app import JsonFlag, app, progress, reports_errors
+from digitlab.errors import DigitlabError
+
+
+def worker_command(space: Path, out: Path, trials: int | None, storage: str | None, limit) -> list:
+    command = [sys.executable, "-m", "digitlab.cli", "sweep", str(space), "--out", str(out)]
+    command += ["--join", "--worker"]
+    command += ["--trials", str(trials)] if trials else []
+    command += ["--storage", storage] if storage else []
+    command += ["--limit", str(limit)] if limit else []
+    return command
+
+
+def run_workers(command: list, workers: int) -> list[int]:
+    """K local worker processes, each with its share of the cores; their exit codes."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    env = os.environ | {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+    children = [subprocess.Popen(command, env=env) for _ in range(workers)]
+    try:
+        return [child.wait() for child in children]
+    except BaseException:  # Ctrl-C or kill: the workers stop too (their trials are marked failed)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+        raise
+
+
+@app.command("sweep", rich_help_panel="Train")
+@reports_errors
+def sweep_cmd(
+    space: Annotated[Path, typer.Argument(help="The space file (TOML): model, [fixed], [search].")],
+    out: Annotated[Path, typer.Option(help="The sweep folder: trials/, sweep.json, sweep.html.")],
+    trials: Annotated[
+        int | None, typer.Option(help="Finished trials the study stops at (all workers).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Local worker processes to start.")] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="A database URL Optuna supports (default: a journal file in --out)."),
+    ] = None,
+    join: Annotated[
+        bool, typer.Option("--join", metavar="", help="Work on a sweep already started.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Train every trial on the first N images.")
+    ] = None,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Search models and training settings on Optuna; the best is scored on test once.
+
+    Example: digitlab sweep examples/sweeps/small.toml --out sweeps/small --workers 2
+    """
+    from digitlab.data import open_dataset
+    from digitlab.jobs import sweep as sw
+
+    if workers < 1 or (trials is not None and trials < 1):
+        raise DigitlabError("--workers and --trials must be at least 1")
+    plan = sw.load_space(space)
+    if limit is not None:
+        plan = sw.dataclasses.replace(plan, limit=limit)
+    if workers > 1:
+        sw.open_study(plan, out, storage, join)  # created once, before the workers join it
+        codes = run_workers(worker_command(space, out, trials, storage, limit), workers)
+        if any(codes):
+            progress(f"warning: workers exited with {codes}; their running trials are failed")
+        data = open_dataset("mnist", on_event=progress)
+        summary = sw.summarise(sw.open_study(plan, out, storage, True), plan, out, data)
+    else:
+        data = open_dataset("mnist", on_event=progress)
+        summary = sw.sweep(plan, out, data, trials, storage, join, on_event=progress)
+    if worker:
+        return
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    counts = summary["counts"]
+    typer.echo(
+        f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed; "
+        f"epochs trained {summary['epochs']['trained']} of {summary['epochs']['planned']}"
+    )
+    best = summary["best"]
+    if best:
+        test = "" if best["test_acc"] is None else f", test {best['test_acc']:.2%}"
+        typer.echo(f"best: trial {best['number']} {best['model']} {best['params']}")
+        typer.echo(f"  validation {best['val_acc']:.2%}{test}; run {best['run']}")
+    typer.echo(f"report: {summary['report']}")

@@ -1,0 +1,371 @@
+"""Sweeps on Optuna: search a model and its TrainConfig, every trial a normal run directory.
+
+    >>> space = load_space("examples/sweeps/small.toml")
+    >>> result = sweep(space, "sweeps/small", trials=20)       # this process is one worker
+    >>> result["best"]["run"], result["best"]["val_acc"], result["best"]["test_acc"]
+
+The objective is validation accuracy; trials never see the test split (they are handed the
+dataset without it), and the test set scores the chosen model once, at the end. Optuna prunes
+a trial from its per-epoch validation accuracy (median pruner). The study lives in Optuna's
+storage: by default a journal file in the sweep folder (safe for several processes on one
+machine), or any database URL Optuna supports, shared by workers on any machines (`--join`).
+A worker that dies loses only its running trial: on one machine, the next worker to start marks
+the trials of dead processes failed; on a database, Optuna's heartbeat does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import string
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.atomic import write_json, write_text
+from digitlab.data import Dataset, Split
+from digitlab.errors import DigitlabError
+from digitlab.jobs.evaluate import evaluate_run
+from digitlab.jobs.train import plan_training, read_text, start
+from digitlab.train import TRAIN_FIELDS, Callback
+
+JOURNAL = "journal.log"  # the default storage, inside the sweep folder
+KINDS = ("float", "int", "choices")
+PRUNER_STARTUP = 3  # trials that always run to the end before pruning starts
+STOP_STATES = ("COMPLETE", "PRUNED")  # trials that count towards --trials
+
+
+@dataclass(frozen=True)
+class Space:
+    """A sweep's space file: the model(s), the TrainConfig fields held fixed and searched."""
+
+    path: Path
+    name: str
+    model: tuple[str, ...]  # one or more (a categorical); {name} placeholders are searched
+    engine: str | None
+    fixed: dict
+    search: dict  # name -> {"float": [lo, hi]} | {"int": [lo, hi]} | {"choices": [...]}, "log"
+    trials: int
+    limit: int | None
+    text: str  # the file as written, kept in the study
+
+
+def optuna():
+    try:
+        import optuna as module
+    except ImportError:
+        raise DigitlabError(
+            "sweeps need Optuna: pip install 'digitlab[sweep]' (or make venv)"
+        ) from None
+    module.logging.set_verbosity(module.logging.WARNING)
+    # the heartbeat and the journal's file lock are marked experimental; both are what we want
+    warnings.filterwarnings("ignore", category=module.exceptions.ExperimentalWarning)
+    return module
+
+
+def load_space(path: str | os.PathLike[str]) -> Space:
+    """Read and check a space file; every mistake is one line naming the file and the field."""
+    path = Path(path)
+    text = read_text(path, "space")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise DigitlabError(f"{path}: not valid TOML ({e})") from None
+    known = {"name", "model", "engine", "fixed", "search", "trials", "limit"}
+    if unknown := sorted(set(raw) - known):
+        raise DigitlabError(
+            f"{path}: unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    model = raw.get("model")
+    models = (model,) if isinstance(model, str) else tuple(model or ())
+    if not models or not all(isinstance(m, str) and m for m in models):
+        raise DigitlabError(f"{path}: model must be a preset or shorthand, or a list of them")
+    fixed, search = raw.get("fixed", {}), raw.get("search", {})
+    if not isinstance(fixed, dict) or not isinstance(search, dict):
+        raise DigitlabError(f"{path}: [fixed] and [search] must be tables")
+    placeholders = {f[1] for m in models for f in string.Formatter().parse(m) if f[1]}
+    for name in fixed:
+        if name not in TRAIN_FIELDS:
+            raise DigitlabError(f"{path}: fixed.{name}: not a training setting")
+    for name, rule in search.items():
+        check_rule(path, name, rule, placeholders)
+    if missing := sorted(placeholders - set(search)):
+        raise DigitlabError(
+            f"{path}: model names {{{missing[0]}}} but [search.{missing[0]}] is missing"
+        )
+    trials, limit = raw.get("trials", 20), raw.get("limit")
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise DigitlabError(f"{path}: trials must be a positive integer, got {trials!r}")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 100):
+        raise DigitlabError(f"{path}: limit must be an integer of at least 100, got {limit!r}")
+    return Space(
+        path,
+        str(raw.get("name") or path.stem),
+        models,
+        raw.get("engine"),
+        dict(fixed),
+        dict(search),
+        trials,
+        limit,
+        text,
+    )
+
+
+def check_rule(path: Path, name: str, rule, placeholders: set[str]) -> None:
+    where = f"{path}: search.{name}"
+    if name not in TRAIN_FIELDS and name not in placeholders:
+        raise DigitlabError(f"{where}: not a training setting nor a {{{name}}} in model")
+    if not isinstance(rule, dict) or sum(k in rule for k in KINDS) != 1:
+        raise DigitlabError(f"{where}: give one of float = [low, high], int = [low, high], choices")
+    if "choices" in rule:
+        if not isinstance(rule["choices"], list) or not rule["choices"]:
+            raise DigitlabError(f"{where}: choices must be a non-empty list")
+        return
+    kind = "float" if "float" in rule else "int"
+    bounds = rule[kind]
+    numeric = (int,) if kind == "int" else (int, float)
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(isinstance(b, numeric) and not isinstance(b, bool) for b in bounds)
+        or not np.isfinite(bounds).all()
+        or bounds[0] >= bounds[1]
+        or (rule.get("log") and bounds[0] <= 0)
+    ):
+        raise DigitlabError(f"{where}: {kind} must be [low, high] with low < high (> 0 for log)")
+
+
+def suggest(trial, space: Space) -> tuple[str, dict]:
+    """The trial's model (placeholders filled) and TrainConfig settings."""
+    params = {}
+    for name, rule in space.search.items():
+        if "choices" in rule:
+            params[name] = trial.suggest_categorical(name, rule["choices"])
+        elif "float" in rule:
+            params[name] = trial.suggest_float(name, *rule["float"], log=bool(rule.get("log")))
+        else:
+            params[name] = trial.suggest_int(name, *rule["int"], log=bool(rule.get("log")))
+    model = (
+        space.model[0]
+        if len(space.model) == 1
+        else trial.suggest_categorical("model", list(space.model))
+    )
+    settings = space.fixed | {k: v for k, v in params.items() if k in TRAIN_FIELDS}
+    return model.format(**params), settings
+
+
+class Pruning(Callback):
+    """Report each epoch's validation accuracy to Optuna; stop the trial when it says prune."""
+
+    def __init__(self, trial):
+        self.trial = trial
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        self.trial.report(float(row["val_acc"]), int(row["epoch"]))
+        self.trial.set_user_attr("epochs_trained", int(row["epoch"]))
+        if self.trial.should_prune():
+            raise optuna().TrialPruned(f"pruned after epoch {row['epoch']}")
+
+
+def without_test(ds: Dataset) -> Dataset:
+    """The dataset as a trial sees it: the test split is not there to be looked at."""
+    empty = Split(ds.test.images[:0], None if ds.test.labels is None else ds.test.labels[:0])
+    return dataclasses.replace(ds, test=empty)
+
+
+def storage_of(out: Path, url: str | None):
+    """Optuna's storage: the sweep folder's journal file, or a database URL with a heartbeat."""
+    op = optuna()
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        out.mkdir(parents=True, exist_ok=True)
+        path = str(out / JOURNAL)
+        return op.storages.JournalStorage(JournalFileBackend(path, JournalFileOpenLock(path)))
+    try:
+        return op.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+    except Exception as e:  # SQLAlchemy's errors name the URL's problem
+        raise DigitlabError(
+            f"--storage: cannot open {url.split('@')[-1]!r}: {str(e).splitlines()[0][:160]}"
+        ) from None
+
+
+def open_study(space: Space, out: Path, storage: str | None = None, join: bool = False):
+    op = optuna()
+    store = storage_of(out, storage)
+    pruner = op.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
+    if join:
+        try:
+            return op.load_study(study_name=space.name, storage=store, pruner=pruner)
+        except KeyError:
+            raise DigitlabError(
+                f"--join: no sweep named {space.name!r} there yet; start it without --join first"
+            ) from None
+    study = op.create_study(
+        study_name=space.name,
+        storage=store,
+        direction="maximize",
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    if "space" not in study.user_attrs:
+        study.set_user_attr("space", space.text)
+    elif study.user_attrs["space"] != space.text:
+        raise DigitlabError(
+            f"{space.path}: differs from the space sweep {space.name!r} was started with; "
+            "give it another name, or another --out"
+        )
+    return study
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study) -> list[int]:
+    """Trials left running by a process of this machine that is gone (a killed worker) are
+    marked failed, so the study can go on; a database's heartbeat does the same for others."""
+    op = optuna()
+    host, failed = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(op.trial.TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") == host and isinstance(pid, int) and not alive(pid):
+            study._storage.set_trial_state_values(t._trial_id, op.trial.TrialState.FAIL)
+            failed.append(t.number)
+    if isinstance(study._storage, op.storages.RDBStorage):
+        op.storages.fail_stale_trials(study)
+    return failed
+
+
+def objective(space: Space, out: Path, data: Dataset, on_event=None):
+    blind = without_test(data)
+
+    def run_trial(trial) -> float:
+        model, settings = suggest(trial, space)
+        plan = plan_training(model=model, engine=space.engine, **settings)
+        if plan.config.val_split <= 0:
+            raise DigitlabError(
+                f"{space.path}: val_split must be > 0: a sweep chooses on validation"
+            )
+        run = out / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("run", str(run.resolve()))
+        trial.set_user_attr("model", model)
+        trial.set_user_attr("epochs_planned", plan.config.epochs)
+        _, history, _ = start(
+            run,
+            plan.spec,
+            plan.engine,
+            plan.config,
+            blind,
+            limit=space.limit,
+            overwrite=True,
+            callbacks=[Pruning(trial)],
+            on_event=on_event,
+            preset=plan.preset,
+        )
+        best = max(r["val_acc"] for r in history.rows)
+        trial.set_user_attr("epochs_trained", len(history.rows))
+        return float(best)
+
+    return run_trial
+
+
+def sweep(
+    space: Space,
+    out: str | os.PathLike[str],
+    data: Dataset,
+    trials: int | None = None,
+    storage: str | None = None,
+    join: bool = False,
+    on_event=None,
+) -> dict:
+    """Run trials in this process until the study holds `trials` finished (complete or pruned)
+    trials, counting every worker's; then write the summary and report. Returns the summary."""
+    op = optuna()
+    out = Path(out)
+    study = open_study(space, out, storage, join)
+    fail_dead_trials(study)
+    total = trials or space.trials
+    stop = op.study.MaxTrialsCallback(
+        total, states=tuple(getattr(op.trial.TrialState, s) for s in STOP_STATES)
+    )
+
+    def give_up(study, trial) -> None:  # a space whose every trial fails must not run forever
+        if sum(t.state.name == "FAIL" for t in study.get_trials(deepcopy=False)) >= total:
+            study.stop()
+
+    if finished(study) < total:
+        study.optimize(
+            objective(space, out, data, on_event),
+            callbacks=[stop, give_up],
+            catch=(DigitlabError,),
+            gc_after_trial=True,
+        )
+    return summarise(study, space, out, data, on_event)
+
+
+def finished(study) -> int:
+    return sum(t.state.name in STOP_STATES for t in study.get_trials(deepcopy=False))
+
+
+def summarise(study, space: Space, out: Path, data: Dataset, on_event=None) -> dict:
+    """sweep.json and sweep.html: every trial, the best, and its test score (measured once)."""
+    from digitlab.jobs.sweep_report import write_report
+
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    states = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+    summary = {
+        "name": space.name,
+        "space": str(space.path),
+        "trials": rows,
+        "counts": {s: sum(r["state"] == s for r in rows) for s in states},
+        "epochs": {
+            "planned": sum(r["epochs_planned"] or 0 for r in rows),
+            "trained": sum(r["epochs_trained"] or 0 for r in rows),
+        },
+        "best": None,
+    }
+    if done:
+        best = max(done, key=lambda r: r["val_acc"])
+        run = Path(best["run"])
+        test = None
+        if (run / "model.json").exists():  # a trial of this machine: score it on test, once
+            metrics_file = run / "metrics.json"
+            if not metrics_file.exists():
+                evaluate_run(run, data=data, on_event=on_event)
+            test = json.loads(metrics_file.read_text())["accuracy"]
+        summary["best"] = best | {"test_acc": test}
+    write_json(out / "sweep.json", summary)
+    write_text(out / "sweep.html", write_report(study, summary, out))
+    return summary | {"report": str(out / "sweep.html")}
+
+
+def trial_row(t) -> dict:
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "val_acc": t.value,
+        "params": t.params,
+        "model": t.user_attrs.get("model"),
+        "run": t.user_attrs.get("run"),
+        "host": t.user_attrs.get("host"),
+        "epochs_planned": t.user_attrs.get("epochs_planned"),
+        "epochs_trained": t.user_attrs.get("epochs_trained"),
+        "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+        if t.datetime_complete and t.datetime_start
+        else None,
+    }

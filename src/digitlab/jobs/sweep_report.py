@@ -1,0 +1,101 @@
+"""The sweep's report: its trials, Optuna's optimisation history and parameter importances
+(Optuna's own matplotlib plots), and a link to the best run's report. Self-contained HTML."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+from digitlab import report
+
+
+def png_of(axes) -> bytes:
+    import matplotlib.pyplot as plt
+
+    figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+    buffer = io.BytesIO()
+    figure.set_size_inches(7, 4)
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def figures_of(study) -> list[tuple[str, bytes]]:
+    """Optuna's plots, where the study has enough trials to draw them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as plots
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if done:
+            out.append(("optimisation history", png_of(plots.plot_optimization_history(study))))
+        if len(done) >= 2 and any(t.params for t in done):
+            with contextlib.suppress(ValueError, RuntimeError):  # e.g. all drew the same values
+                out.append(("parameter importances", png_of(plots.plot_param_importances(study))))
+    return out
+
+
+def pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.2f}%"
+
+
+def write_report(study, summary: dict, out: Path) -> str:
+    rows = [
+        [
+            str(r["number"]),
+            r["state"].lower(),
+            pct(r["val_acc"]),
+            r["model"] or "",
+            ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in r["params"].items()
+            ),
+            f"{r['epochs_trained'] or 0}/{r['epochs_planned'] or '?'}",
+            "" if r["seconds"] is None else f"{r['seconds']:.0f} s",
+        ]
+        for r in summary["trials"]
+    ]
+    best = summary["best"]
+    links = []
+    headline = [(k.lower(), str(v)) for k, v in summary["counts"].items()]
+    if best:
+        run = Path(best["run"])
+        if (run / "report.html").exists():
+            inside = run.resolve().is_relative_to(out.resolve())
+            href = (
+                str(run.resolve().relative_to(out.resolve()) / "report.html")
+                if inside
+                else (run / "report.html").as_uri()
+            )
+            links.append((f"the best run's report (trial {best['number']})", href))
+        headline = [
+            ("best validation", pct(best["val_acc"])),
+            ("its test", pct(best["test_acc"])),
+            *headline,
+        ]
+    epochs = summary["epochs"]
+    saved = 1 - epochs["trained"] / epochs["planned"] if epochs["planned"] else 0.0
+    text = (
+        f"{len(rows)} trials. The objective is validation accuracy; trials never saw the test "
+        f"split, which scored the best trial once. Pruning trained {epochs['trained']} of "
+        f"{epochs['planned']} planned epochs ({saved:.0%} saved)."
+    )
+    header = ["trial", "state", "validation", "model", "settings", "epochs", "time"]
+    return report.render(
+        title=f"sweep {summary['name']}",
+        subtitle=f"space {summary['space']}",
+        headline=headline,
+        sections=[
+            report.section("Best", text, links=links),
+            report.section("Trials", table=(header, rows)),
+            report.section("Search", figures=figures_of(study)),
+        ],
+        provenance=[("run again", f"digitlab sweep {summary['space']} --out {out}")],
+    )
