@@ -10,8 +10,8 @@ import json
 
 from benchmarks.common import assemble
 
-# `make bench`: about 22 minutes on 2 cores, the peer suite (~16) included
-BENCHMARKS = ["data_load", "numpy_engine", "explore", "predict", "serve_load", "peers"]
+# `make bench`: about 40 minutes on 2 cores, the peer suite (~16) and reading (~15) included
+BENCHMARKS = ["data_load", "numpy_engine", "explore", "predict", "serve_load", "peers", "reading"]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`)
 SLOW = ["cnn_best", "training"]
