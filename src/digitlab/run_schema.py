@@ -125,6 +125,18 @@ def check_model_json(info: dict, where: str) -> dict:
     limit = info["data"].get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise _field(where, "data.limit", limit, "must be null or a positive integer")
+    if info.get("kind", "network") not in ("network", "ensemble"):
+        raise _field(where, "kind", info.get("kind"), "must be network or ensemble")
+    if info.get("kind") == "ensemble":
+        members = info.get("members")
+        if not isinstance(members, list) or len(members) < 2:
+            raise _field(where, "members", members, "an ensemble lists at least 2 members")
+        for i, member in enumerate(members):
+            if not isinstance(member, dict) or not isinstance(member.get("spec"), dict):
+                raise _field(where, f"members[{i}].spec", member, "must be a model spec")
+            if member.get("engine") not in ("numpy", "torch"):
+                raise _field(where, f"members[{i}].engine", member.get("engine"), "numpy or torch")
+            _number(where, f"members[{i}].temperature", member.get("temperature"), positive=True)
     sha = info.get("weights_sha256")
     if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
         raise _field(where, "weights_sha256", sha, "must be a SHA-256 in hex")

@@ -34,6 +34,7 @@ from safetensors.numpy import save as st_save
 from digitlab import reader
 from digitlab.atomic import json_safe, write_bytes, write_json, write_text
 from digitlab.engines import build
+from digitlab.ensemble import KIND, Ensemble, member_weights
 from digitlab.run_schema import (
     MAX_WEIGHTS_BYTES,
     RunError,
@@ -265,17 +266,42 @@ def require_finished(run: str | os.PathLike[str], info: dict) -> None:
         )
 
 
+def save_ensemble(run: str | os.PathLike[str], model: Ensemble, info: dict) -> Path:
+    """An ensemble's run directory: every member's weights in one file, model.json last."""
+    run = Path(run)
+    with writing(run):
+        clear_results(run)
+        sha = _save_arrays(run / "model.safetensors", model.state_dict())
+        write_text(run / "history.csv", history_csv(History()))
+        write_json(run / "model.json", info | {"weights_sha256": sha})
+    return run
+
+
 def load_model(run: str | os.PathLike[str], engine: str | None = None, device: str = "auto"):
     """The trained model of a run (None or "reader": the built-in reader), on `engine` (default:
-    the one it was trained with)."""
+    the one it was trained with). An ensemble's members are each loaded this way."""
     run = reader.run_folder(run)
     info = read_info(run)
+    weights = _load_arrays(run / "model.safetensors", info.get("weights_sha256"))
+    pre = {"preprocessing": info["preprocessing"]}  # one normalisation, members included
+    if info.get("kind") == KIND:
+        members = [
+            fit_weights(run, member | pre, member_weights(weights, i), engine, device)
+            for i, member in enumerate(info["members"])
+        ]
+        temperatures = [float(m["temperature"]) for m in info["members"]]
+        return Ensemble(members, temperatures, members[0].spec).eval()
+    return fit_weights(run, info, weights, engine, device)
+
+
+def fit_weights(run: Path, info: dict, weights: dict, engine: str | None, device: str):
+    """A model built from `info`'s spec (model.json, or an ensemble member's entry) holding
+    `weights`, each checked against it."""
     try:
         spec = ModelSpec.from_dict(info["spec"])
     except SpecError as e:
         raise RunError(f"{run / 'model.json'}: {e}") from None
     model = build(spec, engine or info["engine"], 0, "cpu" if engine == "numpy" else device)
-    weights = _load_arrays(run / "model.safetensors", info.get("weights_sha256"))
     expected = model.state_dict()
     wrong = [k for k, v in weights.items() if k in expected and v.dtype != expected[k].dtype]
     if wrong:  # int8 or bool weights would be cast silently

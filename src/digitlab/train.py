@@ -7,7 +7,9 @@ early stopping, a NaN guard, and a state that checkpoints capture exactly.
 
 The whole dataset stays a uint8 array; a batch is a slice of a seeded permutation, turned
 into float32 (and augmented) by the engine: NumPy arrays for numpy_engine, device tensors
-for torch_engine. The permutation comes from the same NumPy RNG for both engines.
+for torch_engine. The permutation comes from the same NumPy RNG for both engines. Given a
+`world` (engines.distributed.DataParallel, under torchrun), each process builds the same global
+batch, trains on its slice and averages gradients, so N processes match one.
 """
 
 from __future__ import annotations
@@ -181,8 +183,11 @@ class Trainer:
         labels: np.ndarray,
         config: TrainConfig,
         callbacks: Sequence[Callback] = (),
+        world=None,
     ):
+        """`world`: this process's part in data-parallel training (engines.distributed)."""
         self.model, self.config, self.callbacks = model, config.validate(), list(callbacks)
+        self.world = world
         images = check_images(images, "training images", side=None)
         labels = check_labels(labels, len(images), model.spec.num_classes)
         model.mean, model.std = config.mean, config.std  # what logits() will normalise with
@@ -225,6 +230,8 @@ class Trainer:
             nesterov=config.nesterov,
             weight_decay=config.weight_decay,
         )
+        if world is not None:  # step() averages the gradients of all processes first
+            self.optimizer = world.wrap(self.optimizer, model)
         self.rng = np.random.default_rng(config.seed)  # shuffling (and NumPy augmentation)
         self.history = History()
         self.epoch = 0  # epochs finished
@@ -290,16 +297,22 @@ class Trainer:
         )
         for batch, (x, y) in enumerate(batches, start=1):
             self.optimizer.lr = self.schedule.lr(step)
+            if self.world is not None:  # this process's slice of the global batch
+                x, y = self.world.shard(x, y)
             loss, right = self.model.train_step(x, y, self.optimizer, c.label_smoothing)
+            step += 1
+            if len(y) == 0:  # an empty slice of a last batch smaller than the processes
+                continue
             loss_sum = loss_sum + loss * len(y)  # device tensors stay on the device until the end
             correct = correct + right
             seen += len(y)
-            step += 1
             if isinstance(loss, float) and not math.isfinite(loss):
                 self._diverged(epoch, batch)
             if self.callbacks and (batch % 20 == 0 or batch == self.steps_per_epoch):
                 for cb in self.callbacks:
                     cb.on_batch_end(self, batch, seen, float(loss_sum) / seen, int(correct) / seen)
+        if self.world is not None:  # the epoch's totals over every process's slices
+            loss_sum, correct, seen = self.world.sum(loss_sum, correct, seen)
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             self._diverged(epoch, None)
@@ -309,7 +322,11 @@ class Trainer:
             "train_loss": train_loss,
             "train_acc": int(correct) / seen,
         }
-        if self.val is not None:
+        if self.val is not None and self.world is not None:  # every process scores a part
+            row["val_loss"], row["val_acc"] = self.world.evaluate(
+                self.model, *self.val, c.mean, c.std
+            )
+        elif self.val is not None:
             row["val_loss"], row["val_acc"] = self.model.evaluate(*self.val, c.mean, c.std)
         else:
             row["val_loss"] = row["val_acc"] = float("nan")

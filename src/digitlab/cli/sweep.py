@@ -103,3 +103,41 @@ def sweep_cmd(
         typer.echo(f"best: trial {best['number']} {best['model']} {best['params']}")
         typer.echo(f"  validation {best['val_acc']:.2%}{test}; run {best['run']}")
     typer.echo(f"report: {summary['report']}")
+
+
+@app.command("ensemble", rich_help_panel="Train")
+@reports_errors
+def ensemble_cmd(
+    runs: Annotated[list[Path] | None, typer.Argument(help="Finished runs to combine.")] = None,
+    out: Annotated[Path, typer.Option(help="The ensemble's run directory.")] = Path(
+        "runs/ensemble"
+    ),
+    top: Annotated[
+        int | None, typer.Option(help="Instead of RUNs: the best K trials of --sweep.")
+    ] = None,
+    sweep: Annotated[Path | None, typer.Option(help="A sweep folder, for --top.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", metavar="", help="Replace an earlier run in --out.")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Combine finished runs into one ensemble run: the mean of their calibrated probabilities.
+
+    Example: digitlab ensemble runs/a runs/b runs/c --out runs/ens   (or --top 3 --sweep sweeps/x)
+    """
+    from digitlab.jobs.ensemble import make_ensemble, top_of_sweep
+
+    if (top is None) == (not runs):
+        raise DigitlabError("give the RUNs to combine, or --top K with --sweep DIR")
+    if top is not None:
+        if sweep is None or top < 2:
+            raise DigitlabError("--top K needs --sweep DIR and K of at least 2")
+        runs = top_of_sweep(sweep, top)
+    info = make_ensemble(runs, out, overwrite=overwrite)
+    if json_out:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    for m in info["members"]:
+        acc = (m.get("test") or {}).get("acc")
+        typer.echo(f"  {m['name']}: test {acc:.2%}  ({m['run']})" if acc else f"  {m['name']}")
+    typer.echo(f"ensemble of {len(info['members'])}: test {info['test']['acc']:.2%}; run {out}")

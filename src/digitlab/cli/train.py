@@ -2,13 +2,18 @@
 
 $ digitlab models
 $ digitlab train --model cnn-small --epochs 2 --out runs/cnn
+$ digitlab train --model mlp:256-128 --engine torch --nproc 2 --out runs/ddp   # 2 processes
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
+import signal
+import subprocess
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +21,9 @@ import typer
 
 from digitlab.atomic import json_safe
 from digitlab.cli.app import JsonFlag, Progress, app, progress, reports_errors
+from digitlab.engines import torchrun
 from digitlab.errors import DigitlabError
-from digitlab.train import TRAIN_FIELDS, cli_flag
+from digitlab.train import TRAIN_FIELDS, TrainConfig, cli_flag
 
 
 @app.command("models", rich_help_panel="Train")
@@ -97,6 +103,49 @@ def config_options() -> list[inspect.Parameter]:
     return params
 
 
+def launch(nproc: int) -> int:
+    """Run this `digitlab train` command again, without --nproc, as `nproc` processes under
+    torchrun; returns its exit status."""
+    args = sys.argv[1:]
+    if not args or args[0] != "train":
+        raise DigitlabError("--nproc: works from the command line (digitlab train ... --nproc N)")
+    threads = {"OMP_NUM_THREADS": str(torchrun.threads_per_process(nproc))}
+    command = torchrun.torchrun_command(without_nproc(args), nproc)
+    # torchrun gets its own session, so that Ctrl-C reaches it once, passed on from here
+    launcher = subprocess.Popen(command, env=threads | os.environ, start_new_session=True)
+    try:
+        return launcher.wait()
+    except KeyboardInterrupt:  # Ctrl-C: rank 0 marks the run stopped and says how to resume
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait()
+        return 130
+    except SystemExit:  # kill (SIGTERM)
+        launcher.terminate()
+        launcher.wait()
+        raise
+
+
+@contextmanager
+def quiet_unless(main: bool):
+    """In torchrun's other processes, Ctrl-C ends quietly: rank 0 says how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if main:
+            raise
+        raise typer.Exit(130) from None
+
+
+def without_nproc(args: list[str]) -> list[str]:
+    """The command line without --nproc N (or --nproc=N): what each process runs."""
+    kept, skip = [], False
+    for arg in args:
+        if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
+            kept.append(arg)
+        skip = arg == "--nproc" and not skip
+    return kept
+
+
 def train(
     model: Annotated[
         str | None,
@@ -146,6 +195,14 @@ def train(
         bool,
         typer.Option("--tensorboard", metavar="", help="Also write scalars to RUN/tensorboard."),
     ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Data-parallel training in N processes, started with torchrun (torch engine; "
+            "the batch size must divide by N).",
+        ),
+    ] = 1,
     json_out: JsonFlag = False,
     **settings,
 ) -> None:
@@ -157,13 +214,17 @@ def train(
       digitlab train --model cnn-small --out runs/cnn
       digitlab train --recipe numpy-fast --epochs 2
       digitlab train --model runs/cnn/model.json --init-from runs/cnn --lr 0.01 --out runs/tuned
+      digitlab train --model mlp:256-128 --engine torch --nproc 2 --out runs/ddp
     """
     from digitlab.data import open_dataset
-    from digitlab.jobs.train import plan_training, start
+    from digitlab.jobs.train import check_out, plan_training, resumable, start
     from digitlab.jobs.train import resume as resume_run
 
     callbacks = [Progress(live=sys.stderr.isatty() and not json_out)]
     run_dir = resume if resume is not None else out
+    under_torchrun = torchrun.started_by_torchrun()
+    if nproc > 1 and under_torchrun:
+        raise DigitlabError(f"--nproc {nproc}: this is already one of torchrun's processes")
 
     def with_tensorboard(run_dir: Path) -> list:
         from digitlab.tensorboard import TensorBoard
@@ -178,29 +239,55 @@ def train(
         if clash or compile:
             flag = clash[0] if clash else "--compile"
             raise DigitlabError(f"--resume continues with the run's own settings; drop {flag}")
-        ds = open_dataset(dataset, on_event=progress) if dataset != "mnist" else None
-        model_obj, history, test = resume_run(
-            resume, ds, device=device, callbacks=with_tensorboard(resume), on_event=progress
-        )
+        if nproc > 1:  # what would stop every process is refused here, in one line
+            info = resumable(resume)
+            batch_size = TrainConfig.from_dict(info["train_config"]).batch_size
+            torchrun.check(info["engine"], batch_size, nproc, device)
+            raise typer.Exit(launch(nproc))
     else:
         plan = plan_training(model, recipe, engine, config, **settings)
         run_dir = out or Path("runs") / plan.name
-        ds = open_dataset(dataset, on_event=progress)
-        model_obj, history, test = start(
-            run_dir,
-            plan.spec,
-            plan.engine,
-            plan.config,
-            ds,
-            limit=limit,
-            device=device,
-            compile=compile,
-            overwrite=overwrite,
-            init_from=init_from,
-            callbacks=with_tensorboard(run_dir),
-            on_event=progress,
-            preset=plan.preset,
-        )
+        if nproc > 1:  # what would stop every process is refused here, in one line
+            torchrun.check(plan.engine, plan.config.batch_size, nproc, device)
+            check_out(run_dir, overwrite)
+            open_dataset(dataset, on_event=progress)  # fetched here once; each process reads it
+            raise typer.Exit(launch(nproc))
+    session = nullcontext()
+    if under_torchrun:  # join the others; rank 0 writes the run and reports
+        from digitlab.engines import distributed
+
+        session = distributed.joined(device)
+    with session as world, quiet_unless(main := world is None or world.is_main):
+        report = progress if main else None
+        if resume is not None:
+            ds = open_dataset(dataset, on_event=report) if dataset != "mnist" else None
+            model_obj, history, test = resume_run(
+                resume,
+                ds,
+                device=device,
+                callbacks=with_tensorboard(resume),
+                on_event=report,
+                world=world,
+            )
+        else:
+            model_obj, history, test = start(
+                run_dir,
+                plan.spec,
+                plan.engine,
+                plan.config,
+                open_dataset(dataset, on_event=report),
+                limit=limit,
+                device=device,
+                compile=compile,
+                overwrite=overwrite,
+                init_from=init_from,
+                callbacks=with_tensorboard(run_dir),
+                on_event=report,
+                preset=plan.preset,
+                world=world,
+            )
+    if not main:
+        return
     final = history.rows[-1]
     summary = {
         "run": str(run_dir),

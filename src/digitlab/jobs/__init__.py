@@ -8,6 +8,7 @@ and returns what it found. The CLI and the notebooks call these; none of them pr
 """
 
 from digitlab.jobs.compare import compare_runs
+from digitlab.jobs.ensemble import make_ensemble
 from digitlab.jobs.evaluate import Evaluation, evaluate_run, evaluation
 from digitlab.jobs.explore import explore_dataset
 from digitlab.jobs.export import export_onnx
@@ -23,6 +24,7 @@ __all__ = [
     "explore_dataset",
     "export_onnx",
     "main_job",
+    "make_ensemble",
     "plan_training",
     "resume",
     "start",

@@ -63,7 +63,10 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
 
 
 def train_command(info: dict, run: Path) -> str:
-    """The `digitlab train` command that trains this run again, every setting spelled out."""
+    """The `digitlab train` command that trains this run again, every setting spelled out (for an
+    ensemble, the `digitlab ensemble` command that made it)."""
+    if info.get("kind") == "ensemble":
+        return str(info.get("command", "digitlab ensemble ..."))
     config, data = info["train_config"], info["data"]
     model = info.get("preset") if info.get("preset") in PRESETS else str(run / "model.json")
     flags = " ".join(cli_flag(k, v) for k, v in config.items() if k in TRAIN_FIELDS)
@@ -93,7 +96,7 @@ def provenance(run: Path, info: dict) -> list[tuple[str, str]]:
             f"Python {machine['python']}, NumPy {machine['numpy']}"
             + (f", PyTorch {machine['torch']}" if "torch" in machine else ""),
         ),
-        ("digitlab", info["digitlab_version"]),
+        ("digitlab", info.get("digitlab_version", "?")),
     ]
 
 

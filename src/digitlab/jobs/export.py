@@ -222,6 +222,10 @@ def export_onnx(
     the agreement figures."""
     run = Path(run)
     info = runs.read_info(run)
+    if info.get("kind") == "ensemble":
+        raise DigitlabError(
+            f"{run}: is an ensemble; ONNX export takes one network (export its members)"
+        )
     runs.require_finished(run, info)
     spec = ModelSpec.from_dict(info["spec"])
     out = Path(out) if out is not None else run / "model.onnx"

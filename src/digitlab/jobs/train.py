@@ -4,9 +4,13 @@ directory, or continue an unfinished one.
     >>> plan = plan_training(model="cnn-small", epochs=2)        # spec, config, engine, name
     >>> model, history, test = start("runs/cnn", plan.spec, plan.engine, plan.config, ds)
     >>> model, history, test = resume("runs/cnn", ds)
+    >>> with distributed.joined() as world:                      # under torchrun (--nproc N)
+    ...     model, history, test = start("runs/cnn", ..., world=world)
 
 Flags layer in one order: the preset's (or recipe's) config, then a TOML file, then explicit
 flags. The run directory's format is runs.py's; this module only decides what is trained.
+In data-parallel training every process trains; rank 0 alone writes the run directory and
+scores the test set, the others return (model, history, None).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -186,6 +191,8 @@ def training_data(ds: Dataset, limit: int | None = None) -> tuple[np.ndarray, np
 
 
 def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, extra: dict) -> tuple:
+    if trainer.world is not None and not trainer.world.is_main:  # rank 0 writes and scores
+        return model, trainer.run(), None
     try:
         history = trainer.run()
     except (TrainingDiverged, KeyboardInterrupt) as e:
@@ -244,12 +251,49 @@ def start(
     callbacks=(),
     on_event=None,
     preset: str | None = None,
+    world=None,
 ) -> tuple:
     """Train a new model into run directory `out`; returns (model, history, test metrics).
 
     `data` is a Dataset (opened once by the caller) or a name to open; `init_from` starts from a
-    finished run's weights (fine-tuning) instead of a random initialisation."""
+    finished run's weights (fine-tuning) instead of a random initialisation; `world` is this
+    process's part in data-parallel training (engines.distributed.joined), on its device."""
     run = Path(out)
+    main = world is None or world.is_main  # only rank 0 looks at and writes the run directory
+    if main:
+        check_out(run, overwrite)
+    config.validate()
+    spec.validate()
+    ds = data if isinstance(data, Dataset) else open_dataset(data, on_event=on_event)
+    images, labels, data_info = training_data(ds, limit)
+    if spec.num_classes < len(ds.classes) or spec.input_shape != (1, 28, 28):
+        raise DigitlabError(
+            f"the model expects {spec.num_classes} classes of {spec.input_shape} "
+            f"images; {ds.name} has {len(ds.classes)} classes of (1, 28, 28)"
+        )
+    if world is not None:
+        world.check(engine, config.batch_size)
+        device = str(world.device)
+    model = build(spec, engine, config.seed, device, compile)
+    extra = {"preset": preset, "device": str(getattr(model, "device", "cpu"))}
+    if world is not None:
+        extra["processes"] = world.size
+    if init_from is not None:
+        start_from(model, init_from)
+        extra["init_from"] = str(init_from)
+    with writing(run) if main else nullcontext():  # a second writer is refused meanwhile
+        if main:
+            clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
+        checkpoints = [Checkpoint(run), *callbacks] if main else []
+        trainer = Trainer(model, images, labels, config, checkpoints, world)
+        if main:
+            info = model_info(model, config, data_info, ds.classes, False, None, extra)
+            write_json(run / "model.json", info)
+        return _train(run, model, trainer, ds, data_info, extra)
+
+
+def check_out(run: Path, overwrite: bool = False) -> None:
+    """Refuse an --out that holds a run (unless `overwrite`) or files that are not a run's."""
     if (run / "model.json").exists() and not overwrite:
         raise RunError(
             f"{run}: already holds a run; continue it with --resume {run}, "
@@ -264,27 +308,6 @@ def start(
             f"{', ...' if len(theirs) > 3 else ''}); choose an empty or new --out, or pass "
             "--overwrite to let digitlab replace its own files there"
         )
-    config.validate()
-    spec.validate()
-    ds = data if isinstance(data, Dataset) else open_dataset(data, on_event=on_event)
-    images, labels, data_info = training_data(ds, limit)
-    if spec.num_classes < len(ds.classes) or spec.input_shape != (1, 28, 28):
-        raise DigitlabError(
-            f"the model expects {spec.num_classes} classes of {spec.input_shape} "
-            f"images; {ds.name} has {len(ds.classes)} classes of (1, 28, 28)"
-        )
-    model = build(spec, engine, config.seed, device, compile)
-    extra = {"preset": preset, "device": str(getattr(model, "device", "cpu"))}
-    if init_from is not None:
-        start_from(model, init_from)
-        extra["init_from"] = str(init_from)
-    with writing(run):  # a second writer is refused while this one holds the folder
-        clear_results(run)  # --overwrite: nothing of the old run may mix with the new one
-        trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
-        write_json(
-            run / "model.json", model_info(model, config, data_info, ds.classes, False, None, extra)
-        )
-        return _train(run, model, trainer, ds, data_info, extra)
 
 
 def start_from(model, run: str | os.PathLike[str]) -> None:
@@ -306,27 +329,27 @@ def resume(
     device: str = "auto",
     callbacks=(),
     on_event=None,
+    world=None,
 ) -> tuple:
-    """Continue an unfinished run from its last checkpoint; same weights as if never stopped.
+    """Continue an unfinished run from its last checkpoint; same weights as if never stopped,
+    whatever the number of processes before and now (`world`, as for `start`).
     `data` is the run's dataset when the caller has it open; else it is opened by its ref."""
     run = Path(run)
-    info = read_info(run)
-    if info["training"]["finished"]:
-        raise RunError(f"{run}: this run already finished; train a new one with --out")
-    if not (run / "checkpoint" / "latest.json").exists():
-        raise RunError(
-            f"{run / 'checkpoint' / 'latest.json'}: missing, so there is nothing to resume from; "
-            f"train it again with --out {run} --overwrite"
-        )
-    with writing(run):
+    info = resumable(run)
+    main = world is None or world.is_main  # only rank 0 writes the run directory
+    with writing(run) if main else nullcontext():
         arrays, meta = load_checkpoint(run, info["engine"])
         config = TrainConfig.from_dict(meta["config"])
         spec = ModelSpec.from_dict(info["spec"])
         data_info = info["data"]
         ds = run_dataset(info, data, on_event)
         images, labels, _ = training_data(ds, data_info["limit"])
+        if world is not None:
+            world.check(info["engine"], config.batch_size)
+            device = str(world.device)
         model = build(spec, info["engine"], config.seed, device)
-        trainer = Trainer(model, images, labels, config, [Checkpoint(run), *callbacks])
+        checkpoints = [Checkpoint(run), *callbacks] if main else []
+        trainer = Trainer(model, images, labels, config, checkpoints, world)
         try:
             trainer.load_state_dict(arrays, meta)
         except (KeyError, ValueError, TypeError, RuntimeError, OverflowError, AttributeError) as e:
@@ -336,4 +359,19 @@ def resume(
         extra = {k: info[k] for k in ("preset", "device", "init_from") if k in info} | {
             "resumed_from_epoch": trainer.epoch
         }
+        if world is not None:
+            extra["processes"] = world.size
         return _train(run, model, trainer, ds, data_info, extra)
+
+
+def resumable(run: Path) -> dict:
+    """The model.json of an unfinished run that has a checkpoint to continue from."""
+    info = read_info(run)
+    if info["training"]["finished"]:
+        raise RunError(f"{run}: this run already finished; train a new one with --out")
+    if not (run / "checkpoint" / "latest.json").exists():
+        raise RunError(
+            f"{run / 'checkpoint' / 'latest.json'}: missing, so there is nothing to resume from; "
+            f"train it again with --out {run} --overwrite"
+        )
+    return info

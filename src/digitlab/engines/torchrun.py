@@ -1,0 +1,60 @@
+"""Starting data-parallel training: what `digitlab train --nproc N` checks and runs before any
+process of torchrun's exists, without importing torch (which each of them imports anyway).
+
+    >>> check("torch", batch_size=128, nproc=2)          # or a one-line DigitlabError
+    >>> subprocess.run(torchrun_command(["train", "--model", "mlp:256-128"], 2))
+
+torchrun (torch.distributed.run, which ships with torch) starts the processes and sets
+RANK, WORLD_SIZE and LOCAL_RANK in each; engines.distributed is what runs inside them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from digitlab.errors import DigitlabError
+
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # set by torchrun in each process it starts
+
+
+def started_by_torchrun() -> bool:
+    """Whether this process is one of those torchrun started."""
+    return all(name in os.environ for name in TORCHRUN_VARS)
+
+
+def check(engine: str, batch_size: int, nproc: int, device: str = "auto") -> None:
+    """Refuse in one line what data-parallel training over `nproc` processes cannot do."""
+    if engine != "torch":
+        raise DigitlabError(
+            f"--nproc {nproc}: data-parallel training needs the torch engine (--engine torch); "
+            f"the {engine} engine trains in one process"
+        )
+    if batch_size % nproc:
+        raise DigitlabError(
+            f"--batch-size {batch_size} is not divisible by --nproc {nproc}: every process "
+            "takes an equal share of each batch"
+        )
+    check_device(device)
+
+
+def check_device(device: str) -> None:
+    """Only cpu (gloo) and cuda (NCCL, one GPU per process) train in several processes."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise DigitlabError(
+            f"--device {device}: with several processes give cpu, cuda or auto (each process "
+            "takes the GPU of its LOCAL_RANK; torch.distributed has no backend for Apple's MPS)"
+        )
+
+
+def threads_per_process(nproc: int) -> int:
+    """The CPU's cores shared out: N processes each running as many threads as the machine has
+    cores would only fight over them."""
+    return max(1, (os.cpu_count() or 1) // nproc)
+
+
+def torchrun_command(args: list[str], nproc: int) -> list[str]:
+    """The command that runs `digitlab ARGS` as `nproc` processes on this machine under torchrun
+    (torch.distributed.run, which ships with torch; --standalone picks a free port)."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*torchrun, f"--nproc-per-node={nproc}", "-m", "digitlab.cli", *args]

@@ -1,0 +1,123 @@
+"""`digitlab ensemble`: finished runs combined into one ensemble run directory.
+
+>>> info = make_ensemble(["runs/a", "runs/b", "runs/c"], "runs/ens", data=ds)
+>>> info["test"]["acc"], [m["test"]["acc"] for m in info["members"]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from digitlab import runs
+from digitlab.data import Dataset
+from digitlab.engines import logits
+from digitlab.ensemble import KIND, Ensemble
+from digitlab.errors import DigitlabError
+from digitlab.jobs.train import run_dataset
+from digitlab.spec import ModelSpec
+from digitlab.version import __version__
+
+
+def top_of_sweep(folder: str | os.PathLike[str], k: int) -> list[Path]:
+    """The k finished trials of a sweep with the best validation accuracy (sweep.json)."""
+    path = Path(folder) / "sweep.json"
+    if not path.is_file():
+        raise DigitlabError(f"--top: {path} is missing; run the sweep first")
+    trials = json.loads(path.read_text()).get("trials", [])
+    done = sorted(
+        (t for t in trials if t.get("state") == "COMPLETE" and t.get("run")),
+        key=lambda t: -t["val_acc"],
+    )
+    if len(done) < k:
+        raise DigitlabError(f"--top {k}: the sweep has only {len(done)} complete trials")
+    return [Path(t["run"]) for t in done[:k]]
+
+
+def make_ensemble(
+    runs_given: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    data: Dataset | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write an ensemble run directory from finished runs of one dataset and classes; returns
+    its model.json. The members keep their calibrated temperatures; the ensemble's test accuracy
+    is measured on `data` (default: the members' dataset, opened by its ref), as training does
+    for one network."""
+    if len(runs_given) < 2:
+        raise DigitlabError("an ensemble needs at least two runs")
+    paths = [Path(r) for r in runs_given]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise DigitlabError("the same run is given twice")
+    out = Path(out)
+    if (out / "model.json").exists() and not overwrite:
+        raise DigitlabError(f"{out}: already holds a run; pass --overwrite to replace it")
+    infos, models = [], []
+    for path in paths:
+        info = runs.read_info(path)
+        runs.require_finished(path, info)
+        if info.get("kind") == KIND:
+            raise DigitlabError(f"{path}: is an ensemble; give its members instead")
+        infos.append(info)
+        models.append(runs.load_model(path, engine="numpy"))
+    first = infos[0]
+    for path, info in zip(paths[1:], infos[1:], strict=True):
+        if (
+            info["classes"] != first["classes"]
+            or info["data"]["dataset"] != first["data"]["dataset"]
+        ):
+            raise DigitlabError(
+                f"{path}: trained on {info['data']['dataset']} with other classes than "
+                f"{paths[0]}; an ensemble's members read the same classes"
+            )
+        if info["preprocessing"] != first["preprocessing"]:
+            raise DigitlabError(f"{path}: normalises its input unlike {paths[0]}")
+    members = [
+        {
+            "run": str(path.resolve()),
+            "name": info["spec"].get("name") or path.name,
+            "spec": info["spec"],
+            "engine": info["engine"],
+            "temperature": float(info.get("temperature", 1.0)),
+            "test": info.get("test"),
+            "weights_sha256": info.get("weights_sha256"),
+        }
+        for path, info in zip(paths, infos, strict=True)
+    ]
+    names = sorted({m["name"] for m in members})
+    spec = dict(first["spec"]) | {"name": f"ensemble of {len(members)}: {', '.join(names)}"}
+    model = Ensemble(
+        models, [m["temperature"] for m in members], ModelSpec.from_dict(first["spec"])
+    )
+    info = {
+        "format": runs.FORMAT,
+        "digitlab_version": __version__,
+        "kind": KIND,
+        "engine": first["engine"],
+        "spec": spec,
+        "classes": first["classes"],
+        "preprocessing": first["preprocessing"],
+        "train_config": {},
+        "data": first["data"],
+        "training": {
+            "finished": True,
+            "seconds": float(sum(i["training"].get("seconds") or 0 for i in infos)),
+        },
+        "members": members,
+        "num_params": model.num_params,
+        "temperature": 1.0,
+        "command": "digitlab ensemble " + " ".join(str(p) for p in paths) + f" --out {out}",
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    data = data if data is not None else run_dataset(first)  # the members' own data
+    if data.test.labels is not None and len(data.test):
+        z = logits(model, data.test.images)
+        p = np.exp(z)
+        loss = float(-np.mean(np.log(p[np.arange(len(z)), data.test.labels] + 1e-12)))
+        info["test"] = {"loss": loss, "acc": float((z.argmax(axis=1) == data.test.labels).mean())}
+    runs.save_ensemble(out, model, info)
+    return runs.read_info(out)

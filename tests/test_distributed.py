@@ -1,0 +1,214 @@
+"""Data-parallel training (`digitlab train --nproc N`): the real torchrun, gloo on the CPU.
+
+N processes with a global batch B must end with the weights of one process with batch B, the
+same seed and data order (to float rounding): each rank builds the same global batch, trains on
+its slice and the gradients are averaged. The specs here have no Dropout or BatchNorm, which
+would break that equality. Each run of 2 processes costs ~15 s on 2 cores (starting torchrun
+and importing torch twice), so each test starts at most one such run, except the slow ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+torch = pytest.importorskip("torch")
+
+from digitlab import jobs  # noqa: E402
+from digitlab.cli.train import without_nproc  # noqa: E402
+from digitlab.engines.distributed import DataParallel  # noqa: E402
+from digitlab.engines.torchrun import torchrun_command  # noqa: E402
+from digitlab.spec import parse_shorthand  # noqa: E402
+from digitlab.train import Callback, TrainConfig  # noqa: E402
+
+FAST = ["--limit", "2000", "--batch-size", "64", "--lr", "0.05", "--seed", "3"]
+# a conv net without BatchNorm or Dropout, trained with augmentation: every random stream counts
+CNN = "cnn:4/16"
+CNN_CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.05, augment="affine", seed=3)
+
+
+def digitlab(*args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | {"DIGITLAB_HOME": str(home)}
+    command = [sys.executable, "-m", "digitlab.cli", *args]
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=110)
+
+
+def assert_close_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        np.testing.assert_allclose(wa[key], wb[key], rtol=0, atol=1e-5, err_msg=key)
+
+
+def test_two_processes_end_with_the_weights_of_one(mnist_home, tmp_path):
+    common = ["train", "--model", "mlp:64-32", "--engine", "torch", "--epochs", "1", *FAST]
+    two = digitlab(*common, "--nproc", "2", "--out", str(tmp_path / "two"), home=mnist_home)
+    assert two.returncode == 0, two.stderr
+    one = digitlab(*common, "--out", str(tmp_path / "one"), home=mnist_home)
+    assert one.returncode == 0, one.stderr
+    assert_close_weights(tmp_path / "one", tmp_path / "two")
+    info = json.loads((tmp_path / "two" / "model.json").read_text())
+    assert info["processes"] == 2 and info["training"]["finished"]
+    assert info["test"]["acc"] > 0.7 and (tmp_path / "two" / "checkpoint" / "latest.json").exists()
+    # the history is the global batch's, not rank 0's slice
+    assert (tmp_path / "two" / "history.csv").read_text().splitlines()[1].split(",")[:6] == (
+        (tmp_path / "one" / "history.csv").read_text().splitlines()[1].split(",")[:6]
+    )
+    assert "trained 1 epoch" in two.stdout and two.stdout.count("wrote") == 1  # rank 0 reports
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--model", "mlp:64", "--engine", "numpy"],
+            "error: --nproc 2: data-parallel training needs the torch engine (--engine torch)",
+        ),
+        (
+            ["--model", "mlp:64", "--engine", "torch", "--batch-size", "65"],
+            "error: --batch-size 65 is not divisible by --nproc 2",
+        ),
+    ],
+    ids=["numpy-engine", "indivisible-batch"],
+)
+def test_nproc_refuses_in_one_line_what_it_cannot_do(mnist_home, tmp_path, flags, message):
+    out = tmp_path / "run"
+    result = digitlab("train", *flags, "--nproc", "2", "--out", str(out), home=mnist_home)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not out.exists()  # refused before anything was started or written
+
+
+class StopAfter(Callback):
+    """Interrupt training after `epoch`, as Ctrl-C would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, row):
+        if row["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_run_resumed_in_two_processes_ends_as_if_never_stopped(mnist, mnist_home, tmp_path):
+    spec = parse_shorthand(CNN)
+    jobs.start(tmp_path / "whole", spec, "torch", CNN_CONFIG, mnist, limit=2000, device="cpu")
+    with pytest.raises(KeyboardInterrupt):  # stopped after epoch 1 of 2, its checkpoint kept
+        jobs.start(
+            tmp_path / "cut",
+            spec,
+            "torch",
+            CNN_CONFIG,
+            mnist,
+            limit=2000,
+            device="cpu",
+            callbacks=[StopAfter(1)],
+        )
+    resumed = digitlab("train", "--resume", str(tmp_path / "cut"), "--nproc", "2", home=mnist_home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_close_weights(tmp_path / "whole", tmp_path / "cut")
+    info = json.loads((tmp_path / "cut" / "model.json").read_text())
+    assert info["training"]["finished"] and info["resumed_from_epoch"] == 1
+    assert info["processes"] == 2
+
+
+@pytest.mark.slow
+def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home, tmp_path):
+    """Slow (about 55 s on 2 cores): two runs of two processes each. Ctrl-C reaches torchrun
+    through `digitlab`, rank 0 marks the run stopped, and --resume --nproc 2 finishes it."""
+    config = dataclasses.replace(CNN_CONFIG, epochs=4)
+    spec = parse_shorthand(CNN)
+    jobs.start(tmp_path / "whole", spec, "torch", config, mnist, limit=2000, device="cpu")
+    cut = tmp_path / "cut"
+    flags = ["--model", CNN, "--engine", "torch", "--epochs", "4", "--augment", "affine", *FAST]
+    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
+    command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
+    proc = subprocess.Popen(
+        [*command, "--out", str(cut)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    latest = cut / "checkpoint" / "latest.json"
+    deadline = time.monotonic() + 100
+    while time.monotonic() < deadline and proc.poll() is None:
+        if latest.exists() and json.loads(latest.read_text())["epoch"] >= 1:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.005)
+    stderr = proc.communicate(timeout=60)[1].decode()
+    assert proc.returncode == 130, stderr
+    assert f"digitlab train --resume {cut}" in stderr
+    info = json.loads((cut / "model.json").read_text())
+    assert not info["training"]["finished"] and info["stopped"] == "interrupted"
+    stopped_at = json.loads(latest.read_text())["epoch"]
+    assert 1 <= stopped_at < 4
+
+    resumed = digitlab("train", "--resume", str(cut), "--nproc", "2", home=mnist_home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_close_weights(tmp_path / "whole", cut)
+    assert json.loads((cut / "model.json").read_text())["resumed_from_epoch"] == stopped_at
+
+
+@pytest.mark.slow
+def test_the_readme_torchrun_form_runs_two_nodes(mnist_home, tmp_path):
+    """README's multi-node command, as two one-process "nodes" on this machine meeting at a c10d
+    rendezvous; only global rank 0 writes the run. Slow: about 20 s on 2 cores for what the
+    --nproc test already covers, in a fast suite that is over its time budget."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+    rendezvous = ["--rdzv-id", "test", "--rdzv-backend", "c10d"]
+    rendezvous += ["--rdzv-endpoint", f"localhost:{port}", "--nproc-per-node", "1"]
+    train = ["-m", "digitlab.cli", "train", "--model", "mlp:64", "--engine", "torch", *FAST]
+    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
+    nodes = [
+        subprocess.Popen(
+            [*torchrun, *rendezvous, *train, "--epochs", "1", "--out", "runs/ddp"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=100) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    info = json.loads((tmp_path / "runs" / "ddp" / "model.json").read_text())
+    assert info["processes"] == 2 and info["training"]["finished"]
+
+
+# ---- the parts, without processes -------------------------------------------------------------
+
+
+def test_each_rank_takes_a_contiguous_slice_and_the_shares_sum_to_one():
+    for size in (1, 2, 3, 4):
+        for n in (1, 2, 5, 64, 65):
+            x, labels = torch.arange(n).float(), torch.arange(n)
+            parts, shares = [], []
+            for rank in range(size):
+                world = DataParallel(rank, size, torch.device("cpu"))
+                parts.append(world.shard(x, labels)[1])
+                shares.append(world.share)
+            assert torch.equal(torch.cat(parts), labels)
+            assert sum(shares) == pytest.approx(1.0)
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_the_relaunched_command_is_the_same_without_nproc():
+    args = ["train", "--model", "mlp:64", "--nproc", "2", "--epochs", "1", "--nproc=2"]
+    assert without_nproc(args) == ["train", "--model", "mlp:64", "--epochs", "1"]
+    command = torchrun_command(without_nproc(args), 2)
+    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--standalone" in command and "--nproc-per-node=2" in command
+    assert command[command.index("-m", 3) :] == ["-m", "digitlab.cli", *without_nproc(args)]

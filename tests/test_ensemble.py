@@ -1,0 +1,104 @@
+"""Ensembles: finished runs as one run directory, the mean of the members' calibrated
+probabilities, read by evaluate, compare, predict and serve like any run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from digitlab import evaluate as ev
+from digitlab import jobs, runs
+from digitlab.errors import DigitlabError
+from digitlab.jobs.ensemble import top_of_sweep
+from digitlab.predict import Predictor
+from digitlab.spec import mlp
+from digitlab.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def members(mnist_home, tmp_path_factory):
+    """Three small MLPs of different widths and seeds, each calibrated on its validation split."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_HOME", str(mnist_home))
+        folder = tmp_path_factory.mktemp("members")
+        paths = []
+        for i, width in enumerate((24, 32, 40)):
+            config = TrainConfig(epochs=1, seed=i, val_split=0.1)
+            jobs.start(folder / f"m{i}", mlp([width]), "numpy", config, limit=3000)
+            paths.append(folder / f"m{i}")
+        yield paths
+
+
+def test_an_ensemble_is_the_mean_of_its_members_calibrated_probabilities(members, mnist, tmp_path):
+    info = jobs.make_ensemble(members, tmp_path / "ens", data=mnist)
+    assert info["kind"] == "ensemble" and len(info["members"]) == 3
+    images = mnist.test.images[:500]
+    expected = np.mean([Predictor(m).probabilities(images) for m in members], axis=0)
+    got = Predictor(tmp_path / "ens").probabilities(images)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    model = runs.load_model(tmp_path / "ens", engine="numpy")
+    acc = (
+        model.normalised_logits(ev_normalised(images)).argmax(1) == mnist.test.labels[:500]
+    ).mean()
+    assert acc == pytest.approx((expected.argmax(1) == mnist.test.labels[:500]).mean())
+    member_acc = [m["test"]["acc"] for m in info["members"]]
+    assert info["test"]["acc"] >= np.mean(member_acc) - 0.005  # averaging does not hurt
+    torch = pytest.importorskip("torch")
+    assert torch  # the same ensemble on the other engine answers the same
+    on_torch = runs.load_model(tmp_path / "ens", engine="torch")
+    from digitlab.engines import logits
+
+    np.testing.assert_allclose(ev.softmax(logits(on_torch, images), 1.0), got, atol=1e-4)
+
+
+def ev_normalised(images):
+    from digitlab.preprocess import normalise
+
+    return normalise(images[:, None], 0.1307, 0.3081)
+
+
+def test_evaluate_compare_and_predict_read_an_ensemble_like_a_run(
+    members, mnist, tmp_path, mlp_run
+):
+    jobs.make_ensemble(members[:2], tmp_path / "ens", data=mnist)
+    metrics = jobs.evaluate_run(tmp_path / "ens", data=mnist)
+    assert 0.5 < metrics["accuracy"] < 1 and (tmp_path / "ens" / "report.html").exists()
+    result = jobs.compare_runs([members[0], tmp_path / "ens"], tmp_path / "cmp", mnist)
+    assert (tmp_path / "cmp" / "report.html").exists() and len(result["runs"]) == 2
+    answer = Predictor(tmp_path / "ens").read(mnist.test.images[0])
+    assert answer["label"] == "7"
+    with pytest.raises(DigitlabError, match="is an ensemble; ONNX export takes one network"):
+        jobs.export_onnx(tmp_path / "ens", tmp_path / "e.onnx")
+    assert not (tmp_path / "e.onnx").exists()
+
+
+def test_bad_ensembles_are_refused_in_one_line(members, mnist, tmp_path):
+    with pytest.raises(DigitlabError, match="at least two runs"):
+        jobs.make_ensemble(members[:1], tmp_path / "e1", data=mnist)
+    with pytest.raises(DigitlabError, match="the same run is given twice"):
+        jobs.make_ensemble([members[0], members[0]], tmp_path / "e2", data=mnist)
+    jobs.make_ensemble(members[:2], tmp_path / "e3", data=mnist)
+    with pytest.raises(DigitlabError, match="already holds a run"):
+        jobs.make_ensemble(members[:2], tmp_path / "e3", data=mnist)
+    with pytest.raises(DigitlabError, match="is an ensemble; give its members"):
+        jobs.make_ensemble([tmp_path / "e3", members[2]], tmp_path / "e4", data=mnist)
+    info = json.loads((tmp_path / "e3" / "model.json").read_text())
+    info["members"][1]["temperature"] = "hot"  # an edited model.json names the field
+    (tmp_path / "e3" / "model.json").write_text(json.dumps(info))
+    with pytest.raises(runs.RunError, match=r"members\[1\]\.temperature"):
+        runs.load_model(tmp_path / "e3")
+
+
+def test_top_k_of_a_sweep_are_its_best_complete_trials(tmp_path):
+    trials = [
+        {"number": 0, "state": "COMPLETE", "val_acc": 0.91, "run": "a"},
+        {"number": 1, "state": "PRUNED", "val_acc": 0.99, "run": "b"},
+        {"number": 2, "state": "COMPLETE", "val_acc": 0.95, "run": "c"},
+        {"number": 3, "state": "COMPLETE", "val_acc": 0.93, "run": "d"},
+    ]
+    (tmp_path / "sweep.json").write_text(json.dumps({"trials": trials}))
+    assert [p.name for p in top_of_sweep(tmp_path, 2)] == ["c", "d"]
+    with pytest.raises(DigitlabError, match="only 3 complete trials"):
+        top_of_sweep(tmp_path, 4)
