@@ -10,8 +10,17 @@ import json
 
 from benchmarks.common import assemble
 
-# `make bench`: about 40 minutes on 2 cores, the peer suite (~16) and reading (~15) included
-BENCHMARKS = ["data_load", "numpy_engine", "explore", "predict", "serve_load", "peers", "reading"]
+# `make bench`: about 45 minutes on 2 cores, the peer suite (~16), reading (~15), sweeps (~4)
+BENCHMARKS = [
+    "data_load",
+    "numpy_engine",
+    "explore",
+    "predict",
+    "serve_load",
+    "peers",
+    "reading",
+    "sweeps",
+]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`)
 SLOW = ["cnn_best", "training"]

@@ -8,7 +8,8 @@ On every set of `reading_sets` (none drawn from MNIST's training images), in one
   MNIST normalisation); torchvision cannot be installed here, so its three transforms are
   reproduced with Pillow and NumPy. It reads single digits only;
 - **Tesseract 5** (Debian's `tesseract-ocr`), digits whitelisted (and the separators on the
-  separator set), page segmentation mode 10 (one character) or 7 (one line).
+  separator set), page segmentation mode 10 (one character) or 7 (one line), then 8 (one
+  word) when the first finds nothing.
 
 Accuracy is exact: the digit, or the whole string. Latency is in-process for digitlab and
 digit-recognizer-py, one image at a time, preprocessing included; Tesseract's includes starting
@@ -158,12 +159,17 @@ class Tesseract:
         )
         return "".join(done.stdout.decode("utf-8", "replace").split())
 
+    def one(self, image: bytes) -> str:
+        """psm 10 (one character); when it finds nothing, psm 8 (one word), as a user would."""
+        return self.ocr(image, 10, DIGITS) or self.ocr(image, 8, DIGITS)
+
     def digits(self, images: list[bytes]) -> list[tuple[str, float]]:
         with ThreadPoolExecutor(2) as pool:
-            return [(t, float("nan")) for t in pool.map(lambda i: self.ocr(i, 10, DIGITS), images)]
+            return [(t, float("nan")) for t in pool.map(self.one, images)]
 
     def number(self, image: bytes, chars: str = "") -> str:
-        return self.ocr(image, 7, DIGITS + chars)
+        """psm 7 (one line); when it finds nothing, psm 8 (one word)."""
+        return self.ocr(image, 7, DIGITS + chars) or self.ocr(image, 8, DIGITS + chars)
 
 
 DIGITS = "0123456789"
@@ -230,7 +236,7 @@ def cnn_small(home: Path, mnist) -> Path:
 
 def run(quick: bool = False) -> dict:
     mnist = data.load("mnist")
-    home = data.cache_dir()
+    home = data.home()
     per = 30 if quick else 100
     collections: list[tuple[str, str, list, str]] = []
     for name, items in sets.degraded(mnist, per).items():

@@ -102,6 +102,7 @@ class StopAfter(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # three trainings, one of them in two processes: 25-35 s on 2 cores
 def test_a_run_resumed_in_two_processes_ends_as_if_never_stopped(mnist, mnist_home, tmp_path):
     spec = parse_shorthand(CNN)
     jobs.start(tmp_path / "whole", spec, "torch", CNN_CONFIG, mnist, limit=2000, device="cpu")
