@@ -323,3 +323,20 @@ def test_explore_command_and_its_errors(mnist, tmp_path):
     (tmp_path / "u.csv").write_text("\n".join(rows) + "\n")
     result = invoke("explore", str(tmp_path / "u.csv"), "--out", str(tmp_path / "u"))
     assert result.exit_code == 1 and "exploring needs labeled training images" in result.stderr
+
+
+def test_a_file_name_with_a_newline_stays_one_line_in_every_message(mnist, tmp_path):
+    """A name holding a newline (legal on Linux) is shown escaped: each answer and each error
+    is still one line."""
+    bad = tmp_path / "broken\nname.png"
+    bad.write_bytes(b"not an image")
+    good = tmp_path / "seven\nagain.png"
+    Image.fromarray(255 - mnist.test.images[0]).resize((140, 140)).save(good)
+    done = subprocess.run(
+        [sys.executable, "-m", "digitlab.cli", "predict", str(good), str(bad)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout.count("\n") == 1 and "seven\\nagain.png: 7" in done.stdout
+    assert done.stderr.count("\n") == 1 and "broken\\nname.png" in done.stderr
+    assert done.stderr.startswith("error: ")

@@ -60,17 +60,26 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except DigitlabError as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {one_line(str(e))}", err=True)
             raise typer.Exit(1) from None
         except OSError as e:  # a path we could not read or write: name it, no traceback
             where = f"{e.filename}: " if e.filename else ""
-            typer.echo(f"error: {where}{e.strerror or e}", err=True)
+            typer.echo(f"error: {one_line(f'{where}{e.strerror or e}')}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo(interrupted(command.__name__, kwargs), err=True)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def one_line(message: str) -> str:
+    """A message kept on one line: a file name holding a newline or other control character
+    shows it escaped (a\\nb.png), as the shell would quote it."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode()
+        for ch in message
+    )
 
 
 def interrupted(command: str, kwargs: dict) -> str:

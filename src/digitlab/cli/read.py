@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import DatasetFlag, JsonFlag, app, given_dataset, progress, reports_errors
+from digitlab.cli.app import (
+    DatasetFlag,
+    JsonFlag,
+    app,
+    given_dataset,
+    one_line,
+    progress,
+    reports_errors,
+)
 from digitlab.errors import DigitlabError
 
 
@@ -75,7 +83,7 @@ def predict(
             path = next(paths, None)
             if r["status"] == ERROR:
                 failed = True
-                typer.echo(f"error: {r['error']}", err=True)
+                typer.echo(f"error: {one_line(r['error'])}", err=True)
                 continue
             if path is not None:
                 write_bytes(path, plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])))
@@ -83,7 +91,7 @@ def predict(
             if json_out:
                 answers.append({k: v for k, v in r.items() if k not in ("steps", "digit")})
             else:
-                typer.echo(answer_line(r))
+                typer.echo(one_line(answer_line(r)))
     if json_out:
         typer.echo(json.dumps(answers, indent=2))
     for path in written if not json_out else []:
@@ -206,7 +214,7 @@ def read_numbers(
         try:
             r = reader.read_number(image, str(image), top)
         except ink.ImageError as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {one_line(str(e))}", err=True)
             failed = True
             continue
         if show_steps is not None and r["digits"]:
@@ -225,11 +233,11 @@ def read_numbers(
         return failed
     for r in results:
         if r["number"] is None:
-            typer.echo(f"{r['image']}: no digit found")
+            typer.echo(one_line(f"{r['image']}: no digit found"))
             continue
         note = ", unsure" if r["status"] == "unsure" else ""
         each = " ".join(f"{d['label']}:{d['confidence']:.0%}" for d in r["digits"])
-        typer.echo(f"{r['image']}: {r['number']} ({r['confidence']:.1%}{note}; {each})")
+        typer.echo(one_line(f"{r['image']}: {r['number']} ({r['confidence']:.1%}{note}; {each})"))
     for path in paths:
         typer.echo(f"wrote {path}")
     return failed
