@@ -74,7 +74,7 @@ def run(quick: bool = False) -> dict:
     lines += [
         "",
         "On N machines sharing one PostgreSQL database, each trial costs the database the same "
-        "few dozen small writes (above) and one read of the study's trials when the sampler "
+        "15-17 small writes (above) and one read of the study's trials when the sampler "
         "draws; with trials of minutes, hundreds of workers stay far from a database's limits. "
         "The bottleneck is the sampler: TPE reads every finished trial before each draw, so "
         "the cost per draw grows with the study (thousands of trials), not with the workers.",

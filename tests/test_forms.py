@@ -118,3 +118,19 @@ def test_slanted_strokes_are_a_dates_slashes_only_where_the_string_is_a_date():
     assert forms.date_slashes("31121999", [2]) == []  # one slash is not a date
     assert forms.date_slashes("311199", [1, 3]) == [1, 3]  # 3/1/99
     assert forms.date_slashes("12103112026", [2, 5]) == []  # ... but 12/03/12026 is not
+
+
+def test_long_runs_is_a_morphological_opening_with_a_line():
+    """The run-length version (fast) keeps exactly what scipy's binary opening keeps."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        mask = rng.random((40, 70)) < 0.85
+        for axis in (0, 1):
+            length = int(rng.integers(2, 30))
+            across = (2 * forms.TILT + 1, 1) if axis == 1 else (1, 2 * forms.TILT + 1)
+            wide = ndimage.binary_dilation(mask, structure=np.ones(across, bool))
+            line = np.ones((1, length) if axis == 1 else (length, 1), bool)
+            expected = ndimage.binary_opening(wide, structure=line) & mask
+            assert (forms.long_runs(mask, length, axis) == expected).all()
