@@ -22,8 +22,8 @@ BENCHMARKS = [
     "sweeps",
 ]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
-# rows are measured again, against the peers, by `peers`)
-SLOW = ["cnn_best", "training"]
+# rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2)
+SLOW = ["cnn_best", "training", "distributed"]
 
 
 def main() -> None:
