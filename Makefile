@@ -1,6 +1,6 @@
 # digitlab: every set-up step a new user or CI needs, in one place.
 #   make demo   create .venv, install digitlab (pinned), fetch MNIST, run the main job
-#   make test   create the same environment and run the fast test suite (about 5 minutes)
+#   make test   create the same environment and run the fast test suite (about 7 minutes on 2 cores)
 #   make test-slow  the minutes-long accuracy checks (the best CNN on photos and numbers),
 #               and every fuzzing test with its long profile
 #   make lint   ruff check + ruff format --check + import-linter (the layers)

@@ -26,8 +26,17 @@ def one(nproc: int) -> tuple[float, float]:
         out = Path(tmp) / "run"
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "digitlab.cli", "train", *ARGS, "--nproc", str(nproc),
-             "--out", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "digitlab.cli",
+                "train",
+                *ARGS,
+                "--nproc",
+                str(nproc),
+                "--out",
+                str(out),
+            ],
             check=True,
             capture_output=True,
         )
