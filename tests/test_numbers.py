@@ -6,7 +6,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +266,44 @@ def test_jpeg_draft_decoding_keeps_the_size(mnist):
     big.save(buffer, format="JPEG")
     gray, size = ink.load_sized(buffer.getvalue(), "big.jpg", side=160)
     assert size == (1600, 1200) and max(gray.shape) < 1600
+
+
+def test_an_export_killed_mid_write_leaves_no_half_file_and_the_next_one_cleans_up(
+    mlp_run, tmp_path
+):
+    """A kill during the write leaves at most atomic_write's hidden temporary file, never a
+    half-written model.onnx; the next export of that file removes such a leftover once it is
+    old enough to belong to no export still running."""
+    out = tmp_path / "model.onnx"
+    stale = tmp_path / ".model.onnx.killed.tmp"
+    stale.write_bytes(b"\x08\x07half an onnx file")  # what a kill mid-write leaves
+    old = time.time() - 600
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".model.onnx.running.tmp"  # another export, writing right now
+    fresh.write_bytes(b"\x08")
+    assert not out.exists()
+    result = CliRunner().invoke(app, ["export", str(mlp_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and fresh.exists()
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(out)))  # whole and valid
+
+
+@pytest.mark.slow  # three exports started and killed (each loads torch and onnxruntime): ~30 s
+def test_export_killed_at_any_moment_never_leaves_a_partial_file(mlp_run, mnist_home, tmp_path):
+    out = tmp_path / "model.onnx"
+    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
+    for delay in (1.0, 3.0, 6.0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digitlab.cli", "export", str(mlp_run), "--out", str(out),
+             "--overwrite"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if out.exists():  # the export had finished: the file is whole, never partial
+            import onnx
+
+            onnx.checker.check_model(onnx.load(str(out)))

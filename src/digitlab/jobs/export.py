@@ -16,14 +16,16 @@ within `TOLERANCE`, or nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 from digitlab import runs
-from digitlab.atomic import write_bytes
+from digitlab.atomic import leftovers, write_bytes
 from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
@@ -245,5 +247,21 @@ def export_onnx(
             f"{check['label_disagreements']} of {check['images']} test images "
             f"(largest probability difference {check['max_prob_diff']:.2e}, allowed {TOLERANCE})"
         )
+    clear_stale(out)
     write_bytes(out, blob)
     return {"path": str(out), "bytes": len(blob), "opset": OPSET, **check}
+
+
+STALE_AFTER = 60.0  # seconds: a temporary file this old belongs to no export still writing
+
+
+def clear_stale(out: Path) -> list[Path]:
+    """Remove what an export of `out` killed mid-write left beside it (atomic_write's hidden
+    .NAME.XXXX.tmp), once it is old enough that no export still writing can own it."""
+    now, removed = time.time(), []
+    for path in leftovers(out.parent, out.name):
+        with contextlib.suppress(OSError):
+            if now - path.lstat().st_mtime > STALE_AFTER:
+                path.unlink()
+                removed.append(path)
+    return removed
