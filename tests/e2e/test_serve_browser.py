@@ -228,6 +228,8 @@ def test_number_mode_reads_a_photographed_number_and_boxes_each_digit(page, mnis
     assert page.locator("#digits li").count() == 5 and page.is_visible("#explain")
     assert page.get_attribute("#seen", "width") == str(28 * 5)
     assert any(u.endswith("/api/predict/number?top=3") for u in page.requests)
+    if os.environ.get("DIGITLAB_SCREENSHOTS"):  # the README's picture of this mode
+        page.screenshot(path=ROOT / "docs/images/serve-number.png")
     page.check("#mode-digit")  # back to one digit: the square pad, the bars
     assert page.get_attribute("#pad", "width") == "320" and page.is_visible("#bars")
 
