@@ -28,6 +28,7 @@ from digitlab import runs
 from digitlab.atomic import leftovers, write_bytes
 from digitlab.data import Dataset
 from digitlab.engines import logits
+from digitlab.ensemble import KIND, member_weights
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import softmax
 from digitlab.jobs.train import run_dataset
@@ -170,6 +171,60 @@ def onnx_model(spec: ModelSpec, weights: dict[str, np.ndarray], info: dict):
     return model
 
 
+def ensemble_onnx(info: dict, weights: dict[str, np.ndarray]):
+    """One graph for an ensemble: each member's own graph (its normalisation and temperature
+    inside, names prefixed m0/, m1/, ...) fed the same pixels; `probabilities` their mean and
+    `logits` its log, as the ensemble answers on both engines."""
+    onnx = _needs("onnx", "export")
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    nodes, inits, finals = [], [], []
+    for i, member in enumerate(info["members"]):
+        member_info = info | {"temperature": float(member["temperature"])}
+        proto = onnx_model(
+            ModelSpec.from_dict(member["spec"]), member_weights(weights, i), member_info
+        )
+        graph = compose.add_prefix(proto, prefix=f"m{i}/").graph
+        nodes.append(helper.make_node("Identity", ["pixels"], [f"m{i}/pixels"]))
+        nodes.extend(graph.node)
+        inits.extend(graph.initializer)
+        finals.append(f"m{i}/probabilities")
+    count = numpy_helper.from_array(np.asarray(len(finals), np.float32), "members")
+    tiny = numpy_helper.from_array(np.asarray(1e-30, np.float32), "tiny")
+    nodes += [
+        helper.make_node("Sum", finals, ["total"]),
+        helper.make_node("Div", ["total", "members"], ["probabilities"]),
+        helper.make_node("Add", ["probabilities", "tiny"], ["guarded"]),
+        helper.make_node("Log", ["guarded"], ["logits"]),
+    ]
+    k = len(info["classes"])
+    graph = helper.make_graph(
+        nodes,
+        "digitlab-ensemble",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", k]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k]),
+        ],
+        [*inits, count, tiny],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="digitlab",
+        producer_version=str(info.get("digitlab_version", "")),
+        doc_string=f"An ensemble of {len(finals)}: the mean of the members' calibrated "
+        "probabilities. Input: pixels float32 (N, 1, 28, 28), 0..255 (0 = background).",
+    )
+    model.ir_version = min(model.ir_version, 9)
+    helper.set_model_props(
+        model,
+        {"classes": json.dumps(info["classes"]), "members": str(len(finals)), "temperature": "1.0"},
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def agreement(
     onnx_bytes: bytes, run: Path, info: dict, images: np.ndarray, numpy_model=None
 ) -> dict:
@@ -224,10 +279,6 @@ def export_onnx(
     the agreement figures."""
     run = Path(run)
     info = runs.read_info(run)
-    if info.get("kind") == "ensemble":
-        raise DigitlabError(
-            f"{run}: is an ensemble; ONNX export takes one network (export its members)"
-        )
     runs.require_finished(run, info)
     spec = ModelSpec.from_dict(info["spec"])
     out = Path(out) if out is not None else run / "model.onnx"
@@ -236,7 +287,10 @@ def export_onnx(
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
     model = runs.load_model(run, engine="numpy")
-    blob = onnx_model(spec, model.state_dict(), info).SerializeToString()
+    if info.get("kind") == KIND:
+        blob = ensemble_onnx(info, model.state_dict()).SerializeToString()
+    else:
+        blob = onnx_model(spec, model.state_dict(), info).SerializeToString()
     ds = run_dataset(info, data, on_event)
     if ds.test is None or len(ds.test) == 0:
         raise ExportError(f"{info['data']['ref']}: no test images to check the export against")
