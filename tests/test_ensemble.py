@@ -102,3 +102,20 @@ def test_top_k_of_a_sweep_are_its_best_complete_trials(tmp_path):
     assert [p.name for p in top_of_sweep(tmp_path, 2)] == ["c", "d"]
     with pytest.raises(DigitlabError, match="only 3 complete trials"):
         top_of_sweep(tmp_path, 4)
+
+
+def test_seeds_trains_each_seed_once_then_combines_them(mnist, tmp_path):
+    """--seeds N: a grid sweep over the seed (nothing pruned), then the ensemble of all N."""
+    from typer.testing import CliRunner
+
+    from digitlab.cli import app
+
+    out = tmp_path / "ens"
+    args = ["ensemble", "--seeds", "3", "--model", "mlp:16", "--limit", "1000", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    info = runs.read_info(out)
+    seeds = sorted(runs.read_info(m["run"])["train_config"]["seed"] for m in info["members"])
+    assert seeds == [0, 1, 2] and 0.3 < info["test"]["acc"] < 1
+    again = CliRunner().invoke(app, args)  # the members are kept; the ensemble is not replaced
+    assert again.exit_code == 1 and "already holds a run" in again.output

@@ -43,6 +43,27 @@ def run_workers(command: list, workers: int) -> list[int]:
         raise
 
 
+def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool, limit) -> dict:
+    """The sweep in this process, or in `workers` local worker processes; its summary."""
+    from digitlab.data import open_dataset
+    from digitlab.jobs import sweep as sw
+
+    if workers < 1 or (trials is not None and trials < 1):
+        raise DigitlabError("--workers and --trials must be at least 1")
+    plan = sw.load_space(space)
+    if limit is not None:
+        plan = sw.dataclasses.replace(plan, limit=limit)
+    if workers > 1:
+        sw.open_study(plan, out, storage, join)  # created once, before the workers join it
+        codes = run_workers(worker_command(space, out, trials, storage, limit), workers)
+        if any(codes):
+            progress(f"warning: workers exited with {codes}; their running trials are failed")
+        data = open_dataset("mnist", on_event=progress)
+        return sw.summarise(sw.open_study(plan, out, storage, True), plan, out, data)
+    data = open_dataset("mnist", on_event=progress)
+    return sw.sweep(plan, out, data, trials, storage, join, on_event=progress)
+
+
 @app.command("sweep", rich_help_panel="Train")
 @reports_errors
 def sweep_cmd(
@@ -69,24 +90,7 @@ def sweep_cmd(
 
     Example: digitlab sweep examples/sweeps/small.toml --out sweeps/small --workers 2
     """
-    from digitlab.data import open_dataset
-    from digitlab.jobs import sweep as sw
-
-    if workers < 1 or (trials is not None and trials < 1):
-        raise DigitlabError("--workers and --trials must be at least 1")
-    plan = sw.load_space(space)
-    if limit is not None:
-        plan = sw.dataclasses.replace(plan, limit=limit)
-    if workers > 1:
-        sw.open_study(plan, out, storage, join)  # created once, before the workers join it
-        codes = run_workers(worker_command(space, out, trials, storage, limit), workers)
-        if any(codes):
-            progress(f"warning: workers exited with {codes}; their running trials are failed")
-        data = open_dataset("mnist", on_event=progress)
-        summary = sw.summarise(sw.open_study(plan, out, storage, True), plan, out, data)
-    else:
-        data = open_dataset("mnist", on_event=progress)
-        summary = sw.sweep(plan, out, data, trials, storage, join, on_event=progress)
+    summary = run_sweep(space, out, trials, workers, storage, join, limit)
     if worker:
         return
     if json_out:
@@ -116,6 +120,12 @@ def ensemble_cmd(
         int | None, typer.Option(help="Instead of RUNs: the best K trials of --sweep.")
     ] = None,
     sweep: Annotated[Path | None, typer.Option(help="A sweep folder, for --top.")] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Instead of RUNs: train --model with seeds 0..N-1 first.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The preset or shorthand, for --seeds.")] = None,
+    workers: Annotated[int, typer.Option(help="Local processes training --seeds.")] = 1,
+    limit: Annotated[int | None, typer.Option(help="--seeds: train on the first N images.")] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", metavar="", help="Replace an earlier run in --out.")
     ] = False,
@@ -123,16 +133,26 @@ def ensemble_cmd(
 ) -> None:
     """Combine finished runs into one ensemble run: the mean of their calibrated probabilities.
 
-    Example: digitlab ensemble runs/a runs/b runs/c --out runs/ens   (or --top 3 --sweep sweeps/x)
+    Example: digitlab ensemble runs/a runs/b runs/c --out runs/ens   (or --top 3 --sweep sweeps/x,
+    or --seeds 5 --model cnn-best --workers 2)
     """
-    from digitlab.jobs.ensemble import make_ensemble, top_of_sweep
+    from digitlab.jobs.ensemble import make_ensemble, seeds_space, top_of_sweep
 
-    if (top is None) == (not runs):
-        raise DigitlabError("give the RUNs to combine, or --top K with --sweep DIR")
+    if sum([bool(runs), top is not None, seeds is not None]) != 1:
+        raise DigitlabError("give the RUNs to combine, --top K with --sweep DIR, or --seeds N")
     if top is not None:
         if sweep is None or top < 2:
             raise DigitlabError("--top K needs --sweep DIR and K of at least 2")
         runs = top_of_sweep(sweep, top)
+    if (out / "model.json").exists() and not overwrite:  # before any member is trained
+        raise DigitlabError(f"{out}: already holds a run; pass --overwrite to replace it")
+    if seeds is not None:  # a grid sweep over the seed: every member trained, none pruned
+        if model is None or seeds < 2:
+            raise DigitlabError("--seeds N needs --model and N of at least 2")
+        folder = out.with_name(out.name + "-members")
+        space = seeds_space(model, seeds, folder)
+        summary = run_sweep(space, folder, seeds, workers, None, False, limit)
+        runs = [t["run"] for t in summary["trials"] if t["state"] == "COMPLETE"]
     info = make_ensemble(runs, out, overwrite=overwrite)
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab import runs
+from digitlab.atomic import write_text
 from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.ensemble import KIND, Ensemble
@@ -21,6 +22,23 @@ from digitlab.errors import DigitlabError
 from digitlab.jobs.train import run_dataset
 from digitlab.spec import ModelSpec
 from digitlab.version import __version__
+
+
+def seeds_space(model: str, seeds: int, folder: str | os.PathLike[str]) -> Path:
+    """A sweep space (written into `folder`) that trains `model` once with each seed 0..N-1: a
+    grid over the seed, nothing pruned, 10% of the images held out for calibration."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "space.toml"
+    text = (
+        f"# digitlab ensemble --seeds {seeds} --model {model}\n"
+        f'name = "seeds"\ntrials = {seeds}\nsampler = "grid"\nprune = false\n'
+        f"model = {json.dumps(model)}\n[fixed]\nval_split = 0.1\n"
+        f"[search.seed]\nchoices = {list(range(seeds))}\n"
+    )
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return path
 
 
 def top_of_sweep(folder: str | os.PathLike[str], k: int) -> list[Path]:

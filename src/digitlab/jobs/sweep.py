@@ -53,6 +53,8 @@ class Space:
     trials: int
     limit: int | None
     text: str  # the file as written, kept in the study
+    sampler: str = "tpe"  # or "grid": every combination of the choices, each once
+    prune: bool = True
 
 
 def optuna():
@@ -76,7 +78,7 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DigitlabError(f"{path}: not valid TOML ({e})") from None
-    known = {"name", "model", "engine", "fixed", "search", "trials", "limit"}
+    known = {"name", "model", "engine", "fixed", "search", "trials", "limit", "sampler", "prune"}
     if unknown := sorted(set(raw) - known):
         raise DigitlabError(
             f"{path}: unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}"
@@ -103,6 +105,11 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         raise DigitlabError(f"{path}: trials must be a positive integer, got {trials!r}")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 100):
         raise DigitlabError(f"{path}: limit must be an integer of at least 100, got {limit!r}")
+    sampler, prune = raw.get("sampler", "tpe"), raw.get("prune", True)
+    if sampler not in ("tpe", "grid") or not isinstance(prune, bool):
+        raise DigitlabError(f"{path}: sampler must be tpe or grid, and prune true or false")
+    if sampler == "grid" and not all("choices" in rule for rule in search.values()):
+        raise DigitlabError(f"{path}: a grid searches choices only; give every [search.X] choices")
     return Space(
         path,
         str(raw.get("name") or path.stem),
@@ -113,6 +120,8 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         trials,
         limit,
         text,
+        sampler,
+        prune,
     )
 
 
@@ -198,10 +207,21 @@ def storage_of(out: Path, url: str | None):
 def open_study(space: Space, out: Path, storage: str | None = None, join: bool = False):
     op = optuna()
     store = storage_of(out, storage)
-    pruner = op.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
+    pruner = (
+        op.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
+        if space.prune
+        else op.pruners.NopPruner()
+    )
+    sampler = (
+        op.samplers.GridSampler({k: rule["choices"] for k, rule in space.search.items()})
+        if space.sampler == "grid"
+        else None  # Optuna's default, TPE
+    )
     if join:
         try:
-            return op.load_study(study_name=space.name, storage=store, pruner=pruner)
+            return op.load_study(
+                study_name=space.name, storage=store, pruner=pruner, sampler=sampler
+            )
         except KeyError:
             raise DigitlabError(
                 f"--join: no sweep named {space.name!r} there yet; start it without --join first"
@@ -211,6 +231,7 @@ def open_study(space: Space, out: Path, storage: str | None = None, join: bool =
         storage=store,
         direction="maximize",
         pruner=pruner,
+        sampler=sampler,
         load_if_exists=True,
     )
     if "space" not in study.user_attrs:
