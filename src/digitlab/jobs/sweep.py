@@ -208,7 +208,7 @@ def open_study(space: Space, out: Path, storage: str | None = None, join: bool =
     op = optuna()
     store = storage_of(out, storage)
     pruner = (
-        op.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
+        op.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=0)
         if space.prune
         else op.pruners.NopPruner()
     )
