@@ -85,6 +85,10 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
         'model = "mlp:8"\ntrials = 0\n': "trials must be a positive integer",
         'model = "mlp:8"\nworkers = 2\n': "unknown key 'workers'",
         "model = [\n": "not valid TOML",
+        'model = "mlpp:32"\n': "mlpp:32",  # checked before any trial runs
+        'model = "mlp:8"\nengine = "jax"\n': "engine must be numpy or torch",
+        'model = "mlp:8"\n[fixed]\nepochs = "two"\n': "epochs",
+        'model = "mlp:{w}"\n[fixed]\nlr = -1.0\n[search.w]\nint = [2, 4]\n': "lr",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.toml"

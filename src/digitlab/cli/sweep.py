@@ -52,7 +52,8 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
         raise DigitlabError("--workers and --trials must be at least 1")
     plan = sw.load_space(space)
     if limit is not None:
-        plan = sw.dataclasses.replace(plan, limit=limit)
+        # kept with the space, so a sweep is never continued on other data
+        plan = sw.dataclasses.replace(plan, limit=limit, text=f"{plan.text}\n# --limit {limit}\n")
     if workers > 1:
         sw.open_study(plan, out, storage, join)  # created once, before the workers join it
         codes = run_workers(worker_command(space, out, trials, storage, limit), workers)
@@ -67,7 +68,9 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
 @app.command("sweep", rich_help_panel="Train")
 @reports_errors
 def sweep_cmd(
-    space: Annotated[Path, typer.Argument(help="The space file (TOML): model, [fixed], [search].")],
+    space: Annotated[
+        Path, typer.Argument(help="The space file (TOML): model, \\[fixed], \\[search].")
+    ],
     out: Annotated[Path, typer.Option(help="The sweep folder: trials/, sweep.json, sweep.html.")],
     trials: Annotated[
         int | None, typer.Option(help="Finished trials the study stops at (all workers).")
@@ -93,6 +96,11 @@ def sweep_cmd(
     summary = run_sweep(space, out, trials, workers, storage, join, limit)
     if worker:
         return
+    if not summary["counts"]["COMPLETE"] and summary["counts"]["FAIL"]:
+        raise DigitlabError(
+            f"no trial completed ({summary['counts']['FAIL']} failed); their errors are in "
+            f"{summary['report']}"
+        )
     if json_out:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return

@@ -36,6 +36,14 @@ def check(engine: str, batch_size: int, nproc: int, device: str = "auto") -> Non
             "takes an equal share of each batch"
         )
     check_device(device)
+    if device == "cuda":  # one GPU per process, checked before any process starts
+        import torch
+
+        if torch.cuda.device_count() < nproc:
+            raise DigitlabError(
+                f"--device cuda --nproc {nproc}: this machine has "
+                f"{torch.cuda.device_count()} GPU(s); each process needs its own"
+            )
 
 
 def check_device(device: str) -> None:

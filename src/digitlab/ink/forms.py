@@ -28,7 +28,7 @@ LINE_HEIGHTS = 1.5  # ... and at least this many times the ink's height
 TILT = 1  # pixels a line may drift across over that length
 BOX_SHARE = 0.85  # a box's side spans at least this share of the distance between its lines
 EDGE = 2  # pixels either side of a found line that go with it (its anti-aliased edge)
-SLASH_SLANT = 20.0  # degrees from vertical past which a long straight stroke may be a slash
+SLASH_SLANT = 10.0  # degrees from vertical past which a long straight stroke may be a slash
 SLASH_SPREAD = 0.2  # ... when its width across is under this share of its length
 
 

@@ -128,6 +128,8 @@ def make_ensemble(
         "members": members,
         "num_params": model.num_params,
         "temperature": 1.0,
+        # the members' thresholds, averaged: each was fitted on its own validation split
+        "unsure_below": float(np.mean([float(i.get("unsure_below", 0.6)) for i in infos])),
         "command": "digitlab ensemble " + " ".join(str(p) for p in paths) + f" --out {out}",
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -16,7 +16,6 @@ the trials of dead processes failed; on a database, Optuna's heartbeat does.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import string
@@ -27,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.atomic import write_json, write_text
 from digitlab.data import Dataset, Split
 from digitlab.errors import DigitlabError
-from digitlab.jobs.evaluate import evaluate_run
+from digitlab.jobs.sweep_report import summarise
 from digitlab.jobs.train import plan_training, read_text, start
-from digitlab.train import TRAIN_FIELDS, Callback
+from digitlab.train import TRAIN_FIELDS, Callback, TrainConfig
 
 JOURNAL = "journal.log"  # the default storage, inside the sweep folder
 KINDS = ("float", "int", "choices")
@@ -91,9 +89,14 @@ def load_space(path: str | os.PathLike[str]) -> Space:
     if not isinstance(fixed, dict) or not isinstance(search, dict):
         raise DigitlabError(f"{path}: [fixed] and [search] must be tables")
     placeholders = {f[1] for m in models for f in string.Formatter().parse(m) if f[1]}
-    for name in fixed:
+    defaults = TrainConfig()
+    for name, value in fixed.items():
         if name not in TRAIN_FIELDS:
             raise DigitlabError(f"{path}: fixed.{name}: not a training setting")
+        want = type(getattr(defaults, name))
+        numeric = want is float and isinstance(value, int) and not isinstance(value, bool)
+        if getattr(defaults, name) is not None and not (isinstance(value, want) or numeric):
+            raise DigitlabError(f"{path}: fixed.{name}: must be {want.__name__}, got {value!r:.40}")
     for name, rule in search.items():
         check_rule(path, name, rule, placeholders)
     if missing := sorted(placeholders - set(search)):
@@ -105,6 +108,19 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         raise DigitlabError(f"{path}: trials must be a positive integer, got {trials!r}")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 100):
         raise DigitlabError(f"{path}: limit must be an integer of at least 100, got {limit!r}")
+    engine = raw.get("engine")
+    if engine not in (None, "numpy", "torch"):
+        raise DigitlabError(f"{path}: engine must be numpy or torch, got {engine!r}")
+    for model_text in models:  # every setting and model that can be checked before a trial
+        try:
+            if not any(f[1] for f in string.Formatter().parse(model_text)):
+                plan_training(model=model_text, engine=engine, **fixed)
+            else:
+                TrainConfig.from_dict(TrainConfig().to_dict() | fixed).validate()
+        except DigitlabError as e:
+            raise DigitlabError(f"{path}: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise DigitlabError(f"{path}: [fixed] {str(e)[:160]}") from None
     sampler, prune = raw.get("sampler", "tpe"), raw.get("prune", True)
     if sampler not in ("tpe", "grid") or not isinstance(prune, bool):
         raise DigitlabError(f"{path}: sampler must be tpe or grid, and prune true or false")
@@ -114,7 +130,7 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         path,
         str(raw.get("name") or path.stem),
         models,
-        raw.get("engine"),
+        engine,
         dict(fixed),
         dict(search),
         trials,
@@ -238,8 +254,8 @@ def open_study(space: Space, out: Path, storage: str | None = None, join: bool =
         study.set_user_attr("space", space.text)
     elif study.user_attrs["space"] != space.text:
         raise DigitlabError(
-            f"{space.path}: differs from the space sweep {space.name!r} was started with; "
-            "give it another name, or another --out"
+            f"{space.path}: differs from the space (or --limit) sweep {space.name!r} was "
+            "started with; give it another name, or another --out"
         )
     return study
 
@@ -340,53 +356,3 @@ def sweep(
 
 def finished(study) -> int:
     return sum(t.state.name in STOP_STATES for t in study.get_trials(deepcopy=False))
-
-
-def summarise(study, space: Space, out: Path, data: Dataset, on_event=None) -> dict:
-    """sweep.json and sweep.html: every trial, the best, and its test score (measured once)."""
-    from digitlab.jobs.sweep_report import write_report
-
-    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
-    done = [r for r in rows if r["state"] == "COMPLETE"]
-    states = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
-    summary = {
-        "name": space.name,
-        "space": str(space.path),
-        "trials": rows,
-        "counts": {s: sum(r["state"] == s for r in rows) for s in states},
-        "epochs": {
-            "planned": sum(r["epochs_planned"] or 0 for r in rows),
-            "trained": sum(r["epochs_trained"] or 0 for r in rows),
-        },
-        "best": None,
-    }
-    if done:
-        best = max(done, key=lambda r: r["val_acc"])
-        run = Path(best["run"])
-        test = None
-        if (run / "model.json").exists():  # a trial of this machine: score it on test, once
-            metrics_file = run / "metrics.json"
-            if not metrics_file.exists():
-                evaluate_run(run, data=data, on_event=on_event)
-            test = json.loads(metrics_file.read_text())["accuracy"]
-        summary["best"] = best | {"test_acc": test}
-    write_json(out / "sweep.json", summary)
-    write_text(out / "sweep.html", write_report(study, summary, out))
-    return summary | {"report": str(out / "sweep.html")}
-
-
-def trial_row(t) -> dict:
-    return {
-        "number": t.number,
-        "state": t.state.name,
-        "val_acc": t.value,
-        "params": t.params,
-        "model": t.user_attrs.get("model"),
-        "run": t.user_attrs.get("run"),
-        "host": t.user_attrs.get("host"),
-        "epochs_planned": t.user_attrs.get("epochs_planned"),
-        "epochs_trained": t.user_attrs.get("epochs_trained"),
-        "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
-        if t.datetime_complete and t.datetime_start
-        else None,
-    }

@@ -1,14 +1,18 @@
-"""The sweep's report: its trials, Optuna's optimisation history and parameter importances
-(Optuna's own matplotlib plots), and a link to the best run's report. Self-contained HTML."""
+"""The sweep's summary and report: sweep.json (every trial, the best and its test score,
+measured once), and sweep.html with the trials, Optuna's optimisation history and parameter
+importances (Optuna's own matplotlib plots) and a link to the best run's report."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from pathlib import Path
 
 from digitlab import report
+from digitlab.atomic import write_json, write_text
+from digitlab.jobs.evaluate import evaluate_run
 
 
 def png_of(axes) -> bytes:
@@ -99,3 +103,51 @@ def write_report(study, summary: dict, out: Path) -> str:
         ],
         provenance=[("run again", f"digitlab sweep {summary['space']} --out {out}")],
     )
+
+
+def summarise(study, space, out: Path, data, on_event=None) -> dict:
+    """sweep.json and sweep.html: every trial, the best, and its test score (measured once)."""
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    states = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+    summary = {
+        "name": space.name,
+        "space": str(space.path),
+        "trials": rows,
+        "counts": {s: sum(r["state"] == s for r in rows) for s in states},
+        "epochs": {
+            "planned": sum(r["epochs_planned"] or 0 for r in rows),
+            "trained": sum(r["epochs_trained"] or 0 for r in rows),
+        },
+        "best": None,
+    }
+    if done:
+        best = max(done, key=lambda r: r["val_acc"])
+        run = Path(best["run"])
+        test = None
+        if (run / "model.json").exists():  # a trial of this machine: score it on test, once
+            metrics_file = run / "metrics.json"
+            if not metrics_file.exists():
+                evaluate_run(run, data=data, on_event=on_event)
+            test = json.loads(metrics_file.read_text())["accuracy"]
+        summary["best"] = best | {"test_acc": test}
+    write_json(out / "sweep.json", summary)
+    write_text(out / "sweep.html", write_report(study, summary, out))
+    return summary | {"report": str(out / "sweep.html")}
+
+
+def trial_row(t) -> dict:
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "val_acc": t.value,
+        "params": t.params,
+        "model": t.user_attrs.get("model"),
+        "run": t.user_attrs.get("run"),
+        "host": t.user_attrs.get("host"),
+        "epochs_planned": t.user_attrs.get("epochs_planned"),
+        "epochs_trained": t.user_attrs.get("epochs_trained"),
+        "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+        if t.datetime_complete and t.datetime_start
+        else None,
+    }
