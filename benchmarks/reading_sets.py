@@ -29,7 +29,7 @@ from scipy import ndimage
 from benchmarks.common import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
-from photos import photograph, written_row
+from photos import photograph, side_by_side, written_row
 
 # Debian packages of handwriting-style fonts, and how their files are recognised
 HANDWRITING = {
@@ -180,12 +180,13 @@ def touching_row(digits: list[np.ndarray], rng: np.random.Generator, touch: bool
     at = int(rng.integers(0, len(parts) - 1))
     gaps = [int(rng.integers(2, 9)) for _ in parts[1:]]
     gaps[at] = -int(rng.integers(1, 4))  # overlapping by 1-3 pixels: the strokes touch
-    row = np.zeros((28, sum(p.shape[1] for p in parts) + sum(gaps) + 8), np.uint8)
-    x = 4
-    for i, part in enumerate(parts):
-        np.maximum(row[:, x : x + part.shape[1]], part, out=row[:, x : x + part.shape[1]])
-        x += part.shape[1] + (gaps[i] if i < len(gaps) else 0)
-    return row
+    return side_by_side(parts, gaps)
+
+
+def photographed(row: np.ndarray, rng: np.random.Generator, low: int, high: int) -> bytes:
+    """A 28-high row of ink (light on black) written `low`..`high` pixels high and photographed."""
+    height = int(rng.integers(low, high))
+    return photograph(255 - row, (round(row.shape[1] * height / 28), height), rng)
 
 
 def numbers(mnist, count: int, seed: int = 2) -> list[Item]:
@@ -195,9 +196,7 @@ def numbers(mnist, count: int, seed: int = 2) -> list[Item]:
     for k in range(count):
         digits, text = random_number(mnist, rng, int(rng.integers(4, 7)))
         row = touching_row(digits, rng, touch=k % 4 == 0)
-        height = int(rng.integers(120, 300))
-        width = round(row.shape[1] * height / 28)
-        items.append(Item(photograph(255 - row, (width, height), rng), text))
+        items.append(Item(photographed(row, rng, 120, 300), text))
     return items
 
 
@@ -283,12 +282,7 @@ def written_text(mnist, text: str, rng: np.random.Generator) -> tuple[np.ndarray
             size = (max(3, drawn.shape[1] // 4), 28)
             parts.append(np.asarray(Image.fromarray(drawn).resize(size, Image.Resampling.BOX)))
     gaps = [int(rng.integers(2, 7)) for _ in parts[1:]]
-    row = np.zeros((28, sum(p.shape[1] for p in parts) + sum(gaps) + 8), np.uint8)
-    x = 4
-    for i, part in enumerate(parts):
-        np.maximum(row[:, x : x + part.shape[1]], part, out=row[:, x : x + part.shape[1]])
-        x += part.shape[1] + (gaps[i] if i < len(gaps) else 0)
-    return row, text
+    return side_by_side(parts, gaps), text
 
 
 def separators(mnist, count: int, seed: int = 5) -> list[Item]:
@@ -306,7 +300,5 @@ def separators(mnist, count: int, seed: int = 5) -> list[Item]:
         else:
             text = f"{rng.integers(1, 29):02d}-{rng.integers(1, 13):02d}-{rng.integers(0, 100):02d}"
         row, _ = written_text(mnist, text, rng)
-        height = int(rng.integers(120, 260))
-        width = round(row.shape[1] * height / 28)
-        items.append(Item(photograph(255 - row, (width, height), rng), text))
+        items.append(Item(photographed(row, rng, 120, 260), text))
     return items

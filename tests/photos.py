@@ -28,8 +28,13 @@ def written_row(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarra
         cols = np.flatnonzero(d.max(axis=0) > 0)
         parts.append(d[:, cols[0] : cols[-1] + 1] if cols.size else d)
     gaps = [-1 if rng.random() < 0.1 else int(rng.integers(1, 7)) for _ in parts[1:]]
-    width = sum(p.shape[1] for p in parts) + sum(gaps) + 8
-    row = np.zeros((28, width), np.uint8)
+    return side_by_side(parts, gaps)
+
+
+def side_by_side(parts: list[np.ndarray], gaps: list[int]) -> np.ndarray:
+    """28-high pieces of ink (light on black) in a row, `gaps[i]` pixels between piece i and
+    i + 1 (negative: they overlap, the brighter ink wins), with a 4-pixel margin."""
+    row = np.zeros((28, sum(p.shape[1] for p in parts) + sum(gaps) + 8), np.uint8)
     x = 4
     for i, part in enumerate(parts):
         region = row[:, x : x + part.shape[1]]

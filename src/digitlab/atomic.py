@@ -54,6 +54,18 @@ def leftovers(folder: str | os.PathLike[str], name: str = "*") -> list[Path]:
     return [p for p in Path(folder).glob(f".{name}.*.tmp") if p.is_file() or p.is_symlink()]
 
 
+def remove_leftovers(folder: str | os.PathLike[str], name: str, before: float) -> list[Path]:
+    """Delete `leftovers(folder, name)` last changed before `before` (a time.time()): old
+    enough that no writer still running owns them. Returns what was removed."""
+    removed = []
+    for path in leftovers(folder, name):
+        with contextlib.suppress(FileNotFoundError):
+            if path.lstat().st_mtime < before:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Atomically replace `path` with `data`."""
     with atomic_write(path) as f:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from digitlab.atomic import leftovers, write_text
+from digitlab.atomic import remove_leftovers, write_text
 from digitlab.data.contract import ROLES, Arrays
 from digitlab.data.files import read_any
 from digitlab.data.idx import GZIP_MAGIC, decode_idx, read_idx, write_idx
@@ -258,14 +258,11 @@ def remove_stale_temporaries(folder: Path, before: float) -> list[Path]:
 
     Call it only while holding the cache's lock: every writer holds it, so such a file
     belongs to a writer that died."""
-    removed = []
-    for name in [*CACHE_FILES.values(), "source.json"]:
-        for path in leftovers(folder, name):
-            with contextlib.suppress(FileNotFoundError):
-                if path.lstat().st_mtime < before:
-                    _remove(path)
-                    removed.append(path)
-    return removed
+    return [
+        path
+        for name in [*CACHE_FILES.values(), "source.json"]
+        for path in remove_leftovers(folder, name, before)
+    ]
 
 
 def default_chain(info: DatasetInfo, from_path: str | os.PathLike[str] | None) -> list:

@@ -16,7 +16,6 @@ within `TOLERANCE`, or nothing is written.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab import runs
-from digitlab.atomic import leftovers, write_bytes
+from digitlab.atomic import remove_leftovers, write_bytes
 from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.ensemble import KIND, member_weights
@@ -312,10 +311,4 @@ STALE_AFTER = 60.0  # seconds: a temporary file this old belongs to no export st
 def clear_stale(out: Path) -> list[Path]:
     """Remove what an export of `out` killed mid-write left beside it (atomic_write's hidden
     .NAME.XXXX.tmp), once it is old enough that no export still writing can own it."""
-    now, removed = time.time(), []
-    for path in leftovers(out.parent, out.name):
-        with contextlib.suppress(OSError):
-            if now - path.lstat().st_mtime > STALE_AFTER:
-                path.unlink()
-                removed.append(path)
-    return removed
+    return remove_leftovers(out.parent, out.name, before=time.time() - STALE_AFTER)

@@ -16,6 +16,7 @@ the trials of dead processes failed; on a database, Optuna's heartbeat does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import string
@@ -55,6 +56,7 @@ class Space:
     prune: bool = True
 
 
+@functools.cache  # once: the warnings filter below must not be added again at every call
 def optuna():
     try:
         import optuna as module
