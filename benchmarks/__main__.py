@@ -10,7 +10,8 @@ import json
 
 from benchmarks.common import assemble
 
-# `make bench`: about 45 minutes on 2 cores, the peer suite (~16), reading (~15), sweeps (~4)
+# `make bench`: about 50 minutes on 2 cores, the peer suite (~16), reading (~15), sweeps (~4),
+# records (~3)
 BENCHMARKS = [
     "data_load",
     "numpy_engine",
@@ -20,6 +21,7 @@ BENCHMARKS = [
     "peers",
     "reading",
     "sweeps",
+    "records",
 ]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2)

@@ -83,8 +83,8 @@ def test_a_second_writer_into_the_same_run_folder_is_refused(mnist, mnist_home, 
         "--out",
         str(out),
     ]
-    first = subprocess.Popen(
-        [*command, "--epochs", "3", "--seed", "1"], env=env, stderr=subprocess.PIPE
+    first = subprocess.Popen(  # long enough to still be writing when the second has started
+        [*command, "--epochs", "8", "--seed", "1"], env=env, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 30
     while not (out / "model.json").exists() and time.monotonic() < deadline:

@@ -43,9 +43,10 @@ class Reading(dict):
         return f"Reading({what!r}, {confidence:.1%}, {status}, image={image!r})"
 
 
-def classify(model, info: dict, digits: np.ndarray) -> np.ndarray:
-    """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained."""
-    probs = ev.softmax(logits(model, digits), float(info.get("temperature", 1.0)))
+def classify(model, info: dict, digits: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained;
+    `tta`: averaged over the digit and its one-pixel shifts (engines.logits)."""
+    probs = ev.softmax(logits(model, digits, tta=tta), float(info.get("temperature", 1.0)))
     if not np.isfinite(probs).all():  # overflowing weights: never answer "nan%"
         raise DigitlabError(
             "the model gave NaN or infinite probabilities: its weights are unusable"
@@ -71,7 +72,10 @@ class Predictor:
     None when no digit was found) and `steps` (ink.prepare's named intermediate images).
     """
 
-    def __init__(self, run=None, unsure_below: float | None = None) -> None:
+    def __init__(self, run=None, unsure_below: float | None = None, tta: bool = False) -> None:
+        """`tta`: test-time augmentation, every digit read with its four one-pixel shifts too
+        and their logits averaged (five times the work)."""
+        self.tta = tta
         run = reader.run_folder(run)  # None or "reader": the built-in reader
         self.run = "reader" if run == reader.FOLDER else str(run)
         self.info = runs.read_info(run)
@@ -90,7 +94,7 @@ class Predictor:
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """(N, K) probabilities for prepared uint8 digits (N, 28, 28), MNIST style (0 =
         background); anything else is refused with a message saying what it got."""
-        return classify(self.model, self.info, check_images(digits, "digits"))
+        return classify(self.model, self.info, check_images(digits, "digits"), self.tta)
 
     def trust(self, digits: np.ndarray) -> np.ndarray:
         """How sure the model is of each prepared digit, on a 0..1 scale where 1 is as sure as it

@@ -46,6 +46,15 @@ DatasetFlag = Annotated[
         "datasets on a run's word).",
     ),
 ]
+TtaFlag = Annotated[
+    bool,
+    typer.Option(
+        "--tta",
+        metavar="",
+        help="Test-time augmentation: also read each digit moved one pixel each way, and "
+        "average (five times the work).",
+    ),
+]
 FromPath = Annotated[
     Path | None,
     typer.Option("--from", help="Your own copy: a folder of IDX files, an .npz or mnist.pkl.gz."),

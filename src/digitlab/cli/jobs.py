@@ -17,6 +17,7 @@ from digitlab.cli.app import (
     DatasetFlag,
     JsonFlag,
     Progress,
+    TtaFlag,
     app,
     given_dataset,
     progress,
@@ -157,17 +158,19 @@ def evaluate(
         bool,
         typer.Option("--calibrate", metavar="", help="Fit a temperature on the validation split."),
     ] = False,
+    tta: TtaFlag = False,
     dataset: DatasetFlag = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Metrics, figures and report.html for a run.
 
     Example: digitlab evaluate runs/cnn
+             digitlab evaluate runs/cnn --tta      (writes metrics-tta.json, report-tta.html)
     """
     from digitlab.jobs.evaluate import evaluate_run
 
     ds = given_dataset(dataset)
-    m = evaluate_run(run, split, calibrate, ds, on_event=progress)
+    m = evaluate_run(run, split, calibrate, ds, on_event=progress, tta=tta)
     if json_out:
         from digitlab.atomic import json_safe
 
@@ -177,10 +180,16 @@ def evaluate(
         f"{run}: {m['split']} accuracy {m['accuracy']:.2%} ({m['errors']} errors of {m['n']}), "
         f"loss {m['loss']:.4f}, top-3 {m['top3_accuracy']:.2%}, ECE {m['ece']:.2%}"
         + (f" (temperature {m['temperature']:.3f})" if m["temperature"] != 1 else "")
+        + (", with test-time augmentation" if tta else "")
     )
     worst = min(m["per_class"], key=lambda c: c["recall"])
     typer.echo(f"hardest class: {worst['class']} ({worst['recall']:.2%} recall)")
-    typer.echo(f"wrote {run}/metrics.json, {run}/figures/, {run}/report.html")
+    written = (
+        "metrics-tta.json, figures/*-tta.png, report-tta.html"
+        if tta
+        else ("metrics.json, figures/, report.html")
+    )
+    typer.echo(f"wrote in {run}: {written}")
 
 
 @app.command("compare", rich_help_panel="Evaluate")

@@ -15,6 +15,7 @@ import typer
 from digitlab.cli.app import (
     DatasetFlag,
     JsonFlag,
+    TtaFlag,
     app,
     given_dataset,
     one_line,
@@ -51,6 +52,7 @@ def predict(
         Path | None,
         typer.Option(help="PNG of every preprocessing step (NAME-1.png, ... for several)."),
     ] = None,
+    tta: TtaFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Read the digit in each image (photos, scans, drawings), as MNIST-style preprocessing sees it.
@@ -71,7 +73,7 @@ def predict(
     if show_steps is not None and show_steps.suffix.lower() != ".png":
         raise DigitlabError(f"--show-steps {show_steps}: the pictures are PNG; name a .png file")
     run, images = split_run(paths)
-    reader = Predictor(run, unsure)
+    reader = Predictor(run, unsure, tta=tta)
     images = expand_folders(images)
     if number:
         failed = read_numbers(reader, images, top, show_steps, json_out)

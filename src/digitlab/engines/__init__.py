@@ -46,10 +46,29 @@ def build(spec, engine: str = "numpy", seed: int = 0, device: str = "auto", comp
     return module.build(spec, seed=seed, device=device, compile=compile)
 
 
-def logits(model, images: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+# test-time augmentation: the image itself and the image moved by one pixel each way
+TTA_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """uint8 images (N, H, W) moved by (dy, dx) whole pixels; what moves in is background (0)."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def logits(model, images: np.ndarray, batch_size: int = 2048, tta: bool = False) -> np.ndarray:
     """Evaluation-mode logits (N, classes) of uint8 images (N, 28, 28), normalised as the model
-    was trained. Anything but uint8 0..255 is refused with a message saying what it got."""
+    was trained. Anything but uint8 0..255 is refused with a message saying what it got.
+    `tta`: test-time augmentation, the mean of the logits of the image and of the image moved
+    one pixel up, down, left and right (five times the work)."""
     images = check_images(images, "images")
+    if tta:
+        views = [shifted(images, dy, dx) for dy, dx in TTA_SHIFTS]
+        return np.mean([logits(model, view, batch_size) for view in views], axis=0)
     mean, std = model.mean, model.std
     fold = getattr(model, "pixel_logits", None)  # the NumPy engine, for an MLP
     z = fold(images, mean, std, batch_size) if fold is not None else None

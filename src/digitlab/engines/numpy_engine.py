@@ -34,6 +34,7 @@ from digitlab.engines.numpy_layers import (
     softmax_cross_entropy,
 )
 from digitlab.engines.numpy_optim import SGD, Adam, AdamW, Optimizer, Parameter
+from digitlab.engines.numpy_threads import BlasThreads
 from digitlab.preprocess import MNIST_MEAN, MNIST_STD, as_normalised, standardise, to_float
 
 __all__ = [
@@ -60,6 +61,7 @@ class Model:
         self.spec, self.layers, self.rng, self.dtype = spec, layers, rng, np.dtype(dtype)
         self.training = True
         self.mean, self.std = MNIST_MEAN, MNIST_STD  # the input normalisation it trains with
+        self.threads: BlasThreads | None = None  # chosen while training, by timing steps
         # backward can stop at the first layer with parameters: nothing below needs a gradient
         self.first_trainable = (
             next(i for i, layer in enumerate(layers) if layer.params)
@@ -70,6 +72,9 @@ class Model:
     # torch-style surface
     def train(self, mode: bool = True) -> Model:
         self.training = mode
+        if not mode and self.threads is not None:  # training's thread choice ends with it
+            self.threads.restore()
+            self.threads = None
         return self
 
     def eval(self) -> Model:
@@ -150,9 +155,12 @@ class Model:
     ) -> tuple[float, int]:
         """One optimisation step on a batch; returns (mean loss, number correct)."""
         self.training = True
-        with np.errstate(
-            over="ignore", invalid="ignore"
-        ):  # divergence is reported by the NaN guard
+        if self.threads is None:
+            self.threads = BlasThreads.for_this_process()
+        with (
+            self.threads.step(),
+            np.errstate(over="ignore", invalid="ignore"),  # the NaN guard reports divergence
+        ):
             logits = self.forward(x)
             loss, dlogits = softmax_cross_entropy(logits, labels, label_smoothing)
             correct = int((logits.argmax(axis=1) == labels).sum())

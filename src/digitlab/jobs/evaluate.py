@@ -106,10 +106,13 @@ def evaluate_run(
     calibrate: bool = False,
     data: Dataset | None = None,
     on_event=None,
+    tta: bool = False,
 ) -> dict:
     """Metrics, figures and report.html for a finished run; returns what metrics.json holds.
-    `data` is the run's dataset when the caller has it open; else it is opened by its ref."""
-    return evaluation(run, split, calibrate, data, on_event).metrics
+    `data` is the run's dataset when the caller has it open; else it is opened by its ref.
+    `tta`: with test-time augmentation (engines.logits), written beside the plain figures as
+    metrics-tta.json and report-tta.html, so the run's own metrics.json is never replaced."""
+    return evaluation(run, split, calibrate, data, on_event, tta).metrics
 
 
 def evaluation(
@@ -118,6 +121,7 @@ def evaluation(
     calibrate: bool = False,
     data: Dataset | None = None,
     on_event=None,
+    tta: bool = False,
 ) -> Evaluation:
     """`evaluate_run`, returning the figures and the predictions as well as the metrics."""
     run = Path(run)
@@ -132,9 +136,9 @@ def evaluation(
         info |= calibration_of(logits(model, val_images), val_labels)
         write_text(run / "model.json", json.dumps(json_safe(info), indent=2) + "\n")
     temperature = float(info.get("temperature", 1.0))
-    logits(model, images[:256])  # warm-up, so the timing below is steady
+    logits(model, images[:256], tta=tta)  # warm-up, so the timing below is steady
     started = time.perf_counter()
-    z = logits(model, images)
+    z = logits(model, images, tta=tta)
     seconds = time.perf_counter() - started
     probs = ev.softmax(z, temperature)
     m = ev.metrics(probs, labels, classes)
@@ -145,12 +149,14 @@ def evaluation(
         "split": split,
         "run": str(run),
         "temperature": temperature,
+        "tta": tta,
         "ece_uncalibrated": uncalibrated,
         "inference_images_per_s": len(images) / max(seconds, 1e-9),
         "mistakes": ev.confident_mistakes(probs, labels),
         "confusable": ev.confusable_pairs(np.array(m["confusion"])),
     }
-    suffix = "" if split == "test" else f"-{split}"  # metrics.json is always the test split's
+    suffix = ("" if split == "test" else f"-{split}") + ("-tta" if tta else "")
+    # metrics.json is always the test split's, read without test-time augmentation
     write_text(run / f"metrics{suffix}.json", json.dumps(json_safe(m), indent=2) + "\n")
     predicted = probs.argmax(axis=1)
     figures = run_figures(run, m, images, labels, predicted, classes, suffix)
