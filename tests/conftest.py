@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from digitlab import data, jobs
+from digitlab.engines.numpy_threads import ENV as BLAS_THREADS
+from digitlab.engines.numpy_threads import BlasThreads
 from digitlab.presets import PRESETS
+
+# The suite asserts bit-exact reproducibility (the same seed twice, a run resumed after a kill),
+# which holds for a fixed BLAS thread count. On a loaded machine the NumPy engine would change
+# its count as it trains (engines/numpy_threads.py), so the suite fixes it at the count the BLAS
+# starts with; tests/test_numpy_threads.py lifts this to test the choice itself.
+os.environ.setdefault(BLAS_THREADS, str(BlasThreads.for_this_process().most))
 
 
 @pytest.fixture(autouse=True)

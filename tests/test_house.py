@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,28 @@ def test_the_public_api_is_all_one_import_away():
         assert needed in digitlab.__all__
     for needed in ("Predictor", "read", "evaluate_run", "logits", "load_model", "train_run"):
         assert needed in digitlab.__all__
+    assert set(digitlab.__all__) <= set(dir(digitlab))
+    for package in (digitlab, digitlab.jobs):  # every lazily exported name is exported
+        assert set(package._EXPORTS) <= set(package.__all__)
+        assert set(package.__all__) - set(package._EXPORTS) <= {
+            "DataError",
+            "DigitlabError",
+            "__version__",
+        }
+    with pytest.raises(AttributeError, match="module 'digitlab' has no attribute 'nope'"):
+        digitlab.nope  # noqa: B018
+
+
+def test_importing_digitlab_or_starting_the_command_imports_no_heavy_library():
+    """`import digitlab`, `digitlab --help` and training a model import neither matplotlib nor
+    torch: the names are imported on first use (digitlab/lazy.py)."""
+    code = (
+        "import sys, digitlab, digitlab.cli, digitlab.jobs.train\n"
+        "heavy = ('matplotlib', 'torch', 'scipy', 'onnx', 'optuna')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 # ---- images: uint8 in, or a clear refusal -----------------------------------------------------

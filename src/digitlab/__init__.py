@@ -12,25 +12,70 @@ Runs on disk: `train` writes one, `evaluate_run` and `compare_runs` report on th
 `load_model` loads one onto either engine, `Predictor` and `read` read real images with one.
 """
 
-from digitlab.data import Dataset, Split, load, load_files
-from digitlab.engines import ENGINES, build, logits
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from digitlab import lazy
 from digitlab.errors import DataError, DigitlabError
-from digitlab.jobs import (
-    compare_runs,
-    evaluate_run,
-    explore_dataset,
-    export_onnx,
-    main_job,
-    plan_training,
-    resume,
-)
-from digitlab.jobs import start as train_run
-from digitlab.predict import Predictor, Reading, read
-from digitlab.presets import PRESETS, RECIPES, Preset
-from digitlab.runs import RunError, load_model, read_info
-from digitlab.spec import ModelSpec, SpecError, parse_shorthand
-from digitlab.train import History, TrainConfig, TrainingDiverged, fit
 from digitlab.version import __version__
+
+if TYPE_CHECKING:  # the names below are imported on first use (`__getattr__`), so that
+    # `import digitlab` and `digitlab --help` take a fraction of a second, not one and a half
+    from digitlab.data import Dataset, Split, load, load_files
+    from digitlab.engines import ENGINES, build, logits
+    from digitlab.jobs import (
+        compare_runs,
+        evaluate_run,
+        explore_dataset,
+        export_onnx,
+        main_job,
+        plan_training,
+        resume,
+    )
+    from digitlab.jobs import start as train_run
+    from digitlab.predict import Predictor, Reading, read
+    from digitlab.presets import PRESETS, RECIPES, Preset
+    from digitlab.runs import RunError, load_model, read_info
+    from digitlab.spec import ModelSpec, SpecError, parse_shorthand
+    from digitlab.train import History, TrainConfig, TrainingDiverged, fit
+
+
+# where each name lives: (module, name there)
+_EXPORTS = {
+    "ENGINES": ("digitlab.engines", "ENGINES"),
+    "build": ("digitlab.engines", "build"),
+    "logits": ("digitlab.engines", "logits"),
+    "Dataset": ("digitlab.data", "Dataset"),
+    "Split": ("digitlab.data", "Split"),
+    "load": ("digitlab.data", "load"),
+    "load_files": ("digitlab.data", "load_files"),
+    "compare_runs": ("digitlab.jobs", "compare_runs"),
+    "evaluate_run": ("digitlab.jobs", "evaluate_run"),
+    "explore_dataset": ("digitlab.jobs", "explore_dataset"),
+    "export_onnx": ("digitlab.jobs", "export_onnx"),
+    "main_job": ("digitlab.jobs", "main_job"),
+    "plan_training": ("digitlab.jobs", "plan_training"),
+    "resume": ("digitlab.jobs", "resume"),
+    "train_run": ("digitlab.jobs", "start"),
+    "Predictor": ("digitlab.predict", "Predictor"),
+    "Reading": ("digitlab.predict", "Reading"),
+    "read": ("digitlab.predict", "read"),
+    "PRESETS": ("digitlab.presets", "PRESETS"),
+    "RECIPES": ("digitlab.presets", "RECIPES"),
+    "Preset": ("digitlab.presets", "Preset"),
+    "RunError": ("digitlab.runs", "RunError"),
+    "load_model": ("digitlab.runs", "load_model"),
+    "read_info": ("digitlab.runs", "read_info"),
+    "ModelSpec": ("digitlab.spec", "ModelSpec"),
+    "SpecError": ("digitlab.spec", "SpecError"),
+    "parse_shorthand": ("digitlab.spec", "parse_shorthand"),
+    "History": ("digitlab.train", "History"),
+    "TrainConfig": ("digitlab.train", "TrainConfig"),
+    "TrainingDiverged": ("digitlab.train", "TrainingDiverged"),
+    "fit": ("digitlab.train", "fit"),
+}
+
 
 __all__ = [
     "ENGINES",
@@ -68,3 +113,5 @@ __all__ = [
     "resume",
     "train_run",
 ]
+
+__getattr__, __dir__ = lazy.exports(__name__, _EXPORTS, __all__)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from digitlab.plots import plt
+from digitlab.plots import subplots
 
 
 def class_balance_bars(balance: dict, classes: Sequence[str]) -> Figure:
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * k), 3.2))
+    fig, ax = subplots(figsize=(max(6, 0.7 * k), 3.2))
     x = np.arange(k)
     ax.bar(x - 0.2, balance["train_share"], width=0.4, label="train")
     ax.bar(x + 0.2, balance["test_share"], width=0.4, label="test")
@@ -31,7 +32,7 @@ def class_balance_bars(balance: dict, classes: Sequence[str]) -> Figure:
 
 def class_mean_images(means: np.ndarray, stds: np.ndarray, classes: Sequence[str]) -> Figure:
     k = len(classes)
-    fig, axes = plt.subplots(2, k, figsize=(1.1 * k, 2.6), squeeze=False)
+    fig, axes = subplots(2, k, figsize=(1.1 * k, 2.6), squeeze=False)
     for c in range(k):
         for row, (images, cmap) in enumerate(((means, "gray"), (stds, "magma"))):
             axes[row, c].imshow(images[c], cmap=cmap, vmin=0, vmax=255 if row == 0 else None)
@@ -44,7 +45,7 @@ def class_mean_images(means: np.ndarray, stds: np.ndarray, classes: Sequence[str
 
 def similarity_heatmap(similarity: np.ndarray, classes: Sequence[str]) -> Figure:
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    fig, ax = subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
     im = ax.imshow(similarity, cmap="viridis")
     for i in range(k):
         for j in range(k):
@@ -61,7 +62,7 @@ def similarity_heatmap(similarity: np.ndarray, classes: Sequence[str]) -> Figure
 
 def pixel_figure(stats: dict) -> Figure:
     """Intensity histogram (log scale) and the map of pixels blank in every image."""
-    fig, (hist, mask) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (hist, mask) = subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [2.2, 1]})
     hist.bar(np.arange(256), np.maximum(stats["histogram"], 1), width=1.0)
     hist.set_yscale("log")
     hist.set(xlabel="intensity (0 = background)", ylabel="pixels", xlim=(-2, 257))
@@ -77,7 +78,7 @@ def ink_distributions(
     stats: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str], fields: Sequence[str]
 ) -> Figure:
     """One box plot per statistic, a box per class."""
-    fig, axes = plt.subplots(2, -(-len(fields) // 2), figsize=(14, 5.5), squeeze=False)
+    fig, axes = subplots(2, -(-len(fields) // 2), figsize=(14, 5.5), squeeze=False)
     for ax, name in zip(axes.flat, fields, strict=False):
         ax.boxplot(
             [stats[name][labels == c] for c in range(len(classes))], showfliers=False, widths=0.6
@@ -92,7 +93,7 @@ def ink_distributions(
 
 
 def pca_variance(explained: np.ndarray, for_90: int, for_95: int) -> Figure:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = subplots(figsize=(5, 3.2))
     cumulative = np.cumsum(explained)
     ax.plot(np.arange(1, len(cumulative) + 1), cumulative)
     for n, level in ((for_90, 0.9), (for_95, 0.95)):
@@ -109,8 +110,8 @@ def embedding_scatter(
     points: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str]
 ) -> Figure:
     """2-D embeddings side by side, coloured by class."""
-    fig, axes = plt.subplots(1, len(points), figsize=(5.2 * len(points), 4.6), squeeze=False)
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    fig, axes = subplots(1, len(points), figsize=(5.2 * len(points), 4.6), squeeze=False)
+    cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     for ax, (name, xy) in zip(axes[0], points.items(), strict=True):
         for c in range(len(classes)):
             mask = labels == c
@@ -130,7 +131,7 @@ def image_pairs(left: np.ndarray, right: np.ndarray, captions: Sequence[str], ti
     n = max(1, len(left))
     columns = min(4, n)
     rows = -(-n // columns)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         rows, 2 * columns, figsize=(2.2 * columns, 1.35 * rows + 0.4), squeeze=False
     )
     for ax in axes.flat:

@@ -7,13 +7,33 @@ and returns what it found. The CLI and the notebooks call these; none of them pr
     >>> jobs.evaluate_run("runs/mlp", data=ds)["accuracy"]
 """
 
-from digitlab.jobs.compare import compare_runs
-from digitlab.jobs.ensemble import make_ensemble
-from digitlab.jobs.evaluate import Evaluation, evaluate_run, evaluation
-from digitlab.jobs.explore import explore_dataset
-from digitlab.jobs.export import export_onnx
-from digitlab.jobs.main import main_job
-from digitlab.jobs.train import Plan, plan_training, resume, start
+from typing import TYPE_CHECKING
+
+from digitlab import lazy
+
+if TYPE_CHECKING:  # imported on first use: `digitlab train` need not import the report's figures
+    from digitlab.jobs.compare import compare_runs
+    from digitlab.jobs.ensemble import make_ensemble
+    from digitlab.jobs.evaluate import Evaluation, evaluate_run, evaluation
+    from digitlab.jobs.explore import explore_dataset
+    from digitlab.jobs.export import export_onnx
+    from digitlab.jobs.main import main_job
+    from digitlab.jobs.train import Plan, plan_training, resume, start
+
+_EXPORTS = {
+    "compare_runs": ("digitlab.jobs.compare", "compare_runs"),
+    "make_ensemble": ("digitlab.jobs.ensemble", "make_ensemble"),
+    "Evaluation": ("digitlab.jobs.evaluate", "Evaluation"),
+    "evaluate_run": ("digitlab.jobs.evaluate", "evaluate_run"),
+    "evaluation": ("digitlab.jobs.evaluate", "evaluation"),
+    "explore_dataset": ("digitlab.jobs.explore", "explore_dataset"),
+    "export_onnx": ("digitlab.jobs.export", "export_onnx"),
+    "main_job": ("digitlab.jobs.main", "main_job"),
+    "Plan": ("digitlab.jobs.train", "Plan"),
+    "plan_training": ("digitlab.jobs.train", "plan_training"),
+    "resume": ("digitlab.jobs.train", "resume"),
+    "start": ("digitlab.jobs.train", "start"),
+}
 
 __all__ = [
     "Evaluation",
@@ -29,3 +49,5 @@ __all__ = [
     "resume",
     "start",
 ]
+
+__getattr__, __dir__ = lazy.exports(__name__, _EXPORTS, __all__)
