@@ -5,15 +5,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import os
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
 
 
 def describe() -> dict:
-    """CPU model, cores, memory, Python, NumPy and (if installed) PyTorch and its GPU."""
+    """CPU model, cores, memory, Python, NumPy and (if installed) PyTorch, and the GPU when this
+    process has imported torch."""
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -37,14 +41,14 @@ def describe() -> dict:
     blas = blas_kernels()
     if blas:
         info["blas"] = blas
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # the GPU only when this process uses torch: importing
+    if torch is not None:  # it to ask would cost a numpy-only job 2 seconds
         info["torch"] = torch.__version__
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    else:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info["torch"] = importlib.metadata.version("torch")
     return info
 
 
