@@ -1,6 +1,7 @@
 # digitlab: every set-up step a new user or CI needs, in one place.
 #   make demo   create .venv, install digitlab (pinned), fetch MNIST, run the main job
-#   make test   create the same environment and run the fast test suite (about 7 minutes on 2 cores)
+#   make test   create the same environment and run the fast test suite in two worker processes
+#               (pytest-xdist; about 4.5 minutes on 2 cores)
 #   make test-slow  the minutes-long accuracy checks (the best CNN on photos and numbers),
 #               and every fuzzing test with its long profile
 #   make lint   ruff check + ruff format --check + import-linter (the layers)
@@ -29,8 +30,9 @@ demo: venv
 	$(BIN)/digitlab data fetch mnist
 	$(BIN)/digitlab run --overwrite
 
+# two workers, one thread each (tests/conftest.py): the suite is mostly one thread at a time
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow --timeout 1200 $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from digitlab import data, jobs
 from digitlab.engines.numpy_threads import ENV as BLAS_THREADS
@@ -19,6 +20,14 @@ from digitlab.presets import PRESETS
 # its count as it trains (engines/numpy_threads.py), so the suite fixes it at the count the BLAS
 # starts with; tests/test_numpy_threads.py lifts this to test the choice itself.
 os.environ.setdefault(BLAS_THREADS, str(BlasThreads.for_this_process().most))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on the 2-core machine (pytest -n 2). Each keeps to one
+    # thread, it and the processes it starts: two workers with two spinning BLAS or OpenMP
+    # threads each made the suite use half again as much CPU as one worker alone.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", BLAS_THREADS):
+        os.environ[variable] = "1"
+    threadpool_limits(limits=1)  # NumPy's BLAS was loaded before this file ran
 
 
 @pytest.fixture(autouse=True)

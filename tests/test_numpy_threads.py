@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from digitlab import DigitlabError
 from digitlab.engines import numpy_threads
@@ -86,19 +87,22 @@ def test_a_fixed_count_or_a_single_thread_is_left_alone(monkeypatch):
 def test_a_real_busy_process_is_seen(monkeypatch):
     """A real process spinning on a core, seen through the real /proc/stat."""
     monkeypatch.delenv(numpy_threads.ENV, raising=False)  # conftest fixes the count for the rest
-    threads = BlasThreads.for_this_process()
-    if not threads.choosing:
-        pytest.skip(f"nothing to choose here: {threads.describe()} (or no /proc/stat)")
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    limits = threadpool_limits(limits=2, user_api="blas")  # a `pytest -n 2` worker keeps to one
+    busy = None
     try:
+        threads = BlasThreads.for_this_process()
+        if not threads.choosing:
+            pytest.skip(f"nothing to choose here: {threads.describe()} (or no /proc/stat)")
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(0.5)  # it starts spinning
         threads.mark = threads._snapshot()
         time.sleep(numpy_threads.WINDOW * 2)
         threads.look()
     finally:
-        busy.kill()
-        busy.wait()
-        threads.restore()
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+        limits.restore_original_limits()
     assert threads.others >= numpy_threads.BUSY_CORE, threads.describe()
     assert threads.current < threads.most, threads.describe()
 
