@@ -165,5 +165,9 @@ def joined(device: str = "auto") -> Iterator[DataParallel]:
     dist.init_process_group(BACKENDS[chosen.type], rank=rank, world_size=size)
     try:
         yield DataParallel(rank, size, chosen)
+        # leave together: a rank that tore down its group while rank 0 was still writing and
+        # testing was aborted by gloo's threads ("terminate called without an active
+        # exception"), seen on a loaded machine; on an error there is no one to wait for
+        dist.barrier()
     finally:
         dist.destroy_process_group()
