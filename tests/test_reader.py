@@ -3,17 +3,20 @@ engines and onnxruntime, and reading digits with no training."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import digitlab
 from digitlab import reader, runs
 from digitlab.cli import app
+from digitlab.data import Split
 from digitlab.jobs.export import agreement, onnx_model
 from digitlab.spec import ModelSpec
 
@@ -52,3 +55,18 @@ def test_predict_reads_a_photo_with_no_run(mnist, tmp_path):
     assert digitlab.Predictor().read(mnist.test.images[1])["label"] == "2"
     named = CliRunner().invoke(app, ["predict", "reader", str(tmp_path / "seven.jpg"), "--json"])
     assert json.loads(named.stdout)[0]["label"] == "7"
+
+
+def test_exporting_the_reader_writes_beside_the_user_not_into_the_package(
+    mnist, tmp_path, monkeypatch
+):
+    """`digitlab export reader` once wrote ./reader/model.onnx, a folder named like the run."""
+    pytest.importorskip("onnxruntime")
+    from digitlab.jobs.export import export_onnx
+
+    monkeypatch.chdir(tmp_path)
+    # checked on 500 test images, not 10,000: the NumPy engine's CNN is the slow part
+    few = dataclasses.replace(mnist, test=Split(mnist.test.images[:500], mnist.test.labels[:500]))
+    result = export_onnx("reader", data=few)
+    assert Path(result["path"]).resolve() == tmp_path / "reader.onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reader.onnx"]

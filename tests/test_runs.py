@@ -206,11 +206,16 @@ def test_existing_runs_are_never_overwritten_silently(mnist, tmp_path):
     config = TrainConfig(epochs=1, val_split=0.0)
     jobs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
     before = (tmp_path / "r" / "model.safetensors").read_bytes()
-    with pytest.raises(runs.RunError, match=r"already holds a run; continue it with --resume"):
+    with pytest.raises(runs.RunError, match=r"already holds a finished run; pass --overwrite"):
         jobs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
     assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
     with pytest.raises(runs.RunError, match="already finished"):
         jobs.resume(tmp_path / "r")
+    info = json.loads((tmp_path / "r" / "model.json").read_text())
+    info["training"]["finished"] = False  # as a run stopped by Ctrl-C leaves it
+    (tmp_path / "r" / "model.json").write_text(json.dumps(info))
+    with pytest.raises(runs.RunError, match=r"already holds a run; continue it with --resume"):
+        jobs.start(tmp_path / "r", S.mlp([8]), "numpy", config, limit=300)
 
 
 def test_damaged_run_files_are_named(mnist, tmp_path):

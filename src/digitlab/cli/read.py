@@ -251,7 +251,8 @@ def export(
     run: Annotated[Path, typer.Argument(help="A run directory written by digitlab train.")],
     format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
     out: Annotated[
-        Path | None, typer.Option(help="File to write (default RUN/model.onnx).")
+        Path | None,
+        typer.Option(help="File to write (default RUN/model.onnx; for `reader`, reader.onnx)."),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", metavar="", help="Replace an existing --out file.")

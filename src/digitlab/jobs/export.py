@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab import runs
+from digitlab import reader, runs
 from digitlab.atomic import remove_leftovers, write_bytes
 from digitlab.data import Dataset
 from digitlab.engines import logits
@@ -273,14 +273,18 @@ def export_onnx(
     on_event=None,
     overwrite: bool = False,
 ) -> dict:
-    """Write the run as `out` (default RUN/model.onnx) once it agrees with both engines on the
-    test set of the run's dataset (`data`, or opened by its ref). Returns the path, size and
-    the agreement figures."""
+    """Write the run as `out` (default RUN/model.onnx; for the built-in reader, reader.onnx here,
+    never inside the installed package) once it agrees with both engines on the test set of the
+    run's dataset (`data`, or opened by its ref). Returns the path, size and the agreement
+    figures."""
+    built_in = reader.run_folder(run) == reader.FOLDER
     run = Path(run)
     info = runs.read_info(run)
     runs.require_finished(run, info)
     spec = ModelSpec.from_dict(info["spec"])
-    out = Path(out) if out is not None else run / "model.onnx"
+    if out is None:
+        out = Path("reader.onnx") if built_in else run / "model.onnx"
+    out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
     if out.exists() and not overwrite:

@@ -295,8 +295,15 @@ def start(
 def check_out(run: Path, overwrite: bool = False) -> None:
     """Refuse an --out that holds a run (unless `overwrite`) or files that are not a run's."""
     if (run / "model.json").exists() and not overwrite:
+        try:
+            finished = bool(read_info(run).get("training", {}).get("finished"))
+        except RunError:  # unreadable: say what is always true
+            finished = False
         raise RunError(
-            f"{run}: already holds a run; continue it with --resume {run}, "
+            f"{run}: already holds a finished run; pass --overwrite to replace it, or choose "
+            "another --out"
+            if finished
+            else f"{run}: already holds a run; continue it with --resume {run}, "
             "or pass --overwrite to replace it"
         )
     if run.exists() and not run.is_dir():
