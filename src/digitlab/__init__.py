@@ -41,40 +41,8 @@ if TYPE_CHECKING:  # the names below are imported on first use (`__getattr__`), 
     from digitlab.train import History, TrainConfig, TrainingDiverged, fit
 
 
-# where each name lives: (module, name there)
-_EXPORTS = {
-    "ENGINES": ("digitlab.engines", "ENGINES"),
-    "build": ("digitlab.engines", "build"),
-    "logits": ("digitlab.engines", "logits"),
-    "Dataset": ("digitlab.data", "Dataset"),
-    "Split": ("digitlab.data", "Split"),
-    "load": ("digitlab.data", "load"),
-    "load_files": ("digitlab.data", "load_files"),
-    "compare_runs": ("digitlab.jobs", "compare_runs"),
-    "evaluate_run": ("digitlab.jobs", "evaluate_run"),
-    "explore_dataset": ("digitlab.jobs", "explore_dataset"),
-    "export_onnx": ("digitlab.jobs", "export_onnx"),
-    "main_job": ("digitlab.jobs", "main_job"),
-    "plan_training": ("digitlab.jobs", "plan_training"),
-    "resume": ("digitlab.jobs", "resume"),
-    "train_run": ("digitlab.jobs", "start"),
-    "Predictor": ("digitlab.predict", "Predictor"),
-    "Reading": ("digitlab.predict", "Reading"),
-    "read": ("digitlab.predict", "read"),
-    "PRESETS": ("digitlab.presets", "PRESETS"),
-    "RECIPES": ("digitlab.presets", "RECIPES"),
-    "Preset": ("digitlab.presets", "Preset"),
-    "RunError": ("digitlab.runs", "RunError"),
-    "load_model": ("digitlab.runs", "load_model"),
-    "read_info": ("digitlab.runs", "read_info"),
-    "ModelSpec": ("digitlab.spec", "ModelSpec"),
-    "SpecError": ("digitlab.spec", "SpecError"),
-    "parse_shorthand": ("digitlab.spec", "parse_shorthand"),
-    "History": ("digitlab.train", "History"),
-    "TrainConfig": ("digitlab.train", "TrainConfig"),
-    "TrainingDiverged": ("digitlab.train", "TrainingDiverged"),
-    "fit": ("digitlab.train", "fit"),
-}
+# where each name lives, read from the imports above: (module, name there)
+_EXPORTS = lazy.type_checking_imports(__file__)
 
 
 __all__ = [

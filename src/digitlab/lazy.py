@@ -3,13 +3,37 @@
 `import digitlab` and `digitlab --help` then take a fraction of a second: training a model
 need not import matplotlib, and reading a digit need not import the report's jobs.
 
-    >>> __getattr__, __dir__ = lazy.exports(__name__, {"load": ("digitlab.data", "load")}, __all__)
+    if TYPE_CHECKING:  # what the names are: for type checkers, the API reference, and here
+        from digitlab.data import load
+    _EXPORTS = lazy.type_checking_imports(__file__)         # {"load": ("digitlab.data", "load")}
+    __getattr__, __dir__ = lazy.exports(__name__, _EXPORTS, __all__)
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
+from pathlib import Path
+
+
+def type_checking_imports(source: str) -> dict[str, tuple[str, str]]:
+    """{name: (module, name there)} for every `from M import N [as A]` in the module's
+    `if TYPE_CHECKING:` block: the one list of what a package exports."""
+    tree = ast.parse(Path(source).read_text(encoding="utf-8"))
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+    return {
+        alias.asname or alias.name: (node.module, alias.name)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
 
 
 def exports(package: str, names: dict[str, tuple[str, str]], public: list[str]):

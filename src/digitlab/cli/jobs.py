@@ -167,7 +167,7 @@ def evaluate(
     Example: digitlab evaluate runs/cnn
              digitlab evaluate runs/cnn --tta      (writes metrics-tta.json, report-tta.html)
     """
-    from digitlab.jobs.evaluate import evaluate_run
+    from digitlab.jobs.evaluate import evaluate_run, file_suffix
 
     ds = given_dataset(dataset)
     m = evaluate_run(run, split, calibrate, ds, on_event=progress, tta=tta)
@@ -184,12 +184,8 @@ def evaluate(
     )
     worst = min(m["per_class"], key=lambda c: c["recall"])
     typer.echo(f"hardest class: {worst['class']} ({worst['recall']:.2%} recall)")
-    written = (
-        "metrics-tta.json, figures/*-tta.png, report-tta.html"
-        if tta
-        else ("metrics.json, figures/, report.html")
-    )
-    typer.echo(f"wrote in {run}: {written}")
+    end = file_suffix(split, tta)
+    typer.echo(f"wrote in {run}: metrics{end}.json, figures/*{end}.png, report{end}.html")
 
 
 @app.command("compare", rich_help_panel="Evaluate")

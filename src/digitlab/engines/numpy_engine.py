@@ -61,7 +61,7 @@ class Model:
         self.spec, self.layers, self.rng, self.dtype = spec, layers, rng, np.dtype(dtype)
         self.training = True
         self.mean, self.std = MNIST_MEAN, MNIST_STD  # the input normalisation it trains with
-        self.threads: BlasThreads | None = None  # chosen while training, by timing steps
+        self.threads: BlasThreads | None = None  # the BLAS threads, chosen while training
         # backward can stop at the first layer with parameters: nothing below needs a gradient
         self.first_trainable = (
             next(i for i, layer in enumerate(layers) if layer.params)
@@ -157,15 +157,13 @@ class Model:
         self.training = True
         if self.threads is None:
             self.threads = BlasThreads.for_this_process()
-        with (
-            self.threads.step(),
-            np.errstate(over="ignore", invalid="ignore"),  # the NaN guard reports divergence
-        ):
+        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports divergence
             logits = self.forward(x)
             loss, dlogits = softmax_cross_entropy(logits, labels, label_smoothing)
             correct = int((logits.argmax(axis=1) == labels).sum())
             self.backward(dlogits)
             optimizer.step()
+        self.threads.stepped()
         return loss, correct
 
     def batches(

@@ -11,8 +11,8 @@ the others keep busy.
 
     >>> threads = BlasThreads.for_this_process()
     >>> for x, y in batches:
-    ...     with threads.step():
-    ...         model.train_step(x, y, optimizer)
+    ...     model.train_step(x, y, optimizer)
+    ...     threads.stepped()
 
 On a quiet machine the count stays at the most threads the BLAS started with (OPENBLAS_NUM_THREADS
 or OMP_NUM_THREADS still set that), so a run is bit for bit what it is with a fixed count, and
@@ -23,10 +23,8 @@ DIGITLAB_BLAS_THREADS=N fixes the count. Where /proc/stat is missing (not Linux)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
@@ -82,10 +80,8 @@ class BlasThreads:
         return cls(blas, most, int(fixed) if fixed else None)
 
     # -- what the trainer calls -------------------------------------------------------------------
-    @contextlib.contextmanager
-    def step(self) -> Iterator[None]:
-        """One training step; between steps, every WINDOW seconds, the count is chosen again."""
-        yield
+    def stepped(self) -> None:
+        """Called after each training step: every WINDOW seconds, the count is chosen again."""
         if self.choosing and time.perf_counter() - self.mark[0] >= WINDOW:
             self.look()
 

@@ -20,20 +20,7 @@ if TYPE_CHECKING:  # imported on first use: `digitlab train` need not import the
     from digitlab.jobs.main import main_job
     from digitlab.jobs.train import Plan, plan_training, resume, start
 
-_EXPORTS = {
-    "compare_runs": ("digitlab.jobs.compare", "compare_runs"),
-    "make_ensemble": ("digitlab.jobs.ensemble", "make_ensemble"),
-    "Evaluation": ("digitlab.jobs.evaluate", "Evaluation"),
-    "evaluate_run": ("digitlab.jobs.evaluate", "evaluate_run"),
-    "evaluation": ("digitlab.jobs.evaluate", "evaluation"),
-    "explore_dataset": ("digitlab.jobs.explore", "explore_dataset"),
-    "export_onnx": ("digitlab.jobs.export", "export_onnx"),
-    "main_job": ("digitlab.jobs.main", "main_job"),
-    "Plan": ("digitlab.jobs.train", "Plan"),
-    "plan_training": ("digitlab.jobs.train", "plan_training"),
-    "resume": ("digitlab.jobs.train", "resume"),
-    "start": ("digitlab.jobs.train", "start"),
-}
+_EXPORTS = lazy.type_checking_imports(__file__)
 
 __all__ = [
     "Evaluation",

@@ -100,6 +100,13 @@ def provenance(run: Path, info: dict) -> list[tuple[str, str]]:
     ]
 
 
+def file_suffix(split: str, tta: bool) -> str:
+    """What an evaluation's files add to their names: metrics.json, figures/*.png and
+    report.html are always the test split's, read without test-time augmentation; the others
+    are metrics-val.json, metrics-tta.json, metrics-val-tta.json and their figures and reports."""
+    return ("" if split == "test" else f"-{split}") + ("-tta" if tta else "")
+
+
 def evaluate_run(
     run: str | Path,
     split: str = "test",
@@ -155,8 +162,7 @@ def evaluation(
         "mistakes": ev.confident_mistakes(probs, labels),
         "confusable": ev.confusable_pairs(np.array(m["confusion"])),
     }
-    suffix = ("" if split == "test" else f"-{split}") + ("-tta" if tta else "")
-    # metrics.json is always the test split's, read without test-time augmentation
+    suffix = file_suffix(split, tta)
     write_text(run / f"metrics{suffix}.json", json.dumps(json_safe(m), indent=2) + "\n")
     predicted = probs.argmax(axis=1)
     figures = run_figures(run, m, images, labels, predicted, classes, suffix)
