@@ -25,7 +25,8 @@ BENCHMARKS = [
 ]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2)
-SLOW = ["cnn_best", "training", "distributed"]
+# gpu: on a CUDA machine only (about 8 minutes on an H200; benchmarks/gpu.sh adds the CUDA tests)
+SLOW = ["cnn_best", "training", "distributed", "gpu"]
 
 
 def main() -> None:

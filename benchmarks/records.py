@@ -72,7 +72,7 @@ class TestClock:
 
     def __init__(self, ds, target: float = 0.98):
         self.ds, self.target = ds, target
-        self.spent, self.reached = 0.0, None
+        self.spent, self.reached, self.last = 0.0, None, None
 
     def on_train_begin(self, trainer): ...
     def on_epoch_begin(self, trainer, epoch, steps): ...
@@ -82,6 +82,7 @@ class TestClock:
         self.spent += row["seconds"]
         test = self.ds.test
         _, acc = evaluate_loss_acc(trainer.model, test.images, test.labels, trainer.config)
+        self.last = acc
         if self.reached is None and acc >= self.target:
             self.reached = (self.spent, row["epoch"], acc)
 
