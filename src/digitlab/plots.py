@@ -30,6 +30,47 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
+def mosaic(
+    cells: Sequence[np.ndarray | None],
+    captions: Sequence[str],
+    columns: int,
+    title: str | None = None,
+    caption_lines: int = 1,
+    row_labels: Sequence[str] | None = None,
+) -> Figure:
+    """Digits (uint8 (H, W); None leaves a cell empty) laid into one image on one axes, each
+    under its caption, `columns` to a row, with an optional label left of each row. One axes
+    per digit took 2 s to lay out for 80 digits, and most of an evaluation's time."""
+    n = len(cells)
+    columns = max(1, min(columns, n))
+    rows = max(1, -(-n // columns))
+    h, w = next((c.shape[:2] for c in cells if c is not None), (28, 28))
+    gap = max(2, w // 7)  # pixels between cells
+    head = max(8, h // 3) * caption_lines  # a caption's room above each cell
+    cell_h, cell_w = h + head, w + gap
+    left = 2 * w if row_labels is not None else 0  # room for the row labels
+    picture = np.full((rows * cell_h, left + columns * cell_w), np.nan)
+    inch = 1.1 / cell_w  # each cell about 1.1 inches wide
+    top = 0.35 if title else 0.0
+    fig = Figure(figsize=(picture.shape[1] * inch, rows * cell_h * inch + top))
+    ax = fig.add_axes((0, 0, 1, 1 - top / fig.get_figheight()))
+    ax.set_axis_off()
+    for k, cell in enumerate(cells):
+        r, c = divmod(k, columns)
+        y, x = r * cell_h + head, left + c * cell_w + gap // 2
+        if cell is None:
+            continue
+        picture[y : y + h, x : x + w] = cell
+        ax.text(x + w / 2, y - 1, captions[k], ha="center", va="bottom", fontsize=7)
+    for r, label in enumerate(row_labels or ()):
+        ax.text(left - gap, r * cell_h + head + h / 2, label, ha="right", va="center", fontsize=8)
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")  # between cells: paper
+    ax.imshow(picture, cmap=cmap, vmin=0, vmax=255, interpolation="nearest", aspect="equal")
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig.get_figheight())
+    return fig
+
+
 def sample_grid(
     images: np.ndarray,
     labels: np.ndarray | None,
@@ -39,35 +80,16 @@ def sample_grid(
     title: str | None = None,
     captions: Sequence[str] | None = None,
 ) -> Figure:
-    """A grid of digits (uint8 (N, H, W)), each titled with its label (and index). The digits
-    are laid into one image shown on one axes (80 axes, one per digit, took 2 s to lay out)."""
-    n = len(images)
-    columns = max(1, min(columns, n))
-    rows = max(1, -(-n // columns))
-    h, w = images.shape[1:3] if n else (28, 28)
-    gap, head = max(2, w // 7), max(8, h // 3)  # pixels between cells; a caption's room above
-    cell_h, cell_w = h + head, w + gap
-    mosaic = np.full((rows * cell_h, columns * cell_w), np.nan)
-    inch = 1.1 / cell_w  # each cell about 1.1 inches wide, as before
-    top = 0.35 if title else 0.0
-    fig = Figure(figsize=(columns * cell_w * inch, rows * cell_h * inch + top))
-    ax = fig.add_axes((0, 0, 1, 1 - top / fig.get_figheight()))
-    ax.set_axis_off()
-    for k in range(n):
-        r, c = divmod(k, columns)
-        y, x = r * cell_h + head, c * cell_w + gap // 2
-        mosaic[y : y + h, x : x + w] = images[k]
+    """A grid of digits (uint8 (N, H, W)), each titled with its label (and index)."""
+    texts = []
+    for k in range(len(images)):
         parts = [captions[k]] if captions is not None else []
         if indices is not None and captions is None:
             parts.append(f"#{indices[k]}")
         if labels is not None:
             parts.append(str(classes[int(labels[k])]))
-        ax.text(x + w / 2, y - 1, " ".join(parts), ha="center", va="bottom", fontsize=8)
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")  # between cells: paper
-    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=255, interpolation="nearest", aspect="equal")
-    if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig.get_figheight())
-    return fig
+        texts.append(" ".join(parts))
+    return mosaic(list(images), texts, columns, title)
 
 
 FIGURE_FORMATS = ("png", "jpg", "jpeg", "svg", "pdf")
@@ -192,40 +214,16 @@ def per_class_accuracy(per_class: list[dict]) -> Figure:
     return fig
 
 
-def grid_layout(fig: Figure, rows: int, title_lines: int, left: float = 0.01) -> None:
-    """Margins for a grid of equal digit cells, each with a small title, under a suptitle:
-    what tight_layout finds, computed directly (tight_layout measures every axes' text and
-    took half a second for a gallery of 24 digits)."""
-    height = fig.get_figheight()
-    title = 0.15 * title_lines + 0.04  # inches of a fontsize-7 title above each cell
-    top = 1 - (0.28 + title) / height  # the suptitle, then the first row's titles
-    span = (top - 0.01) * height  # inches for the rows and the titles between them
-    cell = (span - (rows - 1) * title) / rows
-    fig.subplots_adjust(
-        left=left, right=0.99, bottom=0.01, top=top, wspace=0.08, hspace=title / cell
-    )
-
-
 def mistakes_gallery(
     images: np.ndarray, mistakes: list[dict], classes: Sequence[str], columns: int = 8
 ) -> Figure:
     """The most confident mistakes: each digit titled 'true → predicted (confidence)'."""
-    n = max(1, len(mistakes))
-    columns = min(columns, n)
-    rows = -(-n // columns)
-    fig, axes = subplots(rows, columns, figsize=(columns * 1.25, rows * 1.45 + 0.3), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if k < len(mistakes):
-            m = mistakes[k]
-            ax.imshow(images[m["index"]], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(
-                f"{classes[m['true']]} → {classes[m['predicted']]}\n{m['confidence']:.0%}",
-                fontsize=7,
-            )
-    fig.suptitle("most confident mistakes (true → predicted, confidence)", fontsize=9)
-    grid_layout(fig, rows, title_lines=2)
-    return fig
+    cells = [images[m["index"]] for m in mistakes] or [None]
+    captions = [
+        f"{classes[m['true']]} → {classes[m['predicted']]}\n{m['confidence']:.0%}" for m in mistakes
+    ] or [""]
+    title = "most confident mistakes (true → predicted, confidence)"
+    return mosaic(cells, captions, columns, title, caption_lines=2)
 
 
 def confusable_examples(
@@ -237,34 +235,21 @@ def confusable_examples(
     per_pair: int = 6,
 ) -> Figure:
     """One row per confusable pair a↔b: test images of one class predicted as the other."""
-    rows = max(1, len(pairs))
-    fig, axes = subplots(rows, per_pair, figsize=(per_pair * 1.1, rows * 1.3 + 0.3), squeeze=False)
-    for r, ax_row in enumerate(axes):
-        examples = []
-        if r < len(pairs):
-            a, b = pairs[r]["a"], pairs[r]["b"]
+    cells: list[np.ndarray | None] = []
+    captions: list[str] = []
+    for pair in pairs or [None]:
+        examples: np.ndarray = np.array([], int)
+        if pair is not None:
+            a, b = pair["a"], pair["b"]
             examples = np.flatnonzero(
                 ((labels == a) & (predicted == b)) | ((labels == b) & (predicted == a))
-            )
-        for k, ax in enumerate(ax_row):
-            ax.set_axis_off()
-            if k < len(examples):
-                i = examples[k]
-                ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-                ax.set_title(f"{classes[labels[i]]} → {classes[predicted[i]]}", fontsize=7)
-        if r < len(pairs):
-            ax_row[0].text(
-                -0.15,
-                0.5,
-                f"{classes[pairs[r]['a']]}↔{classes[pairs[r]['b']]}\n{pairs[r]['total']}×",
-                transform=ax_row[0].transAxes,
-                ha="right",
-                va="center",
-                fontsize=8,
-            )
-    fig.suptitle("the most confusable pairs, with examples", fontsize=9)
-    grid_layout(fig, rows, title_lines=1, left=0.12)
-    return fig
+            )[:per_pair]
+        cells += [images[i] for i in examples] + [None] * (per_pair - len(examples))
+        captions += [f"{classes[labels[i]]} → {classes[predicted[i]]}" for i in examples]
+        captions += [""] * (per_pair - len(examples))
+    row_labels = [f"{classes[p['a']]}↔{classes[p['b']]}\n{p['total']}×" for p in pairs]
+    title = "the most confusable pairs, with examples"
+    return mosaic(cells, captions, per_pair, title, row_labels=row_labels)
 
 
 def reliability_diagram(bins: list[dict], ece: float, title: str = "") -> Figure:
