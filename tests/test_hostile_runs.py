@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -118,24 +117,6 @@ def test_export_keeps_an_existing_file_unless_told(run, tmp_path):
         and "--overwrite" in result.stderr
     )
     assert out.read_bytes() == b"someone else's model"
-
-
-def test_a_killed_run_resumes_and_leaves_no_temporary_file(mnist, mnist_home, tmp_path):
-    out = tmp_path / "killed"
-    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
-    train = [sys.executable, "-m", "digitlab.cli", "train", "--model", "mlp:256-256"]
-    proc = subprocess.Popen([*train, "--epochs", "6", "--out", str(out)], env=env)
-    deadline = time.monotonic() + 40
-    while not (out / "checkpoint" / "latest.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    (out / ".model.safetensors.stale.tmp").write_bytes(b"x" * 1000)  # as a kill mid-write leaves
-    (out / "checkpoint" / ".epoch-0009.safetensors.stale.tmp").write_bytes(b"x")
-    result = cli("train", "--resume", str(out))
-    assert result.exit_code == 0, result.output
-    assert runs.read_info(out)["training"]["finished"]
-    assert not list(out.rglob("*.tmp"))
 
 
 # ---- what a run folder may name ---------------------------------------------------------------

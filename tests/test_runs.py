@@ -144,6 +144,9 @@ def test_resume_after_sigkill_ends_with_the_same_weights(mnist_home, tmp_path):
     stopped_at = json.loads(latest.read_text())["epoch"]
     assert 2 <= stopped_at < 8
     assert not json.loads((killed / "model.json").read_text())["training"]["finished"]
+    # what a kill in the middle of a write leaves: the resumed run removes it
+    (killed / ".model.safetensors.stale.tmp").write_bytes(b"x" * 1000)
+    (killed / "checkpoint" / ".epoch-0009.safetensors.stale.tmp").write_bytes(b"x")
 
     resumed = subprocess.run(
         [sys.executable, "-m", "digitlab.cli", "train", "--resume", str(killed)],
@@ -156,6 +159,7 @@ def test_resume_after_sigkill_ends_with_the_same_weights(mnist_home, tmp_path):
     info = json.loads((killed / "model.json").read_text())
     assert info["training"]["finished"] and info["resumed_from_epoch"] == stopped_at
     assert len(runs.read_history(killed).rows) == 8
+    assert not list(killed.rglob("*.tmp"))
 
 
 class StopAfter(Callback):
