@@ -177,6 +177,11 @@ class Model:
 
     def __init__(self, spec: S.ModelSpec, module: Net, device: torch.device, compile: bool = False):
         self.spec, self.module, self.device = spec, module.to(device), device
+        if device.type == "cpu" and any(isinstance(layer, S.Conv2D) for layer in spec.layers):
+            # convolution weights stored channels-last: oneDNN's faster kernels on the CPU (a
+            # cnn-small step 2x sooner on one core, 1.35x on two). The state dict and its
+            # names do not change. Not measured on CUDA yet, so kept to the CPU.
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.forward_module = torch.compile(self.module) if compile else self.module
         self.autocast = device.type == "cuda"  # bf16 matmuls and convs on CUDA
         self.aug_gen = torch.Generator(device=device)
