@@ -10,8 +10,8 @@ import json
 
 from benchmarks.common import assemble
 
-# `make bench`: about 50 minutes on 2 cores, the peer suite (~16), reading (~15), sweeps (~4),
-# records (~3)
+# `make bench`: about 55 minutes on 2 cores, the peer suite (~16), reading (~15), sweeps (~4),
+# records (~10)
 BENCHMARKS = [
     "data_load",
     "numpy_engine",
