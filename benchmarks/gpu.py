@@ -8,14 +8,18 @@ each one: a run cut short keeps what it measured. Every time is a training clock
 after the GPU has finished (the epoch's loss is read back, which synchronises); the test set
 is scored after each epoch off the clock, as in the peer suite, and only to stop the clock.
 
+The stages, in the order they run:
 - cnn_small: the `cnn-small` preset to 99.0% test accuracy, 10 seeds, after one warm-up run
   that is not counted (the CUDA context and cuDNN's first kernels).
 - torch_loop: the peer suite's plain PyTorch loop (DataLoader, batch 64, Adam) on the same GPU.
-- ensemble: `digitlab train --model cnn-best --device cuda` for seeds 0-4, the five processes
-  at once on the one GPU (and five more with --epochs 40), each member's test accuracy, then
-  `digitlab ensemble` of the first 3 and of all 5.
+- variants: cnn-small with larger batches and cuDNN's autotuner (10 seeds each); saved after
+  each variant.
+- ensemble, ensemble_e40: `digitlab train --model cnn-best --device cuda` for seeds 0-4, the
+  five processes at once on the one GPU (then five more with --epochs 40); each member's test
+  accuracy. The members come back as NAME.tar.gz and `--record` combines them with
+  `digitlab ensemble` (3 and 5 members) on the CPU, which costs no GPU time.
 - cnn_best: the `cnn-best` recipe's time to 99.7%, 2 seeds.
-- variants: cnn-small with larger batches, cuDNN's autotuner, torch.compile (10 seeds each).
+- compiled: cnn-small with torch.compile.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from benchmarks.records import TestClock
 from digitlab.atomic import write_text
 
 TARGET_SMALL, TARGET_BEST = 0.99, 0.997
-# `--dry`: the whole pass on the CPU in about a minute, with 1 seed, 3,000 training images and
+# `--dry`: the whole pass on the CPU in a few minutes, with 1 seed, 3,000 training images and
 # one-epoch members, to check the script before spending GPU time on it
 DRY = os.environ.get("DIGITLAB_GPU_DRY") == "1"
 DEVICE, SEEDS = ("cpu", 1) if DRY else ("cuda", 10)
