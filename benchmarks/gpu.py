@@ -115,20 +115,16 @@ def cnn_small(ds) -> dict:
 
 def torch_loop(ds) -> dict:
     from benchmarks.peers import contenders as C
+    from benchmarks.peers import summarise
 
     d = C.Data(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels)
     rows = []
     for seed in range(1 if DRY else 3):
         clock = C.EpochClock(evaluate=None, targets=(TARGET_SMALL,), max_epochs=2 if DRY else 15)
         C.torch_loop(d, seed, clock, kind="cnn", device=DEVICE)
-        spent, reached = 0.0, None
-        for seconds, acc in clock.epochs:
-            spent += seconds
-            if reached is None and acc is not None and acc >= TARGET_SMALL:
-                reached = spent
-        rows.append({"seed": seed, "seconds": reached, "epochs": clock.epochs})
-    times = [r["seconds"] for r in rows if r["seconds"] is not None]
-    return {"rows": rows, "median_s": statistics.median(times) if times else None}
+        rows.append({"seed": seed, "epochs": clock.epochs})
+    reached = summarise(rows, (TARGET_SMALL,))["time_to"][str(TARGET_SMALL)]
+    return {"rows": rows, "time_to": reached, "median_s": reached["median_s"]}
 
 
 def variants(ds, which=VARIANTS, progress=lambda partial: None) -> dict:
@@ -162,7 +158,8 @@ def ensemble(work: Path, epochs: int | None, limit_s: float, out_dir: Path | Non
     """Five `digitlab train --model cnn-best` processes at once on the one GPU (seeds 0-4);
     members still training at `limit_s` are stopped and left out. The finished members come
     back in OUT/NAME.tar.gz: `--record` combines them (`digitlab ensemble`) on the CPU, where
-    reading the test set with five NumPy-engine CNNs costs no GPU time."""
+    reading the test set with five NumPy-engine CNNs costs no GPU time. (Not `digitlab ensemble
+    --seeds`: it trains through Optuna's sweep workers, and the GPU machine has no Optuna.)"""
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     name = f"cnn-best-e{epochs}" if epochs else "cnn-best"
     procs, started = [], time.perf_counter()
@@ -351,10 +348,10 @@ def markdown(r: dict) -> str:
                 f"({epoch:.2f} s per epoch)"
             )
     per_step = {}
-    for name, v in s.get("variants", {}).items():
-        if isinstance(v, dict) and "rows" in v:  # "batch 512, 3 epochs, ...": 118 steps an epoch
+    for name, batch, *_ in VARIANTS:
+        v = s.get("variants", {}).get(name, {})
+        if "rows" in v:  # batch 512: 118 steps an epoch
             epoch = statistics.median(x for row in v["rows"] for x in row["epoch_seconds"])
-            batch = int(name.split()[1].rstrip(","))
             per_step[batch] = epoch / -(-60000 // batch)
     if small.get("rows"):
         per_step[128] = step / -(-60000 // 128)

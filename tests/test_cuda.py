@@ -21,6 +21,7 @@ from digitlab import spec as S  # noqa: E402
 from digitlab.augment import AUGMENTATIONS  # noqa: E402
 from digitlab.engines import torch_engine as te  # noqa: E402
 from digitlab.engines.torch_augment import augment  # noqa: E402
+from digitlab.presets import conv_block  # noqa: E402
 from digitlab.train import TrainConfig, fit  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -30,10 +31,7 @@ pytestmark = pytest.mark.skipif(
 CNN = S.ModelSpec(
     name="cuda-test",
     layers=[
-        S.Conv2D(8, 3, padding=1),
-        S.BatchNorm(),
-        S.ReLU(),
-        S.MaxPool2D(2),
+        *conv_block(8),  # conv, batch norm, ReLU, max-pool
         S.Conv2D(16, 3, padding=1),
         S.ReLU(),
         S.MaxPool2D(2),

@@ -40,7 +40,7 @@ def mosaic(
 ) -> Figure:
     """Digits (uint8 (H, W); None leaves a cell empty) laid into one image on one axes, each
     under its caption, `columns` to a row, with an optional label left of each row. One axes
-    per digit took 2 s to lay out for 80 digits, and most of an evaluation's time."""
+    per digit took 2 s to lay out for 80 digits, and about half of `digitlab compare`'s time."""
     n = len(cells)
     columns = max(1, min(columns, n))
     rows = max(1, -(-n // columns))
