@@ -1,7 +1,10 @@
 """Reading the world outside MNIST (issue 17): the built-in reader against the readers people use.
 
 On every set of `reading_sets` (none drawn from MNIST's training images), in one run:
-- **digitlab reader**: the built-in reader (`digitlab predict photo.jpg`, no training);
+- **digitlab reader**: the built-in reader (`digitlab predict photo.jpg`, no training); it reads
+  numbers with its line reader (CTC, the whole row at once);
+- **digitlab reader, digits cut apart**: the same reader reading numbers the other way
+  (`ink.segment` cuts the row into digits, each read alone), numbers only;
 - **digitlab cnn-small**: the `cnn-small` preset trained here on MNIST's training images alone;
 - **digit-recognizer-py 0.1.0** (PyPI): its bundled weights, loaded with `weights_only=True`,
   and its own preprocessing (grayscale, invert when the border is bright, resize to 28x28,
@@ -14,7 +17,7 @@ On every set of `reading_sets` (none drawn from MNIST's training images), in one
 Accuracy is exact: the digit, or the whole string. Latency is in-process for digitlab and
 digit-recognizer-py, one image at a time, preprocessing included; Tesseract's includes starting
 its process, as a user calling it pays. Calibration: expected calibration error (15 bins) of the
-reader's confidence over every single digit.
+reader's confidence over every single digit, and over every number (exactly right or not).
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ SINGLE, NUMBER = "single", "number"
 
 
 class Digitlab:
-    def __init__(self, name: str, run=None):
-        self.name, self.predictor = name, Predictor(run)
+    def __init__(self, name: str, run=None, lines=None, single: bool = True):
+        """`lines=False`: numbers cut into digits (ink.segment) even though the run has a line
+        reader; `single=False`: numbers only (the single digits are another column's)."""
+        self.name, self.predictor, self.single = name, Predictor(run, lines=lines), single
 
     def digits(self, images: list[bytes]) -> list[tuple[str, float]]:
         out = []
@@ -190,6 +195,8 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 
 
 def read_set(reader, kind: str, items: list, chars: str = "") -> dict:
+    if kind == SINGLE and not getattr(reader, "single", True):
+        return {}
     if kind == SINGLE:
         answers = reader.digits([i.image for i in items])
         labels = [a for a, _ in answers]
@@ -197,12 +204,16 @@ def read_set(reader, kind: str, items: list, chars: str = "") -> dict:
     else:
         if reader.number is None:
             return {}
+        confidence = []
         if isinstance(reader, Tesseract):
             with ThreadPoolExecutor(2) as pool:
                 labels = list(pool.map(lambda i: reader.number(i.image, chars), items))
+        elif isinstance(reader, Digitlab):
+            answers = [reader.predictor.read_number(i.image) for i in items]
+            labels = [a["number"] or "" for a in answers]
+            confidence = [a["confidence"] for a in answers]
         else:
             labels = [reader.number(i.image) for i in items]
-        confidence = []
     correct = [got == item.text for got, item in zip(labels, items, strict=True)]
     return {"accuracy": float(np.mean(correct)), "n": len(items), "confidence": confidence,
             "correct": correct}  # fmt: skip
@@ -259,6 +270,7 @@ def run(quick: bool = False) -> dict:
     ]
     readers = [
         Digitlab("digitlab reader (built in)"),
+        Digitlab("digitlab reader, digits cut apart", lines=False, single=False),
         Digitlab("digitlab cnn-small (MNIST preset)", cnn_small(home, mnist)),
         DigitRecognizerPy(home),
         Tesseract(),
@@ -271,26 +283,32 @@ def run(quick: bool = False) -> dict:
             result = read_set(reader, kind, items, chars)
             if result:
                 row["accuracy"][reader.name] = result["accuracy"]
-                if reader is readers[0] and kind == SINGLE:
+                if reader is readers[0]:
                     row["reader_confidence"] = result["confidence"]
                     row["reader_correct"] = result["correct"]
             print(f"{title} / {reader.name}: {result.get('accuracy')} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
         rows.append(row)
-    confidence = np.concatenate([r.pop("reader_confidence", []) for r in rows])
-    correct = np.concatenate([r.pop("reader_correct", []) for r in rows]).astype(bool)
-    ece = expected_calibration_error(confidence, correct)
+    ece = {}
+    for kind in (SINGLE, NUMBER):
+        mine = [r for r in rows if r["kind"] == kind]
+        confidence = np.concatenate([r.pop("reader_confidence", []) for r in mine]).astype(float)
+        correct = np.concatenate([r.pop("reader_correct", []) for r in mine]).astype(bool)
+        ece[kind] = expected_calibration_error(confidence, correct)
     one_digit = [i.image for i in collections[-5][2][:30]]  # handwriting-style font photos
     six = [i.image for i in sets.numbers(mnist, 60, seed=9) if len(i.text) == 6][:20]
     speed = {}
     for reader in readers:
-        single = latency(lambda im, r=reader: r.digits([im]), one_digit)
+        single = None
+        if getattr(reader, "single", True):
+            single = latency(lambda im, r=reader: r.digits([im]), one_digit)
         number = latency(reader.number, six) if reader.number is not None else None
         speed[reader.name] = {"one photo p50 ms": single, "6-digit number p50 ms": number}
     results = {
         "mode": "quick" if quick else "full",
         "rows": rows,
-        "ece_reader": ece,
+        "ece_reader": ece[SINGLE],
+        "ece_reader_numbers": ece[NUMBER],
         "latency": speed,
         "tesseract": readers[-1].version,
     }
@@ -333,8 +351,10 @@ def markdown(results: dict, names: list[str]) -> str:
         lines.append(f"| {what.replace(' p50 ms', '')} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Expected calibration error of the built-in reader's confidence over every single "
-        f"digit above (15 bins): **{100 * results['ece_reader']:.2f}%**. "
+        f"Expected calibration error of the built-in reader's confidence (15 bins) over every "
+        f"single digit above: **{100 * results['ece_reader']:.2f}%**; over every number above "
+        f"(its confidence: the chance that the whole number is right): "
+        f"**{100 * results['ece_reader_numbers']:.2f}%**. "
         f"{results['tesseract']}; Tesseract's latency includes starting its process.",
     ]
     return "\n".join(lines)

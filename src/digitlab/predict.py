@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
 
 from digitlab import evaluate as ev
-from digitlab import ink, reader, runs
+from digitlab import ink, reader, runs, sequence
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.ink import forms
@@ -72,11 +73,21 @@ class Predictor:
     None when no digit was found) and `steps` (ink.prepare's named intermediate images).
     """
 
-    def __init__(self, run=None, unsure_below: float | None = None, tta: bool = False) -> None:
+    def __init__(
+        self, run=None, unsure_below: float | None = None, tta: bool = False, lines=None
+    ) -> None:
         """`tta`: test-time augmentation, every digit read with its four one-pixel shifts too
-        and their logits averaged (five times the work)."""
+        and their logits averaged (five times the work). `lines`: the line reader that reads
+        whole numbers (a folder with lines.json, or "reader" for the built-in one); by default
+        the run's own when its folder has one (the built-in reader does), else (or with False)
+        numbers are cut into digits (`ink.segment`) and each is read by the run's model."""
         self.tta = tta
         run = reader.run_folder(run)  # None or "reader": the built-in reader
+        if lines is None and sequence.LineReader.present(run):
+            lines = run
+        self.lines = None  # False: cut numbers into digits even where a line reader is there
+        if lines is not None and lines is not False:
+            self.lines = sequence.LineReader.load(reader.run_folder(lines))
         self.run = "reader" if run == reader.FOLDER else str(run)
         self.info = runs.read_info(run)
         runs.require_finished(run, self.info)
@@ -157,6 +168,8 @@ class Predictor:
         the digits' confidences (with a calibrated model: the chance that every digit is right).
         """
         name = name or describe(source)
+        if self.lines is not None:
+            return self.read_row(source, name, top)
         found = ink.segment(source, name, judge=self.trust)
         numerals = [f for f in found if f.digit is not None]
         if not numerals:
@@ -188,6 +201,69 @@ class Predictor:
                 "separators": [{"char": c, "box": f.box} for c, a, f in tokens if a is None],
             }
         )
+
+    def read_row(self, source, name: str, top: int = 3) -> dict:
+        """`read_number` with the line reader: the row read whole (no cutting into digits); each
+        symbol's box is the ink between the midpoints to its neighbours."""
+        row = ink.row_ink(source, name)
+        empty = {"image": name, "boxes": [], "status": NO_DIGIT, "number": None}
+        empty |= {"confidence": 0.0, "digits": [], "separators": []}
+        if row is None:
+            return Reading(empty)
+        image, place = ink.narrow_gaps(*ink.strip(row.ink, row.mask))
+        chars = self.lines.read(image, top=max(top, 4))
+        text = "".join(c.char for c in chars)
+        slashes = [i for i, c in enumerate(chars) if c.char == "/" or second(c, "1", "/")]
+        fixed = {i: "/" for i in forms.date_slashes(text, slashes)}  # 12/03/2026, not 12103112026
+        fixed |= {i: "," for i in forms.amount_commas(text)}  # 1,234.56, not 1.234.56
+        centres = [(c.span[0] + c.span[1]) / 2 for c in chars]
+        edges = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), image.shape[1]]
+        digits, marks = [], []
+        for i, c in enumerate(chars):
+            x0, x1 = place.columns(edges[i], edges[i + 1])
+            keep = row.mask.copy()
+            keep[:, : max(0, round(x0))] = False
+            keep[:, max(0, round(x1)) :] = False
+            if not keep.any():  # a symbol read where the strip holds no ink: its columns' box
+                keep[:, max(0, round(x0)) : max(1, round(x1))] = row.mask.any(axis=0)[
+                    max(0, round(x0)) : max(1, round(x1))
+                ]
+            rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+            if cols.size == 0:
+                continue
+            box = row.back(cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+            if c.char.isdigit() and fixed.get(i, c.char).isdigit():
+                alternatives = [(a, p) for a, p in c.top if a.isdigit()][:top]
+                answer = {
+                    "status": "ok" if c.p >= self.unsure_below else "unsure",
+                    "label": c.char,
+                    "confidence": c.p,
+                    "top": [{"label": a, "p": p} for a, p in alternatives],
+                    "digit": ink.to_mnist(ink.crop_digit(row.ink, keep, 2)),
+                    "box": box,
+                }
+                digits.append((i, answer))
+            else:
+                marks.append((i, {"char": fixed.get(i, c.char), "box": box}))
+        if not digits:
+            return Reading(empty)
+        order = sorted([(i, d["label"]) for i, d in digits] + [(i, m["char"]) for i, m in marks])
+        return Reading(
+            {
+                "image": name,
+                "boxes": [d["box"] for _, d in digits],
+                "status": "unsure" if any(d["status"] == "unsure" for _, d in digits) else "ok",
+                "number": "".join(ch for _, ch in order).lstrip(",./").rstrip(",.-/"),
+                "confidence": float(np.prod([c.p for c in chars])),
+                "digits": [d for _, d in digits],
+                "separators": [m for _, m in marks],
+            }
+        )
+
+
+def second(char: sequence.Char, read: str, then: str) -> bool:
+    """Whether `char` was read as `read` with `then` among its next guesses (over 1%)."""
+    return char.char == read and any(a == then and p > 0.01 for a, p in char.top[1:])
 
 
 def read_images(

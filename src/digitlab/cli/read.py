@@ -48,6 +48,14 @@ def predict(
         bool,
         typer.Option("--number", metavar="", help="Each image is a number: read all its digits."),
     ] = False,
+    lines: Annotated[
+        str | None,
+        typer.Option(
+            help="With --number: the line reader that reads the row whole (a folder from "
+            "`digitlab train --recipe reader-lines`, or `reader`; default: the run's own if it "
+            "has one, as the built-in reader does, else digits are cut apart and read one by one)."
+        ),
+    ] = None,
     show_steps: Annotated[
         Path | None,
         typer.Option(help="PNG of every preprocessing step (NAME-1.png, ... for several)."),
@@ -63,6 +71,7 @@ def predict(
     Example: digitlab predict my_seven.jpg                      (the built-in reader)
              digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
              digitlab predict postcode.jpg --number
+             digitlab predict runs/cnn amount.jpg --number --lines reader
     """
     from digitlab import plots
     from digitlab.atomic import write_bytes
@@ -73,7 +82,9 @@ def predict(
     if show_steps is not None and show_steps.suffix.lower() != ".png":
         raise DigitlabError(f"--show-steps {show_steps}: the pictures are PNG; name a .png file")
     run, images = split_run(paths)
-    reader = Predictor(run, unsure, tta=tta)
+    if lines is not None and not number:
+        raise DigitlabError("--lines reads whole numbers: add --number")
+    reader = Predictor(run, unsure, tta=tta, lines=lines)
     images = expand_folders(images)
     if number:
         failed = read_numbers(reader, images, top, show_steps, json_out)

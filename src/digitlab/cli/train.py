@@ -62,6 +62,7 @@ def recipes(json_out: JsonFlag = False) -> None:
     Example: digitlab recipes   (then: digitlab train --recipe numpy-fast)
     """
     from digitlab.presets import RECIPES
+    from digitlab.sequence_train import BATCH, EPOCHS, LR
 
     rows = [
         {"name": name, "model": spec.name, "params": spec.num_params()} | config.to_dict()
@@ -76,6 +77,10 @@ def recipes(json_out: JsonFlag = False) -> None:
             f"{r['name']:<22} {r['model']:<16} {r['epochs']:>6} {r['batch_size']:>6}  "
             f"{r['optimizer']}, {r['lr']:g}, {r['schedule']}"
         )
+    typer.echo(
+        f"{LINES_RECIPE:<22} {'line reader':<16} {EPOCHS:>6} {BATCH:>6}  adamw, {LR:g}, onecycle"
+        "  (CTC on synthetic rows of MNIST digits)"
+    )
 
 
 def config_options() -> list[inspect.Parameter]:
@@ -220,6 +225,18 @@ def train(
     from digitlab.jobs.train import check_out, plan_training, resumable, start
     from digitlab.jobs.train import resume as resume_run
 
+    if recipe == LINES_RECIPE:  # not a model spec: a line reader, trained on synthetic rows
+        given = {"--model": model, "--engine": engine, "--config": config, "--resume": resume}
+        given |= {"--init-from": init_from, "--nproc": nproc if nproc > 1 else None}
+        given |= {cli_flag(k, v).split()[0]: v for k, v in settings.items()
+                  if v is not None and k not in ("epochs", "seed")}  # fmt: skip
+        clash = [flag for flag, value in given.items() if value is not None]
+        if clash or compile or dataset != "mnist":
+            flag = clash[0] if clash else "--compile" if compile else "--dataset"
+            raise DigitlabError(f"--recipe {LINES_RECIPE} takes --out, --epochs, --seed and "
+                                f"--limit only; drop {flag}")  # fmt: skip
+        train_line_reader(out or Path("runs") / LINES_RECIPE, settings, limit, overwrite, json_out)
+        return
     callbacks = [Progress(live=sys.stderr.isatty() and not json_out)]
     run_dir = resume if resume is not None else out
     under_torchrun = torchrun.started_by_torchrun()
@@ -307,6 +324,30 @@ def train(
         f"{history.seconds:.1f}s on {model_obj.engine}: {acc}"
     )
     typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
+
+
+LINES_RECIPE = "reader-lines"
+
+
+def train_line_reader(out: Path, settings: dict, limit, overwrite: bool, json_out: bool) -> None:
+    """`digitlab train --recipe reader-lines`: the built-in reader's line reader (CTC)."""
+    from digitlab import data
+    from digitlab.sequence_train import EPOCHS, train_lines
+
+    mnist = data.load("mnist", on_event=progress)
+    info = train_lines(
+        out, mnist, epochs=settings.get("epochs") or EPOCHS, seed=settings.get("seed") or 0,
+        limit=limit, on_event=progress, overwrite=overwrite,
+    )  # fmt: skip
+    if json_out:
+        typer.echo(json.dumps(json_safe({"out": str(out)} | info), indent=2))
+        return
+    v = info["validation"]
+    typer.echo(
+        f"trained a line reader in {info['seconds']:.0f}s: {v['exact']:.2%} of {v['rows']:,} "
+        f"validation rows read exactly"
+    )
+    typer.echo(f"wrote {out}/ (lines.json, lines.safetensors)")
 
 
 _signature = inspect.signature(train, eval_str=True)

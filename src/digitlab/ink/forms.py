@@ -18,6 +18,7 @@ date (`date_slashes`), since many handwritten 1s lean as far.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,9 +178,9 @@ def slash_like(piece: np.ndarray, tall: float) -> bool:
 
 
 def date_slashes(text: str, candidates: list[int]) -> list[int]:
-    """Which of the candidate positions in `text` (digits read from slash-like strokes) are a
-    date's slashes: exactly two, splitting the digits as d/m/y (1-2, 1-2, then 2 or 4 digits).
-    Otherwise none: they were 1s."""
+    """Which of the candidate positions in `text` (digits read from slash-like strokes, and any
+    slash already read) are a date's slashes: exactly two, splitting the digits as d/m/y (1-2,
+    1-2, then 2 or 4 digits). Otherwise none: they were 1s."""
     for first, second in itertools.combinations(candidates, 2):
         day, month, year = text[:first], text[first + 1 : second], text[second + 1 :]
         if (
@@ -190,3 +191,14 @@ def date_slashes(text: str, candidates: list[int]) -> list[int]:
         ):
             return [first, second]
     return []
+
+
+def amount_commas(text: str) -> list[int]:
+    """Which dots in `text` are an amount's thousands commas misread (a comma's tail is small):
+    every dot but the last, when the string then reads as 1,234,567.89 (1-3 digits, groups of
+    3, then 2 decimals). Read with the dots, it is a number in no locale. Otherwise none."""
+    dots = [i for i, c in enumerate(text) if c == "."]
+    if len(dots) < 2:
+        return []
+    amended = "".join("," if i in dots[:-1] else c for i, c in enumerate(text))
+    return dots[:-1] if re.fullmatch(r"\d{1,3}(,\d{3})+\.\d{2}", amended) else []

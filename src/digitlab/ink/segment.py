@@ -3,7 +3,7 @@
     >>> found = segment("postcode.jpg", judge=predictor.trust)   # [Found(digit, box), ...]
     >>> [f.box for f in found]                                    # (left, top, right, bottom)
 
-The paper is removed as in `prepare`; the row is straightened along its principal axis;
+The row's ink comes from `row.row_ink` (paper removed, row levelled, a form's lines gone);
 connected strokes are grouped into digits; touching digits are cut at valleys of the column
 profile, straight or along the usual slants. Given a judge (the classifier's trust in each
 prepared digit), the cut is chosen recognition-based: the reading the model trusts most wins.
@@ -19,9 +19,9 @@ import numpy as np
 from scipy import ndimage
 
 from digitlab.ink import forms
-from digitlab.ink.prepare import crop_digit, deskew, ink_of, load_sized, shrink, strokes, to_mnist
+from digitlab.ink.prepare import crop_digit, deskew, to_mnist
+from digitlab.ink.row import row_ink
 
-NUMBER_SIDE = 720  # the same for images of whole numbers: about 100 px per digit of six
 DIGIT_WIDTH = 0.8  # a digit is at most this wide for its height; wider ink is several digits
 WIDE = 1.2  # MNIST digits wider than this for their height are rare (3.5% of them)
 SLANTS = (0.0, 0.3, -0.3)  # columns per row: straight cuts, and along the usual slants
@@ -43,22 +43,6 @@ class Found:
     box: tuple[int, int, int, int]
     char: str = ""
     slash_like: bool = False  # a long straight stroke leaning right: '1', or a date's '/'
-
-
-def row_angle(mask: np.ndarray) -> float:
-    """The slope of a row of digits in degrees (the ink's principal axis), 0 when the ink is not
-    clearly a row (fewer than about two digits' worth of width, or steeper than 20 degrees)."""
-    rows, cols = np.nonzero(mask)
-    if rows.size < 10:
-        return 0.0
-    cov = np.cov(np.stack([cols, rows]).astype(np.float64))
-    values, vectors = np.linalg.eigh(cov)
-    if values[1] < 4 * max(values[0], 1e-9):  # not elongated: a single digit, not a row
-        return 0.0
-    x, y = vectors[:, 1]
-    angle = float(np.degrees(np.arctan2(y, x)))
-    angle = (angle + 90) % 180 - 90  # the axis has no direction
-    return angle if abs(angle) <= 20 else 0.0
 
 
 def groups_of(labels: np.ndarray, n: int) -> list[np.ndarray]:
@@ -228,7 +212,7 @@ def segment(
     """The digits of an image of several digits written in a row, left to right, each prepared
     as MNIST style, with its box in the image's pixels. An empty list when there is no ink.
 
-    Steps: paper removed as in `prepare`; the row straightened (its principal axis); connected
+    Steps: the row's ink, level and without a form's lines (`row.row_ink`); connected
     components grouped into digits (`groups_of`); groups cut where the column profile has a
     valley (`split`). With `judge` (prepared digits (N, 28, 28) -> the classifier's trust in
     each, 0..1, shape (N,)), segmentation is recognition-based (Casey & Lecolinet, 1996):
@@ -236,24 +220,10 @@ def segment(
     every plausible cut of a group (`readings`) is read; the reading with the highest product
     of trust, times `shape_prior` per digit and `EXTRA_DIGIT` per extra digit, wins. Each digit
     is then cropped, fitted and centred like `prepare`."""
-    gray, size = load_sized(source, name, NUMBER_SIDE)
-    gray = shrink(gray, NUMBER_SIDE)
-    ink, _ = ink_of(gray)
-    found = strokes(ink, min_share=0.03)
-    if found is None:
+    row = row_ink(source, name)
+    if row is None:
         return []
-    angle = row_angle(found[0] > 0)
-    if abs(angle) >= 0.5:
-        ink = ndimage.rotate(ink, angle, reshape=True, order=1, mode="constant")
-        found = strokes(ink, min_share=0.03)
-        if found is None:
-            return []
-    ink, cells = forms.remove_rules(ink, found[0] > 0)  # a form's lines and boxes
-    found = strokes(ink, min_share=0.03)
-    if found is None:
-        return []
-    labels, n, _ = found
-    back = rotation_back(ink.shape, gray.shape, angle, size)
+    ink, labels, n, cells, back = row.ink, row.labels, row.count, row.cells, row.back
     labels, marks = separators(labels, n, back)
     groups = in_cells(labels, cells) if cells else groups_of(labels, n)
     heights = [np.ptp(np.flatnonzero(m.any(axis=1))) + 1 for m in groups]
@@ -357,26 +327,3 @@ def join_broken(groups: list[np.ndarray], ink: np.ndarray, pad: int, judge: Judg
                 continue
         joined.append(group)
     return joined
-
-
-def rotation_back(shape, original_shape, angle: float, size: tuple[int, int]):
-    """A function taking a box in the straightened working image back to the input's pixels."""
-    (h, w), (oh, ow) = shape, original_shape
-    theta = np.radians(angle)
-    cos, sin = np.cos(theta), np.sin(theta)
-    scale_x, scale_y = size[0] / ow, size[1] / oh
-
-    def back(x0, y0, x1, y1) -> tuple[int, int, int, int]:
-        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
-        dx, dy = corners[:, 0] - w / 2, corners[:, 1] - h / 2
-        # ndimage.rotate turned the image by angle; turn the points back about the centre
-        x = cos * dx - sin * dy + ow / 2
-        y = sin * dx + cos * dy + oh / 2
-        return (
-            max(0, int(np.floor(x.min() * scale_x))),
-            max(0, int(np.floor(y.min() * scale_y))),
-            min(size[0], int(np.ceil(x.max() * scale_x))),
-            min(size[1], int(np.ceil(y.max() * scale_y))),
-        )
-
-    return back

@@ -42,6 +42,8 @@ class Reader(Predictor):
             self.probabilities(np.stack([blank, full]))
         except ModelFailure as e:
             raise DigitlabError(f"{run}/model.safetensors: {e}; it cannot be served") from None
+        if self.lines is not None:  # the line reader is the model for numbers: timed alike
+            self.lines = TimedLines(self.lines, self._clock)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -62,6 +64,21 @@ class Reader(Predictor):
         """Seconds this thread spent in the model since the last call, and reset."""
         seconds, self._clock.seconds = getattr(self._clock, "seconds", 0.0), 0.0
         return seconds
+
+
+class TimedLines:
+    """A line reader whose reading time counts as the model's (it holds no state between
+    calls, so threads need no lock)."""
+
+    def __init__(self, lines, clock: threading.local) -> None:
+        self.lines, self._clock = lines, clock
+
+    def read(self, strip: np.ndarray, top: int = 3):
+        started = time.perf_counter()
+        chars = self.lines.read(strip, top)
+        spent = time.perf_counter() - started
+        self._clock.seconds = getattr(self._clock, "seconds", 0.0) + spent
+        return chars
 
 
 def decode(kind: str, body: bytes, shape: tuple[int, int] | None, max_pixels: int):

@@ -1,0 +1,190 @@
+"""Training a line reader (`digitlab train --recipe reader-lines`): CTC on synthetic rows.
+
+    >>> info = train_lines("runs/lines", mnist)     # lines.json + lines.safetensors, and its record
+
+The rows are made by `ink.synth` from MNIST's *training* digits, less the 10% that the
+built-in reader holds out (the same stratified split, seed 0): those held-out digits make the
+validation rows that fit the temperature and report the reader's accuracy. No other source of
+digits is used, so every benchmark set measures how it generalises.
+
+Recipe: SAMPLES rows made once (in a process per core), EPOCHS passes in batches of BATCH rows
+of similar width, AdamW with a one-cycle learning rate, PyTorch's CTC loss. After training, the
+temperature that makes a row's confidence (the product of its symbols' probabilities) the
+chance that the whole row is read right is fitted on the validation rows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from digitlab import atomic, version
+from digitlab.errors import DigitlabError
+from digitlab.ink.synth import ALPHABET, RowMaker
+from digitlab.sequence import FILES, MEAN, STD, STRIDE, LineReader, build_torch, fold
+from digitlab.train import stratified_split
+
+SAMPLES = 96_000
+EPOCHS = 4
+BATCH = 64
+LR = 2e-3
+VALIDATION_ROWS = 2000
+_maker: RowMaker | None = None  # each generating process's own
+
+
+def _start(images: np.ndarray, labels: np.ndarray) -> None:
+    global _maker
+    _maker = RowMaker(images, labels)
+
+
+def _make(job: tuple[int, int, int]) -> list[tuple[np.ndarray, str]]:
+    seed, stream, count = job
+    rng = np.random.default_rng([seed, stream])
+    assert _maker is not None
+    return [_maker.sample(rng) for _ in range(count)]
+
+
+def make_rows(images, labels, count: int, seed: int, workers: int) -> list:
+    """`count` synthetic rows, made in `workers` processes (the same rows for any count of
+    workers: each chunk of 1,000 has its own random stream)."""
+    jobs = [(seed, i, min(1000, count - start)) for i, start in enumerate(range(0, count, 1000))]
+    if workers <= 1:
+        _start(images, labels)
+        return [row for job in jobs for row in _make(job)]
+    with ProcessPoolExecutor(workers, initializer=_start, initargs=(images, labels)) as pool:
+        return [row for chunk in pool.map(_make, jobs) for row in chunk]
+
+
+def batch(rows: list, picks) -> tuple:
+    """Rows padded to the widest (a multiple of STRIDE), normalised; CTC targets and lengths."""
+    import torch
+
+    width = -(-max(rows[i][0].shape[1] for i in picks) // STRIDE) * STRIDE
+    x = np.zeros((len(picks), 1, rows[picks[0]][0].shape[0], width), np.float32)
+    targets, frames, lengths = [], [], []
+    for k, i in enumerate(picks):
+        image, written = rows[i]
+        x[k, 0, :, : image.shape[1]] = image
+        frames.append(image.shape[1] // STRIDE)
+        targets += [ALPHABET.index(c) + 1 for c in written]
+        lengths.append(len(written))
+    x = (x / 255 - MEAN) / STD
+    return (torch.from_numpy(x), torch.tensor(targets), torch.tensor(frames),
+            torch.tensor(lengths))  # fmt: skip
+
+
+def batches(widths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of rows of similar width (sorted within shuffled blocks of 50 batches), shuffled."""
+    order = rng.permutation(len(widths))
+    out = []
+    for start in range(0, len(order), BATCH * 50):
+        block = order[start : start + BATCH * 50]
+        block = block[np.argsort(widths[block], kind="stable")]
+        out += [block[i : i + BATCH] for i in range(0, len(block) - BATCH + 1, BATCH)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def fit_temperature(reader: LineReader, rows: list) -> tuple[float, dict]:
+    """The temperature minimising the log loss of 'the whole row is right' with the row's
+    confidence as its probability; and the validation accuracy and calibration at it."""
+    logits = [reader.logits(image) for image, _ in rows]
+    best = (np.inf, 1.0, 0.0, np.zeros(0), np.zeros(0))
+    for temperature in np.exp(np.linspace(np.log(0.3), np.log(3.0), 47)):
+        reader.temperature = float(temperature)
+        read = [reader.decode(z) for z in logits]
+        texts = ["".join(c.char for c in r) for r in read]
+        right = np.array([t == written for t, (_, written) in zip(texts, rows, strict=True)])
+        conf = np.array([np.prod([c.p for c in r]) if r else 0.0 for r in read])
+        conf = np.clip(conf, 1e-6, 1 - 1e-6)
+        loss = -np.mean(np.where(right, np.log(conf), np.log(1 - conf)))
+        if loss < best[0]:
+            best = (loss, float(temperature), float(right.mean()), conf, right)
+    del logits
+    _, temperature, accuracy, conf, right = best
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = sum(
+        abs(right[bins == b].mean() - conf[bins == b].mean()) * np.mean(bins == b)
+        for b in range(10)
+        if np.any(bins == b)
+    )
+    return temperature, {"rows": len(rows), "exact": accuracy, "ece": float(ece)}
+
+
+def train_lines(
+    out, mnist, epochs: int = EPOCHS, samples: int = SAMPLES, seed: int = 0,
+    limit: int | None = None, on_event=None, overwrite: bool = False,
+) -> dict:  # fmt: skip
+    """Train a line reader into folder `out` (lines.json, lines.safetensors); its record."""
+    import torch
+
+    out = Path(out)
+    if LineReader.present(out) and not overwrite:
+        raise DigitlabError(f"{out}: holds a line reader already (--overwrite replaces it)")
+    say = on_event or (lambda message: None)
+    started = time.perf_counter()
+    labels = mnist.train.labels
+    train_idx, val_idx = stratified_split(labels, 0.1, 0)  # the built-in reader's split
+    if limit is not None:
+        train_idx, val_idx = train_idx[:limit], val_idx[: max(limit // 9, 100)]
+        samples = min(samples, 8 * limit)
+    images = mnist.train.images
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    say(f"making {samples:,} rows from {len(train_idx):,} training digits")
+    rows = make_rows(images[train_idx], labels[train_idx], samples, seed, workers)
+    held = make_rows(images[val_idx], labels[val_idx], min(VALIDATION_ROWS, samples // 4 + 1),
+                     seed + 1, workers)  # fmt: skip
+    torch.manual_seed(seed)
+    net = build_torch(ALPHABET)
+    steps_per_epoch = max(1, len(rows) // BATCH)
+    optimiser = torch.optim.AdamW(net.parameters(), LR, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, LR, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
+    loss_fn = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    widths = np.array([image.shape[1] for image, _ in rows])
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        net.train()
+        total, count = 0.0, 0
+        for picks in batches(widths, rng)[:steps_per_epoch]:
+            x, targets, frames, lengths = batch(rows, picks)
+            log_p = net(x).log_softmax(1).permute(2, 0, 1)  # (frames, batch, classes)
+            loss = loss_fn(log_p, targets, frames, lengths)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total, count = total + loss.item(), count + 1
+        say(f"epoch {epoch}/{epochs}: CTC loss {total / max(count, 1):.4f}")
+    net.eval()
+    arrays = fold(net)
+    from safetensors.numpy import save as save_arrays
+
+    payload = save_arrays(arrays)
+    import hashlib
+
+    info = {
+        "format": 1,
+        "kind": "line-reader",
+        "digitlab_version": version.__version__,
+        "alphabet": ALPHABET,
+        "recipe": "reader-lines",
+        "data": {"dataset": "mnist", "digits": "train, less the reader's 10% validation split",
+                 "train_digits": len(train_idx), "validation_digits": len(val_idx)},
+        "train_config": {"samples": samples, "epochs": epochs, "batch_size": BATCH, "lr": LR,
+                         "optimizer": "adamw", "schedule": "onecycle", "seed": seed},
+        "temperature": 1.0,
+        "weights_sha256": hashlib.sha256(payload).hexdigest(),
+    }  # fmt: skip
+    reader = LineReader(info, arrays, out)
+    temperature, validation = fit_temperature(reader, held)
+    info |= {"temperature": temperature, "validation": validation}
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    atomic.write_bytes(out / FILES[1], payload)
+    atomic.write_json(out / FILES[0], info)  # last: a folder with lines.json is complete
+    say(f"validation rows read exactly: {validation['exact']:.2%} (temperature {temperature:.2f})")
+    return info
