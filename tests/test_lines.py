@@ -82,7 +82,7 @@ def test_a_line_reader_is_trained_by_its_recipe_end_to_end(mnist, tmp_path):
     """`digitlab train --recipe reader-lines`, small: files, digest, temperature, record."""
     out = tmp_path / "lines"
     result = CliRunner().invoke(
-        app, ["train", "--recipe", "reader-lines", "--limit", "150", "--epochs", "1",
+        app, ["train", "--recipe", "reader-lines", "--limit", "100", "--epochs", "1",
               "--out", str(out), "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -90,7 +90,7 @@ def test_a_line_reader_is_trained_by_its_recipe_end_to_end(mnist, tmp_path):
     payload = (out / "lines.safetensors").read_bytes()
     assert hashlib.sha256(payload).hexdigest() == info["weights_sha256"]
     assert info["recipe"] == "reader-lines" and info["alphabet"] == ALPHABET
-    assert info["train_config"]["samples"] == 1200 and info["data"]["train_digits"] == 150
+    assert info["train_config"]["samples"] == 800 and info["data"]["train_digits"] == 100
     assert 0.3 - 1e-6 <= info["temperature"] <= 3.0 + 1e-6 and info["validation"]["rows"] > 0
     assert json.loads(result.stdout)["validation"] == info["validation"]
     lines = LineReader.load(out)

@@ -212,10 +212,7 @@ class Predictor:
             return Reading(empty)
         image, place = ink.narrow_gaps(*ink.strip(row.ink, row.mask))
         chars = self.lines.read(image, top=max(top, 4))
-        text = "".join(c.char for c in chars)
-        slashes = [i for i, c in enumerate(chars) if c.char == "/" or second(c, "1", "/")]
-        fixed = {i: "/" for i in forms.date_slashes(text, slashes)}  # 12/03/2026, not 12103112026
-        fixed |= {i: "," for i in forms.amount_commas(text)}  # 1,234.56, not 1.234.56
+        fixed = sequence.amend(chars)  # 12/03/2026, not 12103112026; 1,234.56, not 1.234.56
         centres = [(c.span[0] + c.span[1]) / 2 for c in chars]
         edges = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), image.shape[1]]
         digits, marks = [], []
@@ -259,11 +256,6 @@ class Predictor:
                 "separators": [m for _, m in marks],
             }
         )
-
-
-def second(char: sequence.Char, read: str, then: str) -> bool:
-    """Whether `char` was read as `read` with `then` among its next guesses (over 1%)."""
-    return char.char == read and any(a == then and p > 0.01 for a, p in char.top[1:])
 
 
 def read_images(

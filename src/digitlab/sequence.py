@@ -26,6 +26,7 @@ import numpy as np
 from safetensors.numpy import load as load_arrays
 
 from digitlab.errors import DigitlabError
+from digitlab.ink import forms
 from digitlab.ink.row import STRIP_HEIGHT
 
 CONV = (16, 32, 64, 96)  # channels of the 2-D part: conv, pool, conv, pool, conv, conv, pool...
@@ -232,3 +233,18 @@ class LineReader:
             span = (t0 * STRIDE, (t1 + 1) * STRIDE)
             chars.append(Char(self.alphabet[k - 1], float(p[peak, k]), alternatives, span))
         return chars
+
+
+def second(char: Char, read: str, then: str) -> bool:
+    """Whether `char` was read as `read` with `then` among its next guesses (over 1%)."""
+    return char.char == read and any(a == then and p > 0.01 for a, p in char.top[1:])
+
+
+def amend(chars: list[Char]) -> dict[int, str]:
+    """Symbols that the string's form says were misread, {position: symbol}: a date's slashes
+    read as 1s (`forms.date_slashes`; a fifth of MNIST's 1s lean as far as a slash) and an
+    amount's commas read as dots (`forms.amount_commas`)."""
+    text = "".join(c.char for c in chars)
+    slashes = [i for i, c in enumerate(chars) if c.char == "/" or second(c, "1", "/")]
+    fixed = {i: "/" for i in forms.date_slashes(text, slashes)}
+    return fixed | {i: "," for i in forms.amount_commas(text)}
