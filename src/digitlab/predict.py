@@ -204,7 +204,7 @@ class Predictor:
 
     def read_row(self, source, name: str, top: int = 3) -> dict:
         """`read_number` with the line reader: the row read whole (no cutting into digits); each
-        symbol's box is the ink between the midpoints to its neighbours."""
+        symbol's box holds the strokes mostly between the midpoints to its neighbours."""
         row = ink.row_ink(source, name)
         empty = {"image": name, "boxes": [], "status": NO_DIGIT, "number": None}
         empty |= {"confidence": 0.0, "digits": [], "separators": []}
@@ -216,15 +216,10 @@ class Predictor:
         centres = [(c.span[0] + c.span[1]) / 2 for c in chars]
         edges = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), image.shape[1]]
         digits, marks = [], []
+        sizes = np.bincount(row.labels.ravel(), minlength=row.count + 1)
         for i, c in enumerate(chars):
             x0, x1 = place.columns(edges[i], edges[i + 1])
-            keep = row.mask.copy()
-            keep[:, : max(0, round(x0))] = False
-            keep[:, max(0, round(x1)) :] = False
-            if not keep.any():  # a symbol read where the strip holds no ink: its columns' box
-                keep[:, max(0, round(x0)) : max(1, round(x1))] = row.mask.any(axis=0)[
-                    max(0, round(x0)) : max(1, round(x1))
-                ]
+            keep = symbol_ink(row, max(0, round(x0)), max(0, round(x1)), sizes)
             rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
             if cols.size == 0:
                 continue
@@ -256,6 +251,19 @@ class Predictor:
                 "separators": [m for _, m in marks],
             }
         )
+
+
+def symbol_ink(row: ink.RowInk, left: int, right: int, sizes: np.ndarray) -> np.ndarray:
+    """The strokes of one symbol read from columns left..right: the strokes at least half of
+    which lie there (a neighbour's sliver is left out), cut at those columns; all the ink there
+    when no stroke is (two digits written as one stroke)."""
+    labels = row.labels[:, left:right]
+    counts = np.bincount(labels.ravel(), minlength=len(sizes))
+    mostly = np.flatnonzero((counts > 0) & (counts >= 0.5 * sizes))
+    mostly = mostly[mostly > 0]
+    keep = np.zeros_like(row.mask)
+    keep[:, left:right] = np.isin(labels, mostly) if mostly.size else labels > 0
+    return keep
 
 
 def read_images(
