@@ -219,11 +219,11 @@ class Predictor:
         sizes = np.bincount(row.labels.ravel(), minlength=row.count + 1)
         for i, c in enumerate(chars):
             x0, x1 = place.columns(edges[i], edges[i + 1])
-            keep = symbol_ink(row, max(0, round(x0)), max(0, round(x1)), sizes)
+            keep, lo = symbol_ink(row, max(0, round(x0)), max(0, round(x1)), sizes)
             rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
             if cols.size == 0:
                 continue
-            box = row.back(cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+            box = row.back(lo + cols[0], rows[0], lo + cols[-1] + 1, rows[-1] + 1)
             if c.char.isdigit() and fixed.get(i, c.char).isdigit():
                 alternatives = [(a, p) for a, p in c.top if a.isdigit()][:top]
                 answer = {
@@ -231,7 +231,7 @@ class Predictor:
                     "label": c.char,
                     "confidence": c.p,
                     "top": [{"label": a, "p": p} for a, p in alternatives],
-                    "digit": ink.to_mnist(ink.crop_digit(row.ink, keep, 2)),
+                    "digit": ink.to_mnist(ink.crop_digit(row.ink[:, lo:], keep, 2)),
                     "box": box,
                 }
                 digits.append((i, answer))
@@ -253,17 +253,19 @@ class Predictor:
         )
 
 
-def symbol_ink(row: ink.RowInk, left: int, right: int, sizes: np.ndarray) -> np.ndarray:
+def symbol_ink(row: ink.RowInk, left: int, right: int, sizes: np.ndarray) -> tuple:
     """The strokes of one symbol read from columns left..right: the strokes at least half of
     which lie there (a neighbour's sliver is left out), cut at those columns; all the ink there
-    when no stroke is (two digits written as one stroke)."""
+    when no stroke is (two digits written as one stroke). As (mask, first column): the mask
+    covers the row's columns from that one to two past `right` (the margin a crop pads by)."""
+    lo, hi = max(0, left - 2), min(row.labels.shape[1], right + 2)
     labels = row.labels[:, left:right]
     counts = np.bincount(labels.ravel(), minlength=len(sizes))
     mostly = np.flatnonzero((counts > 0) & (counts >= 0.5 * sizes))
     mostly = mostly[mostly > 0]
-    keep = np.zeros_like(row.mask)
-    keep[:, left:right] = np.isin(labels, mostly) if mostly.size else labels > 0
-    return keep
+    keep = np.zeros((row.labels.shape[0], hi - lo), bool)
+    keep[:, left - lo : right - lo] = np.isin(labels, mostly) if mostly.size else labels > 0
+    return keep, lo
 
 
 def read_images(

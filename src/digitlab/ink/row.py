@@ -25,7 +25,7 @@ from scipy import ndimage
 from digitlab.ink import forms
 from digitlab.ink.prepare import ink_of, load_sized, shrink, strokes
 
-NUMBER_SIDE = 720  # images of whole numbers are read at most this wide: ~100 px per digit of six
+NUMBER_SIDE = 600  # images of whole numbers are read at most this wide: ~80 px per digit of six
 STRIP_HEIGHT = 32  # a line reader's input height
 BODY = 24  # ... and the height of the row's ink in it (MNIST: a digit 20 high in 28)
 MAX_SKEW = 12.0  # degrees: a row tilted further is read as it is
