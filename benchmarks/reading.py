@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 from benchmarks import reading_sets as sets
 from benchmarks.common import save
 from digitlab import data, jobs, runs
+from digitlab.evaluate import reliability_of
 from digitlab.predict import Predictor
 from digitlab.presets import PRESETS
 
@@ -183,17 +184,6 @@ DIGITS = "0123456789"
 # ---- scoring ----------------------------------------------------------------------------------
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15):
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(ece)
-
-
 def read_set(reader, kind: str, items: list, chars: str = "") -> dict:
     if kind == SINGLE and not getattr(reader, "single", True):
         return {}
@@ -294,7 +284,7 @@ def run(quick: bool = False) -> dict:
         mine = [r for r in rows if r["kind"] == kind]
         confidence = np.concatenate([r.pop("reader_confidence", []) for r in mine]).astype(float)
         correct = np.concatenate([r.pop("reader_correct", []) for r in mine]).astype(bool)
-        ece[kind] = expected_calibration_error(confidence, correct)
+        ece[kind] = reliability_of(confidence, correct)["ece"]
     one_digit = [i.image for i in collections[-5][2][:30]]  # handwriting-style font photos
     six = [i.image for i in sets.numbers(mnist, 60, seed=9) if len(i.text) == 6][:20]
     speed = {}

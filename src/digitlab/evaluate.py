@@ -44,8 +44,13 @@ def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
     """Confidence vs accuracy in equal-width confidence bins, and the expected calibration error."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
+    return reliability_of(probs.max(axis=1), probs.argmax(axis=1) == labels, bins)
+
+
+def reliability_of(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> dict:
+    """`reliability` of any answers: each one's confidence, and whether it was right (a whole
+    number read, say, whose confidence is that every digit is right)."""
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, bool)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     rows, ece = [], 0.0
@@ -55,7 +60,7 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
         acc = float(correct[mask].mean()) if n else None
         conf = float(confidence[mask].mean()) if n else None
         if n:
-            ece += n / len(labels) * abs(acc - conf)
+            ece += n / len(correct) * abs(acc - conf)
         rows.append(
             {
                 "low": float(edges[b]),

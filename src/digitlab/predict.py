@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 
@@ -85,9 +86,10 @@ class Predictor:
         run = reader.run_folder(run)  # None or "reader": the built-in reader
         if lines is None and sequence.LineReader.present(run):
             lines = run
-        self.lines = None  # False: cut numbers into digits even where a line reader is there
-        if lines is not None and lines is not False:
-            self.lines = sequence.LineReader.load(reader.run_folder(lines))
+        # False: cut numbers into digits even where a line reader is there
+        self.lines_folder = None if lines is None or lines is False else reader.run_folder(lines)
+        if self.lines_folder is not None and not sequence.LineReader.present(self.lines_folder):
+            sequence.LineReader.load(self.lines_folder)  # says in one line what is missing
         self.run = "reader" if run == reader.FOLDER else str(run)
         self.info = runs.read_info(run)
         runs.require_finished(run, self.info)
@@ -97,6 +99,14 @@ class Predictor:
         self.unsure_below = float(default if unsure_below is None else unsure_below)
         if not 0 <= self.unsure_below <= 1:  # NaN fails this too
             raise DigitlabError(f"--unsure {unsure_below}: must be a probability in [0, 1]")
+
+    @functools.cached_property
+    def lines(self) -> sequence.LineReader | None:
+        """The line reader, loaded when a number is first read (reading digits never needs it)."""
+        return None if self.lines_folder is None else self.load_lines(self.lines_folder)
+
+    def load_lines(self, folder) -> sequence.LineReader:
+        return sequence.LineReader.load(folder)
 
     def __repr__(self) -> str:
         name = self.info["spec"].get("name") or "custom"
@@ -216,10 +226,9 @@ class Predictor:
         centres = [(c.span[0] + c.span[1]) / 2 for c in chars]
         edges = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), image.shape[1]]
         digits, marks = [], []
-        sizes = np.bincount(row.labels.ravel(), minlength=row.count + 1)
         for i, c in enumerate(chars):
             x0, x1 = place.columns(edges[i], edges[i + 1])
-            keep, lo = symbol_ink(row, max(0, round(x0)), max(0, round(x1)), sizes)
+            keep, lo = symbol_ink(row, max(0, round(x0)), max(0, round(x1)))
             rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
             if cols.size == 0:
                 continue
@@ -253,15 +262,15 @@ class Predictor:
         )
 
 
-def symbol_ink(row: ink.RowInk, left: int, right: int, sizes: np.ndarray) -> tuple:
+def symbol_ink(row: ink.RowInk, left: int, right: int) -> tuple:
     """The strokes of one symbol read from columns left..right: the strokes at least half of
     which lie there (a neighbour's sliver is left out), cut at those columns; all the ink there
     when no stroke is (two digits written as one stroke). As (mask, first column): the mask
     covers the row's columns from that one to two past `right` (the margin a crop pads by)."""
     lo, hi = max(0, left - 2), min(row.labels.shape[1], right + 2)
     labels = row.labels[:, left:right]
-    counts = np.bincount(labels.ravel(), minlength=len(sizes))
-    mostly = np.flatnonzero((counts > 0) & (counts >= 0.5 * sizes))
+    counts = np.bincount(labels.ravel(), minlength=len(row.sizes))
+    mostly = np.flatnonzero((counts > 0) & (counts >= 0.5 * row.sizes))
     mostly = mostly[mostly > 0]
     keep = np.zeros((row.labels.shape[0], hi - lo), bool)
     keep[:, left - lo : right - lo] = np.isin(labels, mostly) if mostly.size else labels > 0

@@ -29,14 +29,13 @@ from digitlab.errors import DigitlabError
 from digitlab.ink import forms
 from digitlab.ink.row import STRIP_HEIGHT
 
-CONV = (16, 32, 64, 96)  # channels of the 2-D part: conv, pool, conv, pool, conv, conv, pool...
+# the 2-D part: 3x3 convolutions (batch norm, ReLU), each with the max-pooling after it; the
+# height goes 32 -> 2 and the width 4 times narrower
+CONV = ((16, (2, 2)), (32, (2, 2)), (64, None), (64, (2, 1)), (96, (2, 1)))
 HEAD = 192  # channels of the 1-D part along the row
 STRIDE = 4  # strip columns per output frame
 MEAN, STD = 0.13, 0.31  # the strip's pixels (0..1) are normalised with these
 FILES = ("lines.json", "lines.safetensors")
-# the 2-D part: (kind, pooling after it), 3x3 convolutions each followed by batch norm and ReLU
-LAYOUT = ((0, (2, 2)), (1, (2, 2)), (2, None), (3, (2, 1)), (4, (2, 1)))
-CHANNELS = (CONV[0], CONV[1], CONV[2], CONV[2], CONV[3])
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def build_torch(alphabet: str):
         def __init__(self):
             super().__init__()
             layers, c_in = [], 1
-            for (_, pool), c_out in zip(LAYOUT, CHANNELS, strict=True):
+            for c_out, pool in CONV:
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
                 layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
                 if pool:
@@ -66,7 +65,7 @@ def build_torch(alphabet: str):
                 c_in = c_out
             self.conv = nn.Sequential(*layers)
             self.head = nn.Sequential(
-                nn.Conv1d(CONV[3] * 2, HEAD, 3, padding=1), nn.BatchNorm1d(HEAD), nn.ReLU(),
+                nn.Conv1d(CONV[-1][0] * 2, HEAD, 3, padding=1), nn.BatchNorm1d(HEAD), nn.ReLU(),
                 nn.Conv1d(HEAD, HEAD, 3, padding=1), nn.BatchNorm1d(HEAD), nn.ReLU(),
                 nn.Conv1d(HEAD, len(alphabet) + 1, 1),
             )  # fmt: skip
@@ -194,13 +193,13 @@ class LineReader:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays
-        for i, (_, size) in enumerate(LAYOUT):
+        for i, (_, size) in enumerate(CONV):
             x = conv2d(x, a[f"w{i}"], a[f"b{i}"])
             if size:
                 x = pool(x, size)
         c, h, w = x.shape
         x = x.reshape(c * h, w)
-        n = len(LAYOUT)
+        n = len(CONV)
         x = conv1d(x, a[f"w{n}"], a[f"b{n}"], relu=True)
         x = conv1d(x, a[f"w{n + 1}"], a[f"b{n + 1}"], relu=True)
         return conv1d(x, a[f"w{n + 2}"], a[f"b{n + 2}"], relu=False).T

@@ -42,8 +42,11 @@ class Reader(Predictor):
             self.probabilities(np.stack([blank, full]))
         except ModelFailure as e:
             raise DigitlabError(f"{run}/model.safetensors: {e}; it cannot be served") from None
-        if self.lines is not None:  # the line reader is the model for numbers: timed alike
-            self.lines = TimedLines(self.lines, self._clock)
+        _ = self.lines  # loaded at start, like the model: a damaged one fails here
+
+    def load_lines(self, folder):
+        """The line reader is the model for numbers: timed alike."""
+        return TimedLines(super().load_lines(folder), self._clock)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         with self._lock:
