@@ -253,10 +253,15 @@ def run(quick: bool = False) -> dict:
     )  # fmt: skip
     count = 40 if quick else 200
     collections += [
-        ("numbers, 4-6 digits (1 in 4 touching)", NUMBER, sets.numbers(mnist, count), ""),
-        ("numbers in form boxes", NUMBER, sets.boxes(mnist, count // 2), ""),
-        ("numbers on a ruled line", NUMBER, sets.lines(mnist, count // 2), ""),
-        ("amounts and dates with separators", NUMBER, sets.separators(mnist, count // 2), ",./-"),
+        ("numbers, 4-6 digits (1 in 4 touching)", NUMBER, sets.numbers(mnist.test, count), ""),
+        ("numbers in form boxes", NUMBER, sets.boxes(mnist.test, count // 2), ""),
+        ("numbers on a ruled line", NUMBER, sets.lines(mnist.test, count // 2), ""),
+        (
+            "amounts and dates with separators",
+            NUMBER,
+            sets.separators(mnist.test, count // 2),
+            ",./-",
+        ),
     ]
     readers = [
         Digitlab("digitlab reader (built in)"),
@@ -286,7 +291,7 @@ def run(quick: bool = False) -> dict:
         correct = np.concatenate([r.pop("reader_correct", []) for r in mine]).astype(bool)
         ece[kind] = reliability_of(confidence, correct)["ece"]
     one_digit = [i.image for i in collections[-5][2][:30]]  # handwriting-style font photos
-    six = [i.image for i in sets.numbers(mnist, 60, seed=9) if len(i.text) == 6][:20]
+    six = [i.image for i in sets.numbers(mnist.test, 60, seed=9) if len(i.text) == 6][:20]
     speed = {}
     for reader in readers:
         single = None

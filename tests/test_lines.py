@@ -20,7 +20,7 @@ from digitlab.errors import DigitlabError
 from digitlab.ink import row as rows
 from digitlab.ink.synth import ALPHABET, RowMaker, separator, text
 from digitlab.predict import Predictor
-from digitlab.sequence import LineReader
+from digitlab.sequence import Char, LineReader, reading
 
 sys.path.insert(0, str(Path(__file__).parent))
 from photos import photograph, side_by_side
@@ -101,6 +101,23 @@ def test_a_line_reader_is_trained_by_its_recipe_end_to_end(mnist, tmp_path):
     assert wrong.exit_code == 1 and "drop --lr" in wrong.output
 
 
+def test_a_symbol_the_strings_form_amends_is_as_sure_as_every_reading_that_leads_to_it():
+    def char(c: str, p: float, top: list) -> Char:
+        return Char(c, p, top, (0, 4))
+
+    sure = [char(c, 1.0, [(c, 1.0)]) for c in "1203"]
+    slash = char("1", 0.6, [("1", 0.6), ("/", 0.35), ("7", 0.05)])  # a slash that leans
+    date = [*sure[:2], slash, *sure[2:], char("/", 0.9, [("/", 0.9), ("1", 0.1)]), *sure[:2]]
+    text, p, fixed = reading(date)
+    assert text == "12/03/12" and fixed == {2: "/", 5: "/"}
+    assert p == pytest.approx(0.95 * 1.0)  # the 1 and the / both mean the date's slash
+    number = [*sure, slash]  # no date to make: the 1 stays a 1, as sure as it was read
+    assert reading(number)[:2] == ("12031", pytest.approx(0.6))
+    comma = char(".", 0.7, [(".", 0.7), (",", 0.3)])  # a comma whose tail is faint
+    amount = [sure[0], comma, *sure[:3], char(".", 0.99, [(".", 0.99)]), sure[3], sure[2]]
+    assert reading(amount)[:2] == ("1,120.30", pytest.approx(0.99))
+
+
 def test_a_damaged_line_reader_is_refused_in_one_line(tmp_path):
     for name in ("lines.json", "lines.safetensors"):
         (tmp_path / name).write_bytes((reader.FOLDER / name).read_bytes())
@@ -118,9 +135,11 @@ def test_the_built_in_reader_carries_a_line_reader_with_its_provenance():
     payload = (reader.FOLDER / "lines.safetensors").read_bytes()
     assert hashlib.sha256(payload).hexdigest() == info["weights_sha256"]
     assert info["recipe"] == "reader-lines" and info["data"]["dataset"] == "mnist"
-    # its validation rows are harder than most writing (up to 14 symbols, every fault at once):
-    # 80.8% of them are read exactly, and the confidence is calibrated to 2.5%
-    assert info["validation"]["exact"] >= 0.75 and info["validation"]["ece"] <= 0.05
+    # its temperature is fitted on rows written on paper from the held-out digits: 94% of them
+    # are read exactly, with a calibration error of 2.1%; its synthetic rows are harder (up to
+    # 14 symbols, every fault at once): 85% read exactly
+    assert info["validation"]["exact"] >= 0.9 and info["validation"]["ece"] <= 0.03
+    assert info["validation_synthetic"]["exact"] >= 0.8
     model = (reader.FOLDER / "model.safetensors").stat().st_size
     assert len(payload) + model <= 5_000_000
 

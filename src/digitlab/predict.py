@@ -222,7 +222,7 @@ class Predictor:
             return Reading(empty)
         image, place = ink.narrow_gaps(*ink.strip(row.ink, row.mask))
         chars = self.lines.read(image, top=max(top, 4))
-        fixed = sequence.amend(chars)  # 12/03/2026, not 12103112026; 1,234.56, not 1.234.56
+        _, sure, fixed = sequence.reading(chars)  # 12/03/2026, not 12103112026; 1,234.56 ...
         centres = [(c.span[0] + c.span[1]) / 2 for c in chars]
         edges = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), image.shape[1]]
         digits, marks = [], []
@@ -255,7 +255,7 @@ class Predictor:
                 "boxes": [d["box"] for _, d in digits],
                 "status": "unsure" if any(d["status"] == "unsure" for _, d in digits) else "ok",
                 "number": "".join(ch for _, ch in order).lstrip(",./").rstrip(",.-/"),
-                "confidence": float(np.prod([c.p for c in chars])),
+                "confidence": sure,
                 "digits": [d for _, d in digits],
                 "separators": [m for _, m in marks],
             }

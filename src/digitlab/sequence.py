@@ -247,3 +247,30 @@ def amend(chars: list[Char]) -> dict[int, str]:
     slashes = [i for i, c in enumerate(chars) if c.char == "/" or second(c, "1", "/")]
     fixed = {i: "/" for i in forms.date_slashes(text, slashes)}
     return fixed | {i: "," for i in forms.amount_commas(text)}
+
+
+# the readings `amend` turns into each symbol
+AMENDED_FROM = {"/": "/1", ",": ",."}
+
+
+def chance(char: Char, amended: str | None = None) -> float:
+    """The probability that `char`, amended by the string's form to `amended`, is right: the mass
+    of every reading the form turns into that symbol (a date's slash read as a 1 is still its
+    slash), not only of the reading that won."""
+    if amended is None:
+        return char.p
+    share = dict(char.top)
+    won = share.get(char.char, 0.0)
+    if won <= 0:
+        return char.p
+    return min(1.0, char.p * sum(share.get(s, 0.0) for s in AMENDED_FROM[amended]) / won)
+
+
+def reading(chars: list[Char]) -> tuple[str, float, dict[int, str]]:
+    """What a row's symbols say: the string (amended by its form, stray marks at its ends left
+    out), the chance that all of it is right (the product of each symbol's `chance`), and the
+    amendments {position: symbol}."""
+    fixed = amend(chars)
+    text = "".join(fixed.get(i, c.char) for i, c in enumerate(chars))
+    sure = float(np.prod([chance(c, fixed.get(i)) for i, c in enumerate(chars)]))
+    return text.lstrip(",./").rstrip(",.-/"), sure, fixed
