@@ -71,7 +71,7 @@ def logits(model, images: np.ndarray, batch_size: int = 2048, tta: bool = False)
         return np.mean([logits(model, view, batch_size) for view in views], axis=0)
     mean, std = model.mean, model.std
     fold = getattr(model, "pixel_logits", None)  # the NumPy engine, for an MLP
-    z = fold(images, mean, std, batch_size) if fold is not None else None
+    z = fold(images, mean, std) if fold is not None else None  # in its own, larger products
     if z is not None:
         return z
     out = [
