@@ -192,7 +192,13 @@ class MaxPool2D(Layer):
         return y
 
     def infer(self, x):
-        return self.pool(x)[0]
+        k, s = self.k, self.stride
+        if k != s:
+            return self.pool(x)[0]
+        n, c, h, w = x.shape  # windows that tile the input: a max over two axes, no argmax
+        return (
+            x[:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k).max(axis=(3, 5))
+        )
 
     def backward(self, dy, need_dx=True):
         k, s = self.k, self.stride
