@@ -182,3 +182,19 @@ def test_predict_command(mlp_run, mnist, tmp_path):
         app, ["predict", str(mlp_run), str(tmp_path / "seven.jpg"), "--unsure", "1.0", "--json"]
     )
     assert '"status": "unsure"' in result.stdout
+
+
+def test_a_digits_strokes_fill_mnists_box_whatever_margin_the_crop_has(mnist):
+    """MNIST fitted each digit's strokes, not a margin around them, in 20x20: a crop with a
+    wide margin is read at the size of one without; a speck in faint ink stays bounded."""
+    digit = mnist.test.images[0].astype(np.float32)
+    rows, cols = np.flatnonzero(digit.max(axis=1) > 127), np.flatnonzero(digit.max(axis=0) > 127)
+    tight = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    wide = np.pad(tight, 15)
+    assert np.abs(ink.to_mnist(tight).astype(int) - ink.to_mnist(wide)).max() <= 2
+    strokes = ink.to_mnist(wide) > 127
+    height = np.flatnonzero(strokes.any(axis=1))
+    assert 19 <= height[-1] - height[0] + 1 <= 21  # the strokes fill the box, as in MNIST
+    speck = np.full((400, 400), 100, np.float32)
+    speck[200, 200] = 255
+    assert ink.to_mnist(speck).shape == (28, 28)  # scaled at most to 56 px, not 8,000

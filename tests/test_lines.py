@@ -116,6 +116,7 @@ def test_a_symbol_the_strings_form_amends_is_as_sure_as_every_reading_that_leads
     comma = char(".", 0.7, [(".", 0.7), (",", 0.3)])  # a comma whose tail is faint
     amount = [sure[0], comma, *sure[:3], char(".", 0.99, [(".", 0.99)]), sure[3], sure[2]]
     assert reading(amount)[:2] == ("1,120.30", pytest.approx(0.99))
+    assert reading([]) == ("", 0.0, {})  # nothing read is sure of nothing
 
 
 def test_a_damaged_line_reader_is_refused_in_one_line(tmp_path):

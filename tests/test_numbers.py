@@ -102,11 +102,14 @@ def test_photos_and_strips_with_a_small_cnn(cnn_run, mnist):
 def test_photos_and_strips_with_the_best_cnn(cnn_best_run, mnist):
     """The issue's proof: ≥ 98% of plain accuracy on single-digit photos, ≥ 90% of strips of
     3-6 digits read exactly, the run borrowing the built-in line reader as `--lines reader`
-    does (make test-slow: the CNN takes minutes to train). Cut into digits and read by the
-    CNN alone, 88.5% of 200 strips are read exactly (2026-11-30): the line reader is why."""
+    does (make test-slow: the CNN takes minutes to train); and cut into digits and read by
+    the CNN alone, ≥ 85% (2026-11-30: 88.5% of 200 strips, the same at the previous session's
+    base; the 90% once measured here no longer holds: the line reader is why it is the default)."""
     plain, read, exact = photos_and_strips(cnn_best_run, mnist, n=400, strips=100, lines="reader")
     assert read >= 0.98 * plain, (read, plain)  # measured 0.995 vs 0.995
     assert exact >= 0.90, exact  # measured 0.98 (0.985 over 200 strips drawn this way)
+    _, _, cut = photos_and_strips(cnn_best_run, mnist, n=10, strips=100, lines=False)
+    assert cut >= 0.85, cut  # measured 0.87 (0.885 over 200 strips)
 
 
 def test_segment_finds_digits_left_to_right_with_boxes(mnist):

@@ -164,3 +164,13 @@ def test_a_few_images_are_not_folded_where_folding_costs_more():
     model = ne.build(S.mlp([64]))
     assert model.pixel_logits(np.zeros((63, 28, 28), np.uint8), 0.1, 0.3) is None
     assert model.pixel_logits(np.zeros((64, 28, 28), np.uint8), 0.1, 0.3).shape == (64, 10)
+
+
+def test_max_pooling_for_inference_is_trainings_without_the_argmax():
+    pool = ne.MaxPool2D(S.MaxPool2D(2))
+    rng = np.random.default_rng(0)
+    for shape in [(3, 4, 28, 28), (2, 5, 7, 7), (1, 1, 3, 5)]:
+        x = rng.normal(size=shape).astype(np.float32)
+        np.testing.assert_array_equal(pool.infer(x), pool.forward(x, training=True))
+    with pytest.raises(ValueError):
+        pool.infer(np.zeros((1, 1, 1, 5), np.float32))  # smaller than a window: as pool() says

@@ -174,8 +174,10 @@ class Predictor:
         The number keeps the separators written between digits (`1,234.56`, `12/03/2026`, `-`);
         they are listed under `separators` with their boxes. A form's printed lines and boxes
         are removed first (a row of boxes is read box by box). `status` is 'no digit found'
-        when there is no ink, 'unsure' when any digit is unsure. `confidence` is the product of
-        the digits' confidences (with a calibrated model: the chance that every digit is right).
+        when there is no ink, 'unsure' when any digit is unsure. `confidence` is the chance that
+        the whole number is right: with a line reader, the product of every symbol's calibrated
+        probability, separators included (`sequence.reading`); cut into digits, the product of
+        the digits' confidences (with a calibrated model: the chance every digit is right).
         """
         name = name or describe(source)
         if self.lines is not None:

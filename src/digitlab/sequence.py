@@ -269,8 +269,8 @@ def chance(char: Char, amended: str | None = None) -> float:
 def reading(chars: list[Char]) -> tuple[str, float, dict[int, str]]:
     """What a row's symbols say: the string (amended by its form, stray marks at its ends left
     out), the chance that all of it is right (the product of each symbol's `chance`), and the
-    amendments {position: symbol}."""
+    amendments {position: symbol}. Nothing read is sure of nothing: confidence 0."""
     fixed = amend(chars)
     text = "".join(fixed.get(i, c.char) for i, c in enumerate(chars))
-    sure = float(np.prod([chance(c, fixed.get(i)) for i, c in enumerate(chars)]))
+    sure = float(np.prod([chance(c, fixed.get(i)) for i, c in enumerate(chars)])) if chars else 0.0
     return text.lstrip(",./").rstrip(",.-/"), sure, fixed

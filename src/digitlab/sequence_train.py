@@ -103,7 +103,7 @@ def judged(reader: LineReader, logits: list, texts: list[str]) -> tuple[np.ndarr
     whose ink was not found (logits None) is wrong at confidence 0."""
     conf, right = [], []
     for z, written in zip(logits, texts, strict=True):
-        text, sure, _ = reading(reader.decode(z)) if z is not None else ("", 0.0, {})
+        text, sure, _ = reading(reader.decode(z, top=4)) if z is not None else ("", 0.0, {})
         conf.append(sure)
         right.append(text == written)
     return np.clip(conf, 1e-6, 1 - 1e-6), np.array(right)
@@ -175,7 +175,8 @@ def recalibrate(folder, mnist, limit: int | None = None) -> dict:
     """Fit the temperature of the line reader in `folder` again (`calibrate`, with the rows its
     training held out) and rewrite its lines.json; the new record."""
     reader = LineReader.load(folder)
-    digits, synthetic = validation_rows(mnist, reader.info["train_config"]["seed"], limit)
+    seed = reader.info.get("train_config", {}).get("seed", 0)  # the seed its rows were made with
+    digits, synthetic = validation_rows(mnist, seed, limit)
     rows = PAPER_ROWS if limit is None else min(PAPER_ROWS, 100)
     info = reader.info | calibrate(reader, digits, synthetic, rows)
     atomic.write_json(Path(folder) / FILES[0], info)

@@ -193,9 +193,10 @@ class MaxPool2D(Layer):
 
     def infer(self, x):
         k, s = self.k, self.stride
-        if k != s:
+        n, c, h, w = x.shape
+        if k != s or h < k or w < k:  # pool() says what is wrong with an input too small
             return self.pool(x)[0]
-        n, c, h, w = x.shape  # windows that tile the input: a max over two axes, no argmax
+        # windows that tile the input: a max over two axes, no argmax
         return (
             x[:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k).max(axis=(3, 5))
         )

@@ -4,7 +4,8 @@ temperature (from the digits the built-in reader held out of training) come from
 
 >>> items = paper.numbers(mnist.test, 200)       # [Written(image=JPEG bytes, text="40351"), ...]
 
-- `numbers`: 4-6 digits in a row, from wide gaps to touching (1 in 4 has a touching pair);
+- `numbers`: 4-6 digits in a row, from wide gaps to touching (1 in 4 has a pair pushed into
+  each other; in the others each pair touches 1 time in 10: about half touch somewhere);
   `boxes`: the same written in a form's boxes (a digit may cross its box's line); `lines`: on a
   ruled line; `separators`: amounts and dates (`1,234.56`, `12/03/2026`, `12-03-26`) with
   hand-drawn punctuation.
@@ -111,7 +112,8 @@ def photographed(row: np.ndarray, rng: np.random.Generator, low: int, high: int)
 
 
 def numbers(digits: Split, count: int, seed: int = 2) -> list[Written]:
-    """4-6 digit numbers; one in four with a touching pair, the rest from tight to wide gaps."""
+    """4-6 digit numbers; one in four with a pair pushed into each other, the rest from tight
+    to wide gaps (`written_row`: each pair touches 1 time in 10)."""
     rng = np.random.default_rng(seed)
     items = []
     for k in range(count):
@@ -192,6 +194,9 @@ def mark(char: str, height: int, rng: np.random.Generator) -> np.ndarray:
 def written_text(digits: Split, text: str, rng: np.random.Generator) -> np.ndarray:
     """`text` (digits and separators) written by hand, 28 high, with digits of the right labels."""
     by_label = {d: np.flatnonzero(digits.labels == d) for d in range(10)}
+    missing = sorted({c for c in text if c.isdigit() and not by_label[int(c)].size})
+    if missing:
+        raise ValueError(f"no digit labelled {', '.join(missing)} to write {text!r} with")
     parts = []
     for char in text:
         if char.isdigit():

@@ -189,7 +189,7 @@ def to_mnist(ink: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
     strong = ink >= 0.5 * max(float(ink.max()), 1e-6)
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
     extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 if rows.size else max(h, w)
-    scale = box / extent
+    scale = min(box / extent, 2 * size / max(h, w))  # faint ink around a speck: at most 56 px
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = np.asarray(
         Image.fromarray(ink.astype(np.float32)).resize(new, Image.Resampling.LANCZOS), np.float32

@@ -70,8 +70,8 @@ class NumberAnswer(BaseModel):
     confidence: float = Field(
         ge=0,
         le=1,
-        description="the product of the digits' calibrated confidences: the chance that every "
-        "digit is right",
+        description="the chance that the whole number is right: the product of every symbol's "
+        "calibrated probability, separators included",
     )
     digits: list[NumberDigit]
     separators: list[Separator]
