@@ -184,7 +184,7 @@ def test_predict_command(mlp_run, mnist, tmp_path):
     assert '"status": "unsure"' in result.stdout
 
 
-def test_a_digits_strokes_fill_mnists_box_whatever_margin_the_crop_has(mnist):
+def test_a_digits_strokes_fill_mnists_box_whatever_margin_the_crop_has(mnist, monkeypatch):
     """MNIST fitted each digit's strokes, not a margin around them, in 20x20: a crop with a
     wide margin is read at the size of one without; a speck in faint ink stays bounded."""
     digit = mnist.test.images[0].astype(np.float32)
@@ -197,4 +197,9 @@ def test_a_digits_strokes_fill_mnists_box_whatever_margin_the_crop_has(mnist):
     assert 19 <= height[-1] - height[0] + 1 <= 21  # the strokes fill the box, as in MNIST
     speck = np.full((400, 400), 100, np.float32)
     speck[200, 200] = 255
-    assert ink.to_mnist(speck).shape == (28, 28)  # scaled at most to 56 px, not 8,000
+    sizes = []
+    resize = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda im, size, *a, **k: (
+        sizes.append(size), resize(im, size, *a, **k))[1])  # fmt: skip
+    assert ink.to_mnist(speck).shape == (28, 28)
+    assert sizes and max(max(size) for size in sizes) <= 56  # not 8,000 px for one bright pixel

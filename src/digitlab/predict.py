@@ -222,8 +222,8 @@ class Predictor:
         empty |= {"confidence": 0.0, "digits": [], "separators": []}
         if row is None:
             return Reading(empty)
-        image, place = ink.narrow_gaps(*ink.strip(row.ink, row.mask))
-        chars = self.lines.read(image, top=max(top, 4))
+        image, place = row.line()
+        chars = self.lines.read(image, top=max(top, sequence.ALTERNATIVES))
         _, sure, fixed = sequence.reading(chars)  # 12/03/2026, not 12103112026; 1,234.56 ...
         centres = [(c.span[0] + c.span[1]) / 2 for c in chars]
         edges = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), image.shape[1]]

@@ -251,6 +251,7 @@ def amend(chars: list[Char]) -> dict[int, str]:
 
 # the readings `amend` turns into each symbol
 AMENDED_FROM = {"/": "/1", ",": ",."}
+ALTERNATIVES = 4  # how many of a symbol's readings `amend` and `chance` look at (decode's top)
 
 
 def chance(char: Char, amended: str | None = None) -> float:

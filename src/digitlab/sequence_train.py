@@ -31,9 +31,19 @@ from digitlab import atomic, version
 from digitlab.data.dataset import Split
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import reliability_of
-from digitlab.ink import narrow_gaps, paper, row_ink, strip
+from digitlab.ink import paper, row_ink
 from digitlab.ink.synth import ALPHABET, RowMaker
-from digitlab.sequence import FILES, MEAN, STD, STRIDE, LineReader, build_torch, fold, reading
+from digitlab.sequence import (
+    ALTERNATIVES,
+    FILES,
+    MEAN,
+    STD,
+    STRIDE,
+    LineReader,
+    build_torch,
+    fold,
+    reading,
+)
 from digitlab.train import stratified_split
 
 SAMPLES = 128_000
@@ -103,7 +113,8 @@ def judged(reader: LineReader, logits: list, texts: list[str]) -> tuple[np.ndarr
     whose ink was not found (logits None) is wrong at confidence 0."""
     conf, right = [], []
     for z, written in zip(logits, texts, strict=True):
-        text, sure, _ = reading(reader.decode(z, top=4)) if z is not None else ("", 0.0, {})
+        read = reader.decode(z, top=ALTERNATIVES) if z is not None else []
+        text, sure, _ = reading(read)  # nothing read (or no ink found): wrong, at confidence 0
         conf.append(sure)
         right.append(text == written)
     return np.clip(conf, 1e-6, 1 - 1e-6), np.array(right)
@@ -134,17 +145,17 @@ def paper_logits(reader: LineReader, items: list) -> list:
     out = []
     for item in items:
         row = row_ink(item.image, "row")
-        out.append(
-            None if row is None else reader.logits(narrow_gaps(*strip(row.ink, row.mask))[0])
-        )
+        out.append(None if row is None else reader.logits(row.line()[0]))
     return out
 
 
-def calibrate(reader: LineReader, digits: Split, synthetic: list, rows: int = PAPER_ROWS) -> dict:
-    """Fit the reader's temperature on `rows` rows written on paper and photographed
-    (`ink.paper.mixed`: numbers, boxes, ruled lines, amounts and dates, as the reading benchmark
-    makes them) from the held-out `digits`; its record: the temperature and the validation
-    figures on those rows and on the `synthetic` rows (the training generator's, held out)."""
+def calibrate(reader: LineReader, digits: Split, synthetic: list, limit: int | None) -> dict:
+    """Fit the reader's temperature on PAPER_ROWS rows (100 with a `limit`) written on paper and
+    photographed (`ink.paper.mixed`: numbers, boxes, ruled lines, amounts and dates, as the
+    reading benchmark makes them) from the held-out `digits`; its record: the temperature and
+    the validation figures on those rows and on the `synthetic` rows (the training generator's,
+    held out)."""
+    rows = PAPER_ROWS if limit is None else 100
     items = paper.mixed(digits, rows, seed=PAPER_SEED)
     logits, texts = paper_logits(reader, items), [item.text for item in items]
     temperature = fit_temperature(reader, logits, texts)
@@ -177,8 +188,7 @@ def recalibrate(folder, mnist, limit: int | None = None) -> dict:
     reader = LineReader.load(folder)
     seed = reader.info.get("train_config", {}).get("seed", 0)  # the seed its rows were made with
     digits, synthetic = validation_rows(mnist, seed, limit)
-    rows = PAPER_ROWS if limit is None else min(PAPER_ROWS, 100)
-    info = reader.info | calibrate(reader, digits, synthetic, rows)
+    info = reader.info | calibrate(reader, digits, synthetic, limit)
     atomic.write_json(Path(folder) / FILES[0], info)
     return info
 
@@ -245,7 +255,7 @@ def train_lines(
         "weights_sha256": hashlib.sha256(payload).hexdigest(),
     }  # fmt: skip
     reader = LineReader(info, arrays, out)
-    info |= calibrate(reader, digits, held, PAPER_ROWS if limit is None else 100)
+    info |= calibrate(reader, digits, held, limit)
     info["seconds"] = round(time.perf_counter() - started, 1)
     atomic.write_bytes(out / FILES[1], payload)
     atomic.write_json(out / FILES[0], info)  # last: a folder with lines.json is complete

@@ -111,14 +111,20 @@ def photographed(row: np.ndarray, rng: np.random.Generator, low: int, high: int)
     return photograph(255 - row, (round(row.shape[1] * height / 28), height), rng)
 
 
+def written_number(digits: Split, rng: np.random.Generator, k: int) -> tuple[np.ndarray, str]:
+    """The k-th number of a set: 4-6 digits as a row of ink (`touching_row`, every fourth with a
+    pair pushed together) and its text."""
+    chosen, text = random_number(digits, rng, int(rng.integers(4, 7)))
+    return touching_row(chosen, rng, touch=k % 4 == 0), text
+
+
 def numbers(digits: Split, count: int, seed: int = 2) -> list[Written]:
     """4-6 digit numbers; one in four with a pair pushed into each other, the rest from tight
     to wide gaps (`written_row`: each pair touches 1 time in 10)."""
     rng = np.random.default_rng(seed)
     items = []
     for k in range(count):
-        chosen, text = random_number(digits, rng, int(rng.integers(4, 7)))
-        row = touching_row(chosen, rng, touch=k % 4 == 0)
+        row, text = written_number(digits, rng, k)
         items.append(Written(photographed(row, rng, 120, 300), text))
     return items
 
@@ -154,8 +160,7 @@ def lines(digits: Split, count: int, seed: int = 4) -> list[Written]:
     rng = np.random.default_rng(seed)
     items = []
     for k in range(count):
-        chosen, text = random_number(digits, rng, int(rng.integers(4, 7)))
-        row = touching_row(chosen, rng, touch=k % 4 == 0)
+        row, text = written_number(digits, rng, k)
         height = int(rng.integers(120, 240))
         width = round(row.shape[1] * height / 28)
         ink = np.asarray(Image.fromarray(row).resize((width, height), Image.Resampling.BICUBIC))

@@ -53,6 +53,10 @@ class RowInk:
     def mask(self) -> np.ndarray:
         return self.labels > 0
 
+    def line(self) -> tuple[np.ndarray, Placement]:
+        """The strip a line reader reads (wide gaps narrowed) and where its columns come from."""
+        return narrow_gaps(*strip(self.ink, self.mask))
+
 
 @dataclass(frozen=True)
 class Placement:
