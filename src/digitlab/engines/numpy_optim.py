@@ -75,6 +75,10 @@ class SGD(Optimizer):
             weight_decay,
         )
         self.momentum_buffer: list[np.ndarray | None] = [None] * len(self.params)
+        # scratch arrays, one per parameter: a step allocates nothing (fresh temporaries of a
+        # parameter's size were a quarter of an MLP epoch)
+        self.scratch = [np.empty_like(p.data) for p in self.params]
+        self.decayed = [np.empty_like(p.data) for p in self.params] if weight_decay else []
 
     def _buffers(self):
         return {"momentum_buffer": self.momentum_buffer}
@@ -82,18 +86,27 @@ class SGD(Optimizer):
     def step(self) -> None:
         self.steps += 1
         for i, p in enumerate(self.params):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
+            g, t = p.grad, self.scratch[i]
+            kind = p.data.dtype.type
+            if self.weight_decay:  # g + wd * p
+                g = np.multiply(p.data, kind(self.weight_decay), out=self.decayed[i])
+                g += p.grad
             if self.momentum:
                 buf = self.momentum_buffer[i]
                 if buf is None:
                     buf = self.momentum_buffer[i] = g.copy()
                 else:
-                    buf *= self.momentum
-                    buf += (1 - self.dampening) * g
-                g = g + self.momentum * buf if self.nesterov else buf
-            p.data -= p.data.dtype.type(self.lr) * g
+                    buf *= kind(self.momentum)
+                    if self.dampening:
+                        buf += np.multiply(g, kind(1 - self.dampening), out=t)
+                    else:
+                        buf += g
+                if self.nesterov:  # g + momentum * buf
+                    g = np.multiply(buf, kind(self.momentum), out=t)
+                    g += p.grad if not self.weight_decay else self.decayed[i]
+                else:
+                    g = buf
+            p.data -= np.multiply(g, kind(self.lr), out=t)
 
 
 class Adam(Optimizer):

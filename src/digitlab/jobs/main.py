@@ -63,7 +63,8 @@ def main_job(
     trained = []
     for i, (name, engine) in enumerate(models, start=1):
         preset = PRESETS[name]
-        epochs = max(1, preset.config.epochs // 2) if quick else preset.config.epochs
+        full = preset.config.epochs  # quick: half, but a one-cycle needs 2 to settle
+        epochs = min(full, max(2, full // 2)) if quick else full
         config = replace(preset.config, epochs=epochs)
         say(f"[{i}/{len(models)}] training {name} on the {engine} engine, {epochs} epochs")
         start(
