@@ -57,7 +57,10 @@ def run(
     ),
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, or a path.")] = "mnist",
     quick: Annotated[
-        bool, typer.Option("--quick", metavar="", help="Half the epochs (at least 2), about half the time.")
+        bool,
+        typer.Option(
+            "--quick", metavar="", help="Half the epochs (at least 2), about half the time."
+        ),
     ] = False,
     limit: Annotated[
         int | None, typer.Option(help="Train on the first N images (fast tries).")
