@@ -72,6 +72,17 @@ PLANS = {
 }
 
 
+def recipes() -> dict[str, dict]:
+    """Epochs and peak lr of digitlab's recipes in the suite, for the report's text."""
+    from digitlab.presets import PRESETS, RECIPES
+
+    fast, small = RECIPES["numpy-fast"][1], PRESETS["cnn-small"].config
+    return {
+        name: {"epochs": c.epochs, "lr": c.lr}
+        for name, c in (("numpy-fast", fast), ("cnn-small", small))
+    }
+
+
 def lineup(plan: Plan, device: str = "cpu") -> dict[str, dict[str, tuple]]:
     """case -> contender -> (trainer, keyword arguments, max epochs)."""
     from digitlab.presets import PRESETS, RECIPES
@@ -330,6 +341,7 @@ def run(
         "wall_s": time.perf_counter() - started,
         "targets": {k: list(v) for k, v in TARGETS.items()},
         "cases": cases,
+        "recipes": recipes(),
     }
     results["verdicts"] = verdicts(results)
     stem = f"{machine_slug(machine)}-{time.strftime('%Y-%m-%d')}"

@@ -185,6 +185,8 @@ def time_table(case: dict, targets: tuple[float, ...], reference: str, label: st
 
 def markdown(r: dict) -> str:
     c, plan = r["cases"], r["plan"]
+    fast = r.get("recipes", {}).get("numpy-fast", {"epochs": 4, "lr": 0.1})  # before 2026-11-30
+    small = r.get("recipes", {}).get("cnn-small", {"epochs": 4, "lr": 0.05})
     v = r["versions"]
     load = r["load_average_before"]
     lines = [
@@ -217,8 +219,8 @@ def markdown(r: dict) -> str:
         "",
         "Peers and the `Adam batch 64` rows: Adam 1e-3, batch 64, no weight decay, inputs "
         "(x/255 − 0.1307)/0.3081, each library's default initialisation; up to "
-        f"{plan['mlp_max_epochs']} epochs. `numpy-fast`: digitlab's recipe (4 epochs, SGD + "
-        "Nesterov, one-cycle, batch 128, label smoothing 0.1). The ratio column is the row's time "
+        f"{plan['mlp_max_epochs']} epochs. `numpy-fast`: digitlab's recipe ({fast['epochs']} epochs, "
+        f"SGD + Nesterov, one-cycle to lr {fast['lr']}, batch 128, label smoothing 0.1). The ratio column is the row's time "
         "to 98.0% over digitlab's NumPy engine with its recipe.",
         "",
         *time_table(
@@ -252,7 +254,8 @@ def markdown(r: dict) -> str:
         "",
         "### 3. cnn-small (conv 12, conv 24, dense 64) to 99.0%",
         "",
-        "digitlab: the `cnn-small` recipe (4 epochs, SGD + Nesterov, one-cycle, batch 128) on the "
+        f"digitlab: the `cnn-small` recipe ({small['epochs']} epochs, SGD + Nesterov, one-cycle "
+        f"to lr {small['lr']}, batch 128) on the "
         "PyTorch engine; the plain loop: the same layers, TensorDataset + DataLoader, Adam 1e-3, "
         f"batch 64, up to {plan['cnn_max_epochs']} epochs.",
         "",
