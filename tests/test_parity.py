@@ -127,6 +127,30 @@ def test_forward_loss_and_every_gradient_match_torch(name, smoothing):
         np.testing.assert_allclose(value, t_state[key], rtol=RTOL, atol=ATOL, err_msg=key)
 
 
+def test_a_relu_before_a_pool_runs_after_it_with_the_same_results():
+    """Both engines run a ReLU followed by a MaxPool2D pool first (spec.run_order, a quarter of
+    the values for the ReLU); torch layers in the spec's own order, with the same weights, give
+    the same logits and every gradient."""
+    spec = SPECS["small-cnn"]
+    order = S.run_order(spec.layers)
+    assert order[:7] == [0, 1, 3, 2, 4, 6, 5] and order[7:] == list(range(7, len(spec.layers)))
+    ours, theirs = twins(spec)
+    ran = list(theirs.module.layers)
+    assert [type(m).__name__ for m in ran[2:4]] == ["MaxPool2d", "ReLU"]
+    as_written = torch.nn.Sequential(*[ran[order.index(i)] for i in range(len(ran))])
+    assert [type(m).__name__ for m in as_written[2:4]] == ["ReLU", "MaxPool2d"]
+    x, y = batch(spec, 32)
+    logits = ours.forward(x)
+    _, dlogits = ne.softmax_cross_entropy(logits, y)
+    ours.backward(dlogits)
+    t_logits = as_written(torch.from_numpy(x))
+    torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(y)).backward()
+    np.testing.assert_allclose(logits, t_logits.detach().numpy(), rtol=RTOL, atol=ATOL)
+    for pname, p in ours.named_parameters():
+        grad = as_written.get_parameter(pname.removeprefix("layers.")).grad
+        np.testing.assert_allclose(p.grad, grad.numpy(), rtol=RTOL, atol=ATOL, err_msg=pname)
+
+
 def test_eval_mode_predictions_match_and_weights_round_trip():
     spec = SPECS["small-cnn"]
     ours, theirs = twins(spec)

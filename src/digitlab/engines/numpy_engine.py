@@ -307,7 +307,8 @@ def build(spec: S.ModelSpec, seed: int = 0, dtype=np.float32) -> Model:
                 layers.append(Sigmoid())
             case S.Tanh():
                 layers.append(Tanh())
-    return Model(spec, layers, rng, dtype)
+    # a ReLU before a MaxPool2D runs after it; in place still, on the pool's fresh output
+    return Model(spec, [layers[i] for i in S.run_order(spec.layers)], rng, dtype)
 
 
 def make_optimizer(

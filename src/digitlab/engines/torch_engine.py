@@ -101,7 +101,7 @@ def to_module(spec: S.ModelSpec) -> Net:
                 layers.append(nn.Sigmoid())
             case S.Tanh():
                 layers.append(nn.Tanh())
-    return Net(layers)
+    return Net([layers[i] for i in S.run_order(spec.layers)])
 
 
 class Optimizer:
