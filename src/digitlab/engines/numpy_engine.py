@@ -13,6 +13,7 @@ unchanged. No torch here.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -299,16 +300,19 @@ def build(spec: S.ModelSpec, seed: int = 0, dtype=np.float32) -> Model:
                 layers.append(BatchNorm(shape[0], layer, dtype))
             case S.Dropout():
                 layers.append(Dropout(layer, rng))
-            case S.ReLU():  # Dense, Conv2D, BatchNorm and MaxPool2D do not keep their outputs
-                layers.append(ReLU(inplace=bool(layers) and type(layers[-1]) in OWN_OUTPUT))
+            case S.ReLU():
+                layers.append(ReLU())
             case S.LeakyReLU():
                 layers.append(LeakyReLU(layer))
             case S.Sigmoid():
                 layers.append(Sigmoid())
             case S.Tanh():
                 layers.append(Tanh())
-    # a ReLU before a MaxPool2D runs after it; in place still, on the pool's fresh output
-    return Model(spec, [layers[i] for i in S.run_order(spec.layers)], rng, dtype)
+    layers = [layers[i] for i in S.run_order(spec.layers)]  # a ReLU before a pool runs after it
+    for below, layer in itertools.pairwise(layers):
+        if isinstance(layer, ReLU):  # Dense, Conv2D, BatchNorm and MaxPool2D keep no output
+            layer.inplace = type(below) in OWN_OUTPUT
+    return Model(spec, layers, rng, dtype)
 
 
 def make_optimizer(
