@@ -90,6 +90,49 @@ def test_bad_ensembles_are_refused_in_one_line(members, mnist, tmp_path):
         runs.load_model(tmp_path / "e3")
 
 
+@pytest.fixture(scope="module")
+def split_members(mnist_home, tmp_path_factory):
+    """Two small MLPs of different seeds that hold out the same images (--split-seed 0)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_HOME", str(mnist_home))
+        folder = tmp_path_factory.mktemp("split_members")
+        for seed in (1, 2):
+            config = TrainConfig(epochs=1, seed=seed, split_seed=0, val_split=0.1)
+            jobs.start(folder / f"s{seed}", mlp([32]), "numpy", config, limit=3000)
+        yield [folder / "s1", folder / "s2"]
+
+
+def test_members_sharing_a_split_calibrate_the_ensemble_on_it(split_members, mnist, tmp_path):
+    from digitlab.jobs.evaluate import split_data
+
+    a, b = (runs.read_info(m) for m in split_members)
+    held_a, held_b = split_data(a, "val", mnist)[0], split_data(b, "val", mnist)[0]
+    assert len(held_a) == 300 and np.array_equal(held_a, held_b)  # seeds differ, split does not
+    unseeded = TrainConfig(seed=1, val_split=0.1).to_dict()
+    assert not np.array_equal(split_data(a | {"train_config": unseeded}, "val", mnist)[0], held_a)
+    info = jobs.make_ensemble(split_members, tmp_path / "ens", data=mnist)
+    assert info["train_config"] == {"val_split": 0.1, "split_seed": 0}
+    assert info["calibration"]["split"] == "validation" and info["calibration"]["images"] == 300
+    images = mnist.test.images[:300]
+    mean = np.mean([Predictor(m).probabilities(images) for m in split_members], axis=0)
+    expected = ev.softmax(np.log(mean + 1e-30), info["temperature"])  # calibrated once more
+    np.testing.assert_allclose(
+        Predictor(tmp_path / "ens").probabilities(images), expected, atol=1e-5
+    )
+    metrics = jobs.evaluate_run(tmp_path / "ens", split="val", data=mnist)
+    assert metrics["n"] == 300 and metrics["temperature"] == info["temperature"]
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    done = jobs.export_onnx(tmp_path / "ens", tmp_path / "e.onnx", data=mnist)
+    assert done["agree"] and done["label_disagreements"] == 0
+
+
+def test_members_with_their_own_splits_leave_the_ensemble_none(members, mnist, tmp_path):
+    info = jobs.make_ensemble(members[:2], tmp_path / "ens", data=mnist)  # seeds 0 and 1
+    assert info["temperature"] == 1.0 and "calibration" not in info
+    with pytest.raises(DigitlabError, match="held out different images"):
+        jobs.evaluate_run(tmp_path / "ens", split="val", data=mnist)
+
+
 def test_top_k_of_a_sweep_are_its_best_complete_trials(tmp_path):
     trials = [
         {"number": 0, "state": "COMPLETE", "val_acc": 0.91, "run": "a"},
@@ -116,5 +159,7 @@ def test_seeds_trains_each_seed_once_then_combines_them(mnist, tmp_path):
     info = runs.read_info(out)
     seeds = sorted(runs.read_info(m["run"])["train_config"]["seed"] for m in info["members"])
     assert seeds == [0, 1, 2] and 0.3 < info["test"]["acc"] < 1
+    assert info["train_config"] == {"val_split": 0.1, "split_seed": 0}  # one split: calibrated
+    assert info["calibration"]["images"] == 100
     again = CliRunner().invoke(app, args)  # the members are kept; the ensemble is not replaced
     assert again.exit_code == 1 and "already holds a run" in again.output

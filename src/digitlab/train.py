@@ -58,6 +58,9 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "Label smoothing, 0 to <1.")
     augment: str = setting("none", "none, shift, affine or elastic.")
     val_split: float = setting(0.1, "Share of train held out for validation (stratified).")
+    split_seed: int = setting(
+        -1, "Seeds the validation split (-1: the seed); an ensemble's members share one."
+    )
     patience: int = setting(0, "Early stopping after N epochs without progress (0: off).")
     seed: int = setting(0, "Seeds weights, shuffling, augmentation, dropout.")
     mean: float = setting(MNIST_MEAN, "Input normalisation: mean of pixels / 255.")
@@ -91,6 +94,7 @@ class TrainConfig:
             ("std", self.std > 0, "must be positive"),
             ("patience", self.patience >= 0, "must be ≥ 0"),
             ("seed", 0 <= self.seed < 2**32, "must be in 0 .. 2**32-1"),
+            ("split_seed", -1 <= self.split_seed < 2**32, "must be -1 or in 0 .. 2**32-1"),
             ("step_epochs", self.step_epochs >= 1, "must be at least 1"),
             ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "must be in 0 .. epochs"),
             ("gamma", self.gamma > 0, "must be positive"),
@@ -106,6 +110,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def val_seed(self) -> int:
+        """What seeds the validation split: split_seed, or the seed when it is -1."""
+        return self.seed if self.split_seed < 0 else self.split_seed
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -193,7 +202,7 @@ class Trainer:
         model.mean, model.std = config.mean, config.std  # what logits() will normalise with
         self.engine = get_engine(model.engine)
         if config.val_split > 0:
-            train_idx, val_idx = stratified_split(labels, config.val_split, config.seed)
+            train_idx, val_idx = stratified_split(labels, config.val_split, config.val_seed)
             if len(val_idx) == 0:
                 raise DigitlabError(
                     f"--val-split {config.val_split}: holds out no image of {len(labels)}; "

@@ -19,26 +19,44 @@ from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.ensemble import KIND, Ensemble
 from digitlab.errors import DigitlabError
-from digitlab.jobs.train import run_dataset
+from digitlab.evaluate import softmax
+from digitlab.jobs.evaluate import split_data
+from digitlab.jobs.train import calibration_of, run_dataset
 from digitlab.spec import ModelSpec
+from digitlab.train import TrainConfig
 from digitlab.version import __version__
 
 
 def seeds_space(model: str, seeds: int, folder: str | os.PathLike[str]) -> Path:
     """A sweep space (written into `folder`) that trains `model` once with each seed 0..N-1: a
-    grid over the seed, nothing pruned, 10% of the images held out for calibration."""
+    grid over the seed, nothing pruned, the same 10% of the images held out by every member (so
+    the ensemble is calibrated on images none of them trained on)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "space.toml"
     text = (
         f"# digitlab ensemble --seeds {seeds} --model {model}\n"
         f'name = "seeds"\ntrials = {seeds}\nsampler = "grid"\nprune = false\n'
-        f"model = {json.dumps(model)}\n[fixed]\nval_split = 0.1\n"
+        f"model = {json.dumps(model)}\n[fixed]\nval_split = 0.1\nsplit_seed = 0\n"
         f"[search.seed]\nchoices = {list(range(seeds))}\n"
     )
     if not path.exists() or path.read_text() != text:
         write_text(path, text)
     return path
+
+
+def shared_split(infos: list[dict]) -> dict | None:
+    """The validation split every member held out (as train_config fields), or None when they
+    held out different images, or none: then no image is unseen by all of them."""
+    splits = set()
+    for info in infos:
+        config = TrainConfig.from_dict(info["train_config"])
+        data = info["data"]
+        splits.add((config.val_split, config.val_seed, data.get("ref"), data.get("limit")))
+    if len(splits) != 1:
+        return None
+    val_split, seed, _, _ = splits.pop()
+    return {"val_split": val_split, "split_seed": seed} if val_split > 0 else None
 
 
 def top_of_sweep(folder: str | os.PathLike[str], k: int) -> list[Path]:
@@ -65,7 +83,8 @@ def make_ensemble(
     """Write an ensemble run directory from finished runs of one dataset and classes; returns
     its model.json. The members keep their calibrated temperatures; the ensemble's test accuracy
     is measured on `data` (default: the members' dataset, opened by its ref), as training does
-    for one network."""
+    for one network. When the members held out the same validation images (`--split-seed`),
+    the ensemble fits its own temperature and `unsure` threshold there."""
     if len(runs_given) < 2:
         raise DigitlabError("an ensemble needs at least two runs")
     paths = [Path(r) for r in runs_given]
@@ -111,6 +130,7 @@ def make_ensemble(
     model = Ensemble(
         models, [m["temperature"] for m in members], ModelSpec.from_dict(first["spec"])
     )
+    split = shared_split(infos)
     info = {
         "format": runs.FORMAT,
         "digitlab_version": __version__,
@@ -119,7 +139,8 @@ def make_ensemble(
         "spec": spec,
         "classes": first["classes"],
         "preprocessing": first["preprocessing"],
-        "train_config": {},
+        # the validation split the members share; none (val_split 0) when they do not
+        "train_config": split or {"val_split": 0.0},
         "data": first["data"],
         "training": {
             "finished": True,
@@ -128,15 +149,18 @@ def make_ensemble(
         "members": members,
         "num_params": model.num_params,
         "temperature": 1.0,
-        # the members' thresholds, averaged: each was fitted on its own validation split
+        # without a shared split, the members' thresholds averaged (each fitted on its own)
         "unsure_below": float(np.mean([float(i.get("unsure_below", 0.6)) for i in infos])),
         "command": "digitlab ensemble " + " ".join(str(p) for p in paths) + f" --out {out}",
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     data = data if data is not None else run_dataset(first)  # the members' own data
+    if split:
+        images, labels = split_data(info, "val", data)
+        info |= calibration_of(logits(model, images), labels)
     if data.test.labels is not None and len(data.test):
         z = logits(model, data.test.images)
-        p = np.exp(z)
+        p = softmax(z, info["temperature"])
         loss = float(-np.mean(np.log(p[np.arange(len(z)), data.test.labels] + 1e-12)))
         info["test"] = {"loss": loss, "acc": float((z.argmax(axis=1) == data.test.labels).mean())}
     runs.save_ensemble(out, model, info)

@@ -53,12 +53,17 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
             raise DigitlabError(f"{info['data']['ref']}: has no labeled test split to evaluate on")
         return ds.test.images, ds.test.labels
     config = TrainConfig.from_dict(info["train_config"])
+    if config.val_split == 0 and info.get("kind") == "ensemble":
+        raise DigitlabError(
+            "this ensemble's members held out different images: it has no validation split "
+            "(train its members with one --split-seed)"
+        )
     if config.val_split == 0:
         raise DigitlabError(
             "this run trained on all its training images: it has no validation split"
         )
     images, labels, _ = training_data(ds, info["data"].get("limit"))
-    _, val_idx = stratified_split(labels, config.val_split, config.seed)
+    _, val_idx = stratified_split(labels, config.val_split, config.val_seed)
     return images[val_idx], labels[val_idx]
 
 

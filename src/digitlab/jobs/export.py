@@ -172,8 +172,9 @@ def onnx_model(spec: ModelSpec, weights: dict[str, np.ndarray], info: dict):
 
 def ensemble_onnx(info: dict, weights: dict[str, np.ndarray]):
     """One graph for an ensemble: each member's own graph (its normalisation and temperature
-    inside, names prefixed m0/, m1/, ...) fed the same pixels; `probabilities` their mean and
-    `logits` its log, as the ensemble answers on both engines."""
+    inside, names prefixed m0/, m1/, ...) fed the same pixels; `logits` the log of their mean
+    and `probabilities` its softmax at the ensemble's temperature, as it answers on both
+    engines."""
     onnx = _needs("onnx", "export")
     from onnx import TensorProto, compose, helper, numpy_helper
 
@@ -190,11 +191,15 @@ def ensemble_onnx(info: dict, weights: dict[str, np.ndarray]):
         finals.append(f"m{i}/probabilities")
     count = numpy_helper.from_array(np.asarray(len(finals), np.float32), "members")
     tiny = numpy_helper.from_array(np.asarray(1e-30, np.float32), "tiny")
+    temperature = float(info.get("temperature", 1.0))  # the ensemble's own, over the mean
+    scale = numpy_helper.from_array(np.asarray(temperature, np.float32), "temperature")
     nodes += [
         helper.make_node("Sum", finals, ["total"]),
-        helper.make_node("Div", ["total", "members"], ["probabilities"]),
-        helper.make_node("Add", ["probabilities", "tiny"], ["guarded"]),
+        helper.make_node("Div", ["total", "members"], ["mean"]),
+        helper.make_node("Add", ["mean", "tiny"], ["guarded"]),
         helper.make_node("Log", ["guarded"], ["logits"]),
+        helper.make_node("Div", ["logits", "temperature"], ["z"]),
+        helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
     ]
     k = len(info["classes"])
     graph = helper.make_graph(
@@ -205,7 +210,7 @@ def ensemble_onnx(info: dict, weights: dict[str, np.ndarray]):
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", k]),
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k]),
         ],
-        [*inits, count, tiny],
+        [*inits, count, tiny, scale],
     )
     model = helper.make_model(
         graph,
@@ -213,12 +218,17 @@ def ensemble_onnx(info: dict, weights: dict[str, np.ndarray]):
         producer_name="digitlab",
         producer_version=str(info.get("digitlab_version", "")),
         doc_string=f"An ensemble of {len(finals)}: the mean of the members' calibrated "
-        "probabilities. Input: pixels float32 (N, 1, 28, 28), 0..255 (0 = background).",
+        "probabilities, calibrated again by the ensemble's temperature. "
+        "Input: pixels float32 (N, 1, 28, 28), 0..255 (0 = background).",
     )
     model.ir_version = min(model.ir_version, 9)
     helper.set_model_props(
         model,
-        {"classes": json.dumps(info["classes"]), "members": str(len(finals)), "temperature": "1.0"},
+        {
+            "classes": json.dumps(info["classes"]),
+            "members": str(len(finals)),
+            "temperature": str(temperature),
+        },
     )
     onnx.checker.check_model(model, full_check=True)
     return model
