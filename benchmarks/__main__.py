@@ -24,9 +24,10 @@ BENCHMARKS = [
     "records",
 ]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
-# rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2)
+# rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2);
+# ensembles about 70 (five `reader` networks, reused once trained)
 # gpu: on a CUDA machine only (about 8 minutes on an H200; benchmarks/gpu.sh adds the CUDA tests)
-SLOW = ["cnn_best", "training", "distributed", "gpu"]
+SLOW = ["cnn_best", "training", "distributed", "ensembles", "gpu"]
 
 
 def main() -> None:

@@ -189,3 +189,20 @@ def test_a_contender_process_reports_its_own_peak_memory_not_its_parents():
                          check=True, cwd=ROOT)  # fmt: skip
     assert float(out.stdout) < 400, f"child peak {out.stdout.strip()} MiB beside a 512 MiB parent"
     assert big[-1] == 1.0
+
+
+def test_the_ensemble_benchmark_counts_the_built_in_reader_as_its_seed_0():
+    """The reader was trained by the recipe with seed 0 on the shared split, so the benchmark
+    reuses it rather than training it again; it is no member for any other seed."""
+    from benchmarks import ensembles
+    from digitlab import reader
+
+    assert ensembles.is_member(reader.FOLDER, 0) and not ensembles.is_member(reader.FOLDER, 1)
+    member = {"test": 0.996, "val": 0.995, "degraded": 0.976, "seconds": 700.0, "run": "m"}
+    result = {
+        "members": [member] * 5,
+        "ensembles": {"3": member | {"test": 0.9966}, "5": member | {"test": 0.9976}},
+    }
+    rows = [line for line in ensembles.markdown(result).splitlines() if line.startswith("| 3 ")]
+    assert "**99.66%**" in rows[0] and rows[0].endswith("| **no** |")
+    assert ensembles.markdown(result).splitlines()[-1].endswith("| **yes** |")

@@ -19,6 +19,7 @@ from digitlab.cli import app
 from digitlab.data import Split
 from digitlab.jobs.export import agreement, onnx_model
 from digitlab.spec import ModelSpec
+from digitlab.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from photos import photo
@@ -32,8 +33,8 @@ def test_the_reader_ships_with_its_provenance_and_digest():
     assert hashlib.sha256(weights).hexdigest() == info["weights_sha256"]
     assert info["preset"] == "reader" and info["data"]["dataset"] == "mnist"
     assert info["data"]["limit"] is None  # MNIST's training images, all of them, nothing else
-    assert info["train_config"] == digitlab.RECIPES["reader"][1].to_dict()
-    assert info["test"]["acc"] >= 0.995  # measured 99.53% (the issue asks 99.6%: not yet)
+    assert TrainConfig.from_dict(info["train_config"]) == digitlab.RECIPES["reader"][1]
+    assert info["test"]["acc"] >= 0.996  # measured 99.64%
     assert info["temperature"] > 0 and info["calibration"]["split"] == "validation"
 
 

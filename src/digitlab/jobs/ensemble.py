@@ -120,6 +120,7 @@ def make_ensemble(
             "spec": info["spec"],
             "engine": info["engine"],
             "temperature": float(info.get("temperature", 1.0)),
+            "train_config": info.get("train_config"),  # how it was trained: seed, recipe
             "test": info.get("test"),
             "weights_sha256": info.get("weights_sha256"),
         }
