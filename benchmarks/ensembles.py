@@ -76,12 +76,13 @@ def scores(folder: Path, ds, degraded: tuple[list, np.ndarray]) -> dict:
     info = runs.read_info(folder)
     images, labels = split_data(info, "val", ds)
     z = logits(runs.load_model(folder), images)
-    read = Predictor(folder).read_many(degraded[0], top=1)
+    read = [r["label"] for r in Predictor(folder).read_many(degraded[0], top=1)]
+    truth = [str(t) for t in degraded[1]]
     return {
         "run": str(folder),
         "test": info["test"]["acc"],
         "val": float((z.argmax(1) == labels).mean()),
-        "degraded": float(np.mean([r["label"] == str(t) for r, t in zip(read, degraded[1])])),
+        "degraded": float(np.mean(np.array(read) == np.array(truth))),
         "seconds": info["training"].get("seconds"),
     }
 

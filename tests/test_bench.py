@@ -195,6 +195,7 @@ def test_the_ensemble_benchmark_counts_the_built_in_reader_as_its_seed_0():
     """The reader was trained by the recipe with seed 0 on the shared split, so the benchmark
     reuses it rather than training it again; it is no member for any other seed."""
     from benchmarks import ensembles
+
     from digitlab import reader
 
     assert ensembles.is_member(reader.FOLDER, 0) and not ensembles.is_member(reader.FOLDER, 1)
