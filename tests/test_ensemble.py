@@ -131,6 +131,23 @@ def test_members_with_their_own_splits_leave_the_ensemble_none(members, mnist, t
     assert info["temperature"] == 1.0 and "calibration" not in info
     with pytest.raises(DigitlabError, match="held out different images"):
         jobs.evaluate_run(tmp_path / "ens", split="val", data=mnist)
+    old = json.loads((tmp_path / "ens" / "model.json").read_text()) | {"train_config": {}}
+    (tmp_path / "ens" / "model.json").write_text(json.dumps(old))  # made before split_seed
+    with pytest.raises(DigitlabError, match="held out different images"):
+        jobs.evaluate_run(tmp_path / "ens", split="val", calibrate=True, data=mnist)
+
+
+def test_runs_from_before_split_seed_are_still_seeds_of_one_experiment(split_members):
+    from digitlab.jobs.compare import seed_group
+
+    info = runs.read_info(split_members[0])  # seed 1, split_seed 0
+    config = info["train_config"]
+    same = info | {"train_config": config | {"seed": 0, "split_seed": -1}}
+    old = info | {
+        "train_config": {k: v for k, v in same["train_config"].items() if k != "split_seed"}
+    }
+    assert seed_group(info) == seed_group(same) == seed_group(old)  # all hold out seed 0's split
+    assert seed_group(info | {"train_config": config | {"split_seed": 1}}) != seed_group(info)
 
 
 def test_top_k_of_a_sweep_are_its_best_complete_trials(tmp_path):

@@ -79,6 +79,7 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
     cases = {
         'model = "mlp:{h}"\n': "model names {h} but [search.h] is missing",
         'model = "mlp:8"\n[search.nope]\nint = [1, 2]\n': "search.nope: not a training setting",
+        'model = "mlp:8"\n[search.split_seed]\nchoices = [0, 1]\n': "on one validation split",
         'model = "mlp:8"\n[search.lr]\nfloat = [0.3, 0.1]\n': "search.lr: float must be",
         'model = "mlp:8"\n[search.lr]\nfloat = [0, 1]\nlog = true\n': "(> 0 for log)",
         'model = "mlp:8"\n[fixed]\nepoch = 3\n': "fixed.epoch: not a training setting",

@@ -169,3 +169,13 @@ def ensemble_cmd(
         acc = (m.get("test") or {}).get("acc")
         typer.echo(f"  {m['name']}: test {acc:.2%}  ({m['run']})" if acc else f"  {m['name']}")
     typer.echo(f"ensemble of {len(info['members'])}: test {info['test']['acc']:.2%}; run {out}")
+    if "calibration" in info:
+        typer.echo(
+            f"calibrated on the {info['calibration']['images']:,} validation images every member "
+            f"held out: temperature {info['temperature']:.3f}"
+        )
+    else:
+        typer.echo(
+            "the members held out different images, so the ensemble has no validation split: "
+            "it keeps their calibration (train them with one --split-seed to fit its own)"
+        )

@@ -17,6 +17,7 @@ from digitlab.data import Dataset
 from digitlab.errors import DigitlabError
 from digitlab.jobs.evaluate import Evaluation, _pct, evaluation, provenance, split_data
 from digitlab.jobs.train import run_dataset
+from digitlab.train import TrainConfig
 
 OUTPUTS = ("comparison.json", "report.html")  # what an earlier comparison leaves in --out
 
@@ -140,7 +141,9 @@ def compare_runs(
 def seed_group(info: dict) -> str:
     """Runs are seeds of one experiment when all but their seed is the same: spec, engine,
     data (and its limit) and every training setting."""
-    config = {k: v for k, v in info["train_config"].items() if k != "seed"}
+    config = TrainConfig.from_dict(info["train_config"]).to_dict()  # old runs' missing fields
+    config["split_seed"] = TrainConfig.from_dict(config).val_seed  # -1 spelled out
+    del config["seed"]
     data = {k: info["data"].get(k) for k in ("dataset", "ref", "limit")}
     same = {"spec": info["spec"], "engine": info["engine"], "config": config, "data": data}
     return json.dumps(same, sort_keys=True)

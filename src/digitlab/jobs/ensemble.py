@@ -40,7 +40,13 @@ def seeds_space(model: str, seeds: int, folder: str | os.PathLike[str]) -> Path:
         f"model = {json.dumps(model)}\n[fixed]\nval_split = 0.1\nsplit_seed = 0\n"
         f"[search.seed]\nchoices = {list(range(seeds))}\n"
     )
-    if not path.exists() or path.read_text() != text:
+    if path.exists() and path.read_text() != text:
+        raise DigitlabError(
+            f"{folder}: holds members trained for another ensemble (another --seeds or --model, "
+            "or from before members shared one validation split); give another --out, or "
+            "delete the folder to train them again"
+        )
+    if not path.exists():
         write_text(path, text)
     return path
 

@@ -53,7 +53,7 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
             raise DigitlabError(f"{info['data']['ref']}: has no labeled test split to evaluate on")
         return ds.test.images, ds.test.labels
     config = TrainConfig.from_dict(info["train_config"])
-    if config.val_split == 0 and info.get("kind") == "ensemble":
+    if info.get("kind") == "ensemble" and (config.val_split == 0 or not info["train_config"]):
         raise DigitlabError(
             "this ensemble's members held out different images: it has no validation split "
             "(train its members with one --split-seed)"
@@ -86,6 +86,8 @@ def provenance(run: Path, info: dict) -> list[tuple[str, str]]:
     config, data = info["train_config"], info["data"]
     shown = ("epochs", "batch_size", "optimizer", "lr", "schedule", "augment", "seed")
     recipe = ", ".join(f"{k}={config[k]}" for k in (*shown, "label_smoothing") if k in config)
+    if config.get("split_seed", -1) >= 0:  # held out another seed's images (an ensemble's)
+        recipe += f", split_seed={config['split_seed']}"
     return [
         (
             "dataset",

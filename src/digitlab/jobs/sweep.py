@@ -147,6 +147,8 @@ def check_rule(path: Path, name: str, rule, placeholders: set[str]) -> None:
     where = f"{path}: search.{name}"
     if name not in TRAIN_FIELDS and name not in placeholders:
         raise DigitlabError(f"{where}: not a training setting nor a {{{name}}} in model")
+    if name in ("split_seed", "val_split"):  # the score would reward the easiest held-out images
+        raise DigitlabError(f"{where}: trials are compared on one validation split; fix it")
     if not isinstance(rule, dict) or sum(k in rule for k in KINDS) != 1:
         raise DigitlabError(f"{where}: give one of float = [low, high], int = [low, high], choices")
     if "choices" in rule:
