@@ -142,12 +142,11 @@ def test_runs_from_before_split_seed_are_still_seeds_of_one_experiment(split_mem
 
     info = runs.read_info(split_members[0])  # seed 1, split_seed 0
     config = info["train_config"]
-    same = info | {"train_config": config | {"seed": 0, "split_seed": -1}}
-    old = info | {
-        "train_config": {k: v for k, v in same["train_config"].items() if k != "split_seed"}
-    }
-    assert seed_group(info) == seed_group(same) == seed_group(old)  # all hold out seed 0's split
+    assert seed_group(info) == seed_group(info | {"train_config": config | {"seed": 2}})
     assert seed_group(info | {"train_config": config | {"split_seed": 1}}) != seed_group(info)
+    new = info | {"train_config": config | {"split_seed": -1}}  # the split follows the seed
+    old = info | {"train_config": {k: v for k, v in config.items() if k != "split_seed"}}
+    assert seed_group(old) == seed_group(new | {"train_config": new["train_config"] | {"seed": 5}})
 
 
 def test_top_k_of_a_sweep_are_its_best_complete_trials(tmp_path):

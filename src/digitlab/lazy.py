@@ -41,6 +41,12 @@ def exports(package: str, names: dict[str, tuple[str, str]], public: list[str]):
     the name there)."""
 
     def __getattr__(name: str):
+        if name not in names and not name.startswith("_"):  # a subpackage: digitlab.data
+            try:
+                return importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as e:
+                if e.name != f"{package}.{name}":  # it exists, and needs what is missing
+                    raise
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, attribute = names[name]

@@ -13,6 +13,7 @@ import itertools
 import os
 
 import numpy as np
+from PIL import Image
 
 from digitlab import evaluate as ev
 from digitlab import ink, reader, runs, sequence
@@ -62,6 +63,10 @@ def describe(source) -> str:
         return "image"
     if isinstance(source, np.ndarray):
         return "array"
+    if isinstance(source, Image.Image):
+        return f"PIL image ({source.mode} {source.width}x{source.height})"
+    if not isinstance(source, str | os.PathLike):  # an open file, or something unreadable
+        return str(getattr(source, "name", type(source).__name__))
     # a file name that is not UTF-8 keeps its place, with U+FFFD for the bytes it cannot show
     return os.fsencode(str(source)).decode("utf-8", "replace")
 
@@ -142,6 +147,11 @@ class Predictor:
     def read_many(self, sources: list, top: int = 3, deskew: bool = False) -> list[dict]:
         """Each image read as one digit; the prepared digits go through the model as one batch.
         An unreadable image gets status 'error' and its reason; the others are still read."""
+        if isinstance(sources, str | bytes | os.PathLike | Image.Image) or (
+            isinstance(sources, np.ndarray) and sources.ndim < 3
+        ):
+            raise DigitlabError("read_many takes a list of images; read one image with read()")
+        sources = list(sources)
         names = [describe(source) for source in sources]
         prepared = [
             prepare_or_error(s, name, deskew) for s, name in zip(sources, names, strict=True)
@@ -162,8 +172,11 @@ class Predictor:
         return results
 
     def read(self, source, name: str = "", top: int = 3, deskew: bool = False) -> dict:
-        """One image of one digit."""
+        """One image of one digit; an image that cannot be read raises ink.ImageError (in a
+        batch, read_many answers it with status 'error' and reads the others)."""
         result = self.read_many([source], top, deskew)[0]
+        if result["status"] == ERROR:
+            raise ink.ImageError(result["error"])
         if name:
             result["image"] = name
         return result

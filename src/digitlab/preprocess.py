@@ -28,6 +28,10 @@ def check_images(images, what: str = "images", side: int | None = 28) -> np.ndar
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]
     shape = f"(N, {side}, {side})" if side else "(N, H, W)"
+    if a.ndim == 2 and a.shape[1] == 784 and a.shape[0] != 784:
+        raise DigitlabError(
+            f"{what}: got shape {a.shape}, flattened digits; reshape to (N, 28, 28)"
+        )
     if a.ndim == 2 and (side is None or a.shape == (side, side)):
         raise DigitlabError(f"{what}: got one image of shape {a.shape}; pass a batch {shape}")
     if a.ndim != 3 or (side is not None and a.shape[1:] != (side, side)):
@@ -68,15 +72,31 @@ def check_labels(labels, n: int, num_classes: int, what: str = "labels") -> np.n
     return y
 
 
+def pixels(images, what: str = "images") -> np.ndarray:
+    """uint8 pixels as they are; other integers 0..255 converted; anything else (floats, which
+    may be 0..1, 0..255 or normalised already; bools) a DigitlabError saying what was given."""
+    a = np.asarray(images)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind in "iu" and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
+        return a.astype(np.uint8)
+    return check_images(a.reshape(-1, *a.shape[-2:]) if a.ndim >= 2 else a, what, side=None)
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
-    x = images.astype(np.float32)
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]; floats are refused (see pixels)."""
+    x = pixels(images).astype(np.float32)
     x *= np.float32(1 / 255)
     return x[:, None] if x.ndim == 3 else x
 
 
 def standardise(x, mean: float = MNIST_MEAN, std: float = MNIST_STD):
     """(x - mean) / std in place, for float32 pixels in [0, 1] (NumPy array or torch tensor)."""
+    if isinstance(x, np.ndarray) and x.dtype.kind != "f":
+        raise DigitlabError(
+            f"standardise: expected float pixels in [0, 1], got {x.dtype}; normalise() takes "
+            "uint8 images"
+        )
     x -= np.float32(mean) if isinstance(x, np.ndarray) else mean
     x *= np.float32(1 / std) if isinstance(x, np.ndarray) else 1 / std
     return x
@@ -93,8 +113,8 @@ def as_normalised(x, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.nda
     zero, where normalised background lies: raw pixels, or pixels / 255) are refused, not
     misread."""
     x = np.asarray(x)
-    if x.dtype == np.uint8:
-        return normalise(x if x.ndim == 3 else x.reshape(-1, *x.shape[-2:]), mean, std)
+    if x.dtype.kind in "iub":  # images 0..255 (N, H, W) or (N, 1, H, W), checked
+        return normalise(check_images(x, "images", side=None), mean, std)
     if x.dtype.kind != "f":
         raise DigitlabError(f"expected uint8 images or normalised floats, got dtype {x.dtype}")
     background = -mean / std  # where a 0 pixel lands

@@ -61,13 +61,25 @@ def load_sized(
     With `side`, a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 scale that keeps its longer
     side at least `side` pixels (much faster than decoding in full and then shrinking)."""
     if isinstance(source, np.ndarray):
-        a = np.nan_to_num(np.asarray(source, np.float32), nan=0.0, posinf=255.0, neginf=0.0)
-        if a.ndim == 3:
-            a = a[..., :3].mean(axis=2)
-        if a.ndim != 2 or a.size == 0:
-            raise ImageError(f"{name or 'array'}: expected a 2-D gray or (H, W, 3) color image")
+        a = array_gray(source, name or "array")
         return a, (a.shape[1], a.shape[0])
-    label = name or (str(source) if not isinstance(source, bytes | Image.Image) else "image")
+    if isinstance(source, bytearray | memoryview):
+        source = bytes(source)
+    if hasattr(source, "read") and not isinstance(source, Image.Image):  # an open file
+        label = name or str(getattr(source, "name", "file"))
+        try:
+            source = source.read()
+        except (OSError, ValueError) as e:
+            raise ImageError(f"{label}: cannot be read ({e})") from None
+        if not isinstance(source, bytes):
+            raise ImageError(f"{label}: opened as text; open it with 'rb'")
+    elif not isinstance(source, str | os.PathLike | bytes | Image.Image):
+        raise ImageError(
+            f"{name or type(source).__name__}: a {type(source).__name__} is not an image; give "
+            "a file path, bytes, a NumPy array or a PIL image"
+        )
+    else:
+        label = name or (str(source) if not isinstance(source, bytes | Image.Image) else "image")
     try:
         if isinstance(source, Image.Image):
             im = source
@@ -90,9 +102,9 @@ def load_sized(
         if im.size != stored:  # turned a quarter by its EXIF orientation
             size = size[::-1]
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = im.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(white, rgba)
+            rgba = np.asarray(im.convert("RGBA"), np.float32)
+            gray = on_backing(rgba[..., :3].mean(axis=2), rgba[..., 3] / 255)
+            im = Image.fromarray(gray.round().astype(np.uint8))
         if im.mode.startswith("I;16") or im.mode in ("I", "F"):
             a = np.asarray(im, np.float32)
             top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
@@ -114,6 +126,61 @@ def load_sized(
     if gray.size == 0:
         raise ImageError(f"{label}: the image has no pixels")
     return gray, size
+
+
+def on_backing(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A transparent image's gray (0..255) laid on paper it shows on: white behind dark ink,
+    black behind light ink (a drawing in white on a transparent canvas)."""
+    opaque = alpha > 0.5
+    light_ink = opaque.any() and 0.05 < opaque.mean() < 0.95 and gray[opaque].mean() > 127
+    return gray * alpha + (0.0 if light_ink else 255.0) * (1 - alpha)
+
+
+def array_gray(source: np.ndarray, label: str) -> np.ndarray:
+    """A NumPy image as float32 gray (H, W) in 0..255, or an ImageError saying why not.
+
+    Accepted: (H, W), (H, W, 1), (H, W, 3), (H, W, 4) (alpha, as for a PIL image) and (1, H, W);
+    uint8 and other integers 0..255, 16-bit 0..65535, floats 0..255 or 0..1 (as matplotlib's
+    imread gives), and masks (bool, or integers 0 and 1). Refused rather than misread: negative
+    or non-finite values, batches (N, H, W) and flattened digits (N, 784)."""
+    a = np.asarray(source)
+    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] not in (1, 3, 4):
+        a = a[0]  # (1, H, W): one image, channel first
+    if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
+        raise ImageError(
+            f"{label}: shape {a.shape} looks like a batch of {a.shape[0]} images; read them "
+            "with read_many, one image each"
+        )
+    if a.ndim == 2 and 784 in a.shape and min(a.shape) < 28:
+        raise ImageError(
+            f"{label}: shape {a.shape} looks like flattened 28x28 digits; reshape each to (28, 28)"
+        )
+    if a.ndim not in (2, 3) or a.size == 0:
+        raise ImageError(f"{label}: expected a 2-D gray or (H, W, 3) color image, got {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise ImageError(f"{label}: dtype {a.dtype} is not pixels")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ImageError(f"{label}: has NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0:
+        raise ImageError(f"{label}: {a.dtype} values reach {lo:.3g}; pixels are 0..255")
+    if a.dtype.kind == "b" or (a.dtype.kind in "iu" and hi <= 1):
+        scale = 255.0  # a mask: 1 = ink (or paper; the ink step finds which)
+    elif a.dtype.kind == "f" and hi <= 1:
+        scale = 255.0  # intensities 0..1
+    elif hi <= 255:
+        scale = 1.0
+    elif a.dtype.kind in "iu" and hi <= 65535:
+        scale = 255 / 65535  # 16-bit
+    else:
+        raise ImageError(f"{label}: {a.dtype} values reach {hi:.6g}; pixels are 0..255")
+    a = a.astype(np.float32) * np.float32(scale)
+    if a.ndim == 3:
+        alpha = a[..., 3] / 255 if a.shape[2] == 4 else None
+        a = a[..., :3].mean(axis=2)
+        if alpha is not None:
+            a = on_backing(a, alpha)
+    return a
 
 
 def upright(im: Image.Image) -> Image.Image:

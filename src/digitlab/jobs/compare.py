@@ -142,8 +142,7 @@ def seed_group(info: dict) -> str:
     """Runs are seeds of one experiment when all but their seed is the same: spec, engine,
     data (and its limit) and every training setting."""
     config = TrainConfig.from_dict(info["train_config"]).to_dict()  # old runs' missing fields
-    config["split_seed"] = TrainConfig.from_dict(config).val_seed  # -1 spelled out
-    del config["seed"]
+    del config["seed"]  # and with it the split, unless split_seed holds one fixed
     data = {k: info["data"].get(k) for k in ("dataset", "ref", "limit")}
     same = {"spec": info["spec"], "engine": info["engine"], "config": config, "data": data}
     return json.dumps(same, sort_keys=True)

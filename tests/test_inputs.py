@@ -1,0 +1,131 @@
+"""The obvious calls a user makes with the images they have: read right, or refused in one line
+naming what is wrong; never read as something else (a blank page, a different digit)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitlab import ink, runs
+from digitlab.errors import DigitlabError
+from digitlab.predict import Predictor
+from digitlab.preprocess import normalise, standardise, to_float
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Predictor()  # the built-in reader
+
+
+@pytest.fixture
+def seven(mnist):
+    assert mnist.test.labels[0] == 7
+    return mnist.test.images[0]
+
+
+def png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def drawn_seven(ink_rgba, size=200) -> Image.Image:
+    im = Image.new("RGBA", (size, size), (0, 0, 0, 0))  # a transparent canvas
+    ImageDraw.Draw(im).line([(50, 40), (150, 40), (90, 170)], fill=ink_rgba, width=14)
+    return im
+
+
+AS_PEOPLE_HAVE_IT = {
+    "floats 0..1 (matplotlib's imread)": lambda d: d / 255,
+    "floats 0..255": lambda d: d.astype(np.float64),
+    "a bool mask": lambda d: d > 128,
+    "a 0/1 mask": lambda d: (d > 128).astype(np.uint8),
+    "16-bit": lambda d: d.astype(np.uint16) * 257,
+    "int64": lambda d: d.astype(np.int64),
+    "(1, H, W)": lambda d: d[None],
+    "(H, W, 1)": lambda d: d[..., None],
+    "(H, W, 3)": lambda d: np.repeat(d[..., None], 3, axis=2),
+    "a scan: dark ink on white": lambda d: 255 - d,
+    "(H, W, 4), ink opaque on transparent": lambda d: np.dstack([np.zeros_like(d)] * 3 + [d]),
+    "an open file": lambda d: io.BytesIO(png(255 - d)),
+    "a bytearray": lambda d: bytearray(png(255 - d)),
+}
+
+
+@pytest.mark.parametrize("how", AS_PEOPLE_HAVE_IT)
+def test_a_digit_reads_the_same_however_it_is_held(reader, seven, how):
+    answer = reader.read(AS_PEOPLE_HAVE_IT[how](seven))
+    assert (answer["status"], answer["label"]) == ("ok", "7"), how
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0, 255), (255, 255, 255, 255)])
+def test_a_drawing_on_a_transparent_canvas_reads_in_dark_or_light_ink(reader, colour):
+    drawing = drawn_seven(colour)
+    assert reader.read(drawing)["label"] == "7"
+    assert reader.read(np.asarray(drawing))["label"] == "7"  # the same, as an array
+    assert reader.read(drawing)["image"] == "PIL image (RGBA 200x200)"
+
+
+MISREAD_BEFORE = {
+    "a batch as one image": (lambda d: np.stack([d] * 5), "looks like a batch of 5 images"),
+    "flattened digits": (lambda d: np.stack([d] * 5).reshape(5, 784), "flattened 28x28"),
+    "one flattened digit": (lambda d: d.reshape(1, 784), "flattened 28x28"),
+    "int8, wrapped round": (lambda d: d.astype(np.int8), "values reach -"),
+    "NaN": (lambda d: np.where(d > 0, np.nan, 0.0), "NaN or infinite"),
+    "beyond 16 bits": (lambda d: d.astype(np.int64) * 70000, "values reach"),
+    "not pixels": (lambda d: d.astype(object), "is not pixels"),
+    "not an image at all": (lambda d: 7, "a int is not an image"),
+}
+
+
+@pytest.mark.parametrize("case", MISREAD_BEFORE)
+def test_what_would_be_misread_is_refused_in_one_line(reader, seven, case):
+    make, why = MISREAD_BEFORE[case]
+    with pytest.raises(ink.ImageError, match=why) as e:
+        reader.read(make(seven))
+    assert "\n" not in str(e.value)
+
+
+def test_in_a_batch_a_bad_item_fails_alone(reader, mnist):
+    good = mnist.test.images
+    items = [good[0], None, io.BytesIO(png(255 - good[1])), ["x.png"], "/no/such.png", good[2]]
+    answers = reader.read_many(items)
+    assert [a["status"] for a in answers] == ["ok", "error", "ok", "error", "error", "ok"]
+    assert [a["label"] for a in answers] == ["7", None, "2", None, None, "1"]
+    assert "no such file" in answers[4]["error"] and "is not an image" in answers[1]["error"]
+    assert [a["label"] for a in reader.read_many(x for x in good[:3])] == ["7", "2", "1"]
+    for one in ("seven.png", good[0]):  # one image is not a list of them
+        with pytest.raises(DigitlabError, match="read one image with read"):
+            reader.read_many(one)
+    with pytest.raises(ink.ImageError, match="no such file"):  # read: one image, so it raises
+        reader.read("/no/such.png")
+
+
+def test_the_batch_helpers_refuse_what_they_would_misread(mnist):
+    images = mnist.test.images[:4]
+    for call, why in [
+        (lambda: normalise(images / 255), "look like pixels / 255"),
+        (lambda: to_float(images > 0), "got dtype bool"),
+        (lambda: standardise(images.copy()), "normalise\\(\\) takes uint8"),
+    ]:
+        with pytest.raises(DigitlabError, match=why):
+            call()
+    model = runs.load_model("reader", engine="numpy")
+    assert list(model.predict_proba(images.astype(np.int64)).argmax(1)) == [7, 2, 1, 0]
+    with pytest.raises(DigitlabError, match="flattened digits"):
+        model.predict_proba(images.reshape(4, 784))
+
+
+def test_subpackages_are_there_after_import_digitlab():
+    code = "import digitlab; print(digitlab.data.load.__module__, digitlab.ink.prepare.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["digitlab.data", "prepare"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import digitlab
+
+        digitlab.nope  # noqa: B018
