@@ -4,6 +4,7 @@ naming what is wrong; never read as something else (a blank page, a different di
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 
@@ -129,3 +130,26 @@ def test_subpackages_are_there_after_import_digitlab():
         import digitlab
 
         digitlab.nope  # noqa: B018
+
+
+def test_predict_json_keeps_one_entry_per_image_and_refuses_what_it_would_ignore(seven, tmp_path):
+    from typer.testing import CliRunner
+
+    from digitlab.cli import app
+
+    (tmp_path / "seven.png").write_bytes(png(255 - seven))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    good, bad = str(tmp_path / "seven.png"), str(tmp_path / "broken.png")
+    result = CliRunner().invoke(app, ["predict", bad, good, "--json"])
+    answers = json.loads(result.stdout)
+    assert result.exit_code == 1 and [a["status"] for a in answers] == ["error", "ok"]
+    assert answers[0]["image"] == bad and answers[1]["label"] == "7"
+    numbers = CliRunner().invoke(app, ["predict", bad, good, "--number", "--json"])
+    assert [a["status"] for a in json.loads(numbers.stdout)] == ["error", "ok"]
+    for args, why in [
+        (["runs/nope", good], "runs/nope: no such run"),  # not quietly the built-in reader
+        ([good, "--number", "--deskew"], "--deskew straightens one digit"),
+        ([good, "--number", "--tta"], "the line reader reads the row whole"),
+    ]:
+        refused = CliRunner().invoke(app, ["predict", *args])
+        assert refused.exit_code == 1 and why in refused.output, refused.output

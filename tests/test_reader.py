@@ -71,3 +71,21 @@ def test_exporting_the_reader_writes_beside_the_user_not_into_the_package(
     result = export_onnx("reader", data=few)
     assert Path(result["path"]).resolve() == tmp_path / "reader.onnx"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reader.onnx"]
+
+
+def test_evaluating_the_reader_writes_beside_the_user_and_never_recalibrates_it(
+    mnist, tmp_path, monkeypatch
+):
+    """`digitlab evaluate reader` once wrote ./reader/, a folder that `predict reader` then
+    shadowed; --calibrate would have written a model.json there."""
+    from digitlab.errors import DigitlabError
+    from digitlab.jobs import evaluate_run
+
+    monkeypatch.chdir(tmp_path)
+    few = dataclasses.replace(mnist, test=Split(mnist.test.images[:500], mnist.test.labels[:500]))
+    m = evaluate_run("reader", data=few)
+    assert m["folder"] == "reader-evaluation" and m["n"] == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reader-evaluation"]
+    assert (tmp_path / "reader-evaluation" / "report.html").is_file()
+    with pytest.raises(DigitlabError, match="calibrated already"):
+        evaluate_run("reader", calibrate=True, data=few)

@@ -188,7 +188,7 @@ def evaluate(
     worst = min(m["per_class"], key=lambda c: c["recall"])
     typer.echo(f"hardest class: {worst['class']} ({worst['recall']:.2%} recall)")
     end = file_suffix(split, tta)
-    typer.echo(f"wrote in {run}: metrics{end}.json, figures/*{end}.png, report{end}.html")
+    typer.echo(f"wrote in {m['folder']}: metrics{end}.json, figures/*{end}.png, report{end}.html")
 
 
 @app.command("compare", rich_help_panel="Evaluate")

@@ -84,8 +84,15 @@ def predict(
     run, images = split_run(paths)
     if lines is not None and not number:
         raise DigitlabError("--lines reads whole numbers: add --number")
+    if number and deskew:
+        raise DigitlabError("--deskew straightens one digit; --number reads a row as it is slanted")
     reader = Predictor(run, unsure, tta=tta, lines=lines)
     images = expand_folders(images)
+    if number and tta and reader.lines is not None:
+        raise DigitlabError(
+            "--tta: the line reader reads the row whole, with no test-time augmentation; "
+            "drop --tta (it applies to single digits and to digits cut apart)"
+        )
     if number:
         failed = read_numbers(reader, images, top, show_steps, json_out)
         raise typer.Exit(1 if failed else 0)
@@ -97,6 +104,8 @@ def predict(
             if r["status"] == ERROR:
                 failed = True
                 typer.echo(f"error: {one_line(r['error'])}", err=True)
+                if json_out:  # the array keeps one entry per image, in order
+                    answers.append({"image": r["image"], "status": ERROR, "error": r["error"]})
                 continue
             if path is not None:
                 write_bytes(path, plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])))
@@ -131,6 +140,11 @@ def split_run(paths: list[Path]) -> tuple[Path | None, list[Path]]:
     first = paths[0]
     if str(first) == "reader" or (first / "model.json").is_file():
         run, images = first, paths[1:]
+    elif not first.exists() and not first.suffix and len(paths) > 1:  # meant as the run
+        raise DigitlabError(
+            f"{first}: no such run (a run is a folder with model.json); to read with the "
+            "built-in reader, give only the images"
+        )
     else:
         run, images = None, paths
     if not images:
@@ -229,6 +243,8 @@ def read_numbers(
         except ink.ImageError as e:
             typer.echo(f"error: {one_line(str(e))}", err=True)
             failed = True
+            if json_out:  # the array keeps one entry per image, in order
+                results.append({"image": str(image), "status": "error", "error": str(e)})
             continue
         if show_steps is not None and r["digits"]:
             steps = {"input": ink.shrink(ink.load(image), 480)}

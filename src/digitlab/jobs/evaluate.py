@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab import evaluate as ev
-from digitlab import plots, report, runs
+from digitlab import plots, reader, report, runs
 from digitlab.atomic import json_safe, write_bytes, write_text
 from digitlab.data import Dataset
 from digitlab.engines import logits
@@ -129,6 +129,9 @@ def evaluate_run(
     return evaluation(run, split, calibrate, data, on_event, tta).metrics
 
 
+BUILT_IN_REPORTS = "reader-evaluation"  # where `digitlab evaluate reader` writes, in the cwd
+
+
 def evaluation(
     run: str | Path,
     split: str = "test",
@@ -137,8 +140,15 @@ def evaluation(
     on_event=None,
     tta: bool = False,
 ) -> Evaluation:
-    """`evaluate_run`, returning the figures and the predictions as well as the metrics."""
+    """`evaluate_run`, returning the figures and the predictions as well as the metrics. The
+    built-in reader's are written to ./reader-evaluation/, never into the installed package."""
     run = Path(run)
+    built_in = reader.run_folder(run) == reader.FOLDER
+    if built_in and calibrate:
+        raise DigitlabError(
+            "--calibrate: the built-in reader is calibrated already, on the images it held out"
+        )
+    out = Path(BUILT_IN_REPORTS) if built_in else run
     info = runs.read_info(run)
     runs.require_finished(run, info)
     model = runs.load_model(run)
@@ -162,6 +172,7 @@ def evaluation(
     m |= {
         "split": split,
         "run": str(run),
+        "folder": str(out),  # where the metrics, figures and report are written
         "temperature": temperature,
         "tta": tta,
         "ece_uncalibrated": uncalibrated,
@@ -170,19 +181,21 @@ def evaluation(
         "confusable": ev.confusable_pairs(np.array(m["confusion"])),
     }
     suffix = file_suffix(split, tta)
-    write_text(run / f"metrics{suffix}.json", json.dumps(json_safe(m), indent=2) + "\n")
+    write_text(out / f"metrics{suffix}.json", json.dumps(json_safe(m), indent=2) + "\n")
     predicted = probs.argmax(axis=1)
-    figures = run_figures(run, m, images, labels, predicted, classes, suffix)
-    write_text(run / f"report{suffix}.html", run_report(run, info, m, figures))
+    figures = run_figures(run, m, images, labels, predicted, classes, suffix, out)
+    write_text(out / f"report{suffix}.html", run_report(run, info, m, figures))
     return Evaluation(m, figures, predicted)
 
 
 def run_figures(
-    run: Path, m: dict, images, labels, predicted, classes, suffix: str = ""
+    run: Path, m: dict, images, labels, predicted, classes, suffix: str = "", out=None
 ) -> dict[str, bytes]:
-    """Draw every figure of a run into run/figures/ and return their PNG bytes by name."""
+    """Draw every figure of a run into OUT/figures/ (OUT: the run) and return their PNG bytes
+    by name."""
+    out_folder = Path(out) if out is not None else run
     try:
-        history = runs.read_history(run).rows
+        history = runs.read_history(reader.run_folder(run)).rows
     except runs.RunError:  # history.csv lost: everything else can still be drawn
         history = []
     drawn = {
@@ -199,7 +212,7 @@ def run_figures(
     for name, fig in drawn.items():
         if fig is not None:
             out[name] = plots.figure_bytes(fig)
-            write_bytes(run / "figures" / f"{name}{suffix}.png", out[name])
+            write_bytes(out_folder / "figures" / f"{name}{suffix}.png", out[name])
     return out
 
 
