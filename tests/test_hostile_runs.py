@@ -117,6 +117,9 @@ def test_export_keeps_an_existing_file_unless_told(run, tmp_path):
         and "--overwrite" in result.stderr
     )
     assert out.read_bytes() == b"someone else's model"
+    wrong = cli("export", str(run), "--out", str(tmp_path / "model.txt"))
+    assert wrong.exit_code == 1 and "name it .onnx" in wrong.stderr
+    assert not (tmp_path / "model.txt").exists()
 
 
 # ---- what a run folder may name ---------------------------------------------------------------
