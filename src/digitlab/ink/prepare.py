@@ -337,7 +337,8 @@ def prepare(
         return None, steps
     keep = found[0] > 0
     steps["mask (Otsu, specks removed)"] = keep.astype(np.float32) * 255
-    if len(np.unique(found[0])) - 1 > MAX_PIECES:  # noise or texture, not strokes
+    sizes = found[2]
+    if np.count_nonzero(sizes >= 0.1 * sizes.max()) > MAX_PIECES:  # noise or texture
         return None, steps
     crop = crop_digit(ink, keep, pad=max(1, round(0.02 * max(gray.shape))))
     steps["cropped ink"] = crop
