@@ -165,3 +165,20 @@ def test_noise_is_no_digit_and_two_digits_are_not_read_as_one(reader, mnist):
     assert reader.read_number(np.hstack([six, nine]))["number"] == "69"
     alone = reader.read(six)
     assert alone["status"] == "ok" and "note" not in alone
+
+
+def test_a_numbers_digits_show_one_confidence_and_its_separators_theirs(reader, mnist):
+    """--number --json showed each digit's confidence beside a different top[0].p, and its
+    separators no confidence though they count in the number's."""
+    from digitlab.ink import paper
+
+    row = paper.written_text(mnist.test, "12/03/2026", np.random.default_rng(3))
+    result = reader.read_number(png(row.astype(np.uint8)))
+    assert result["number"] == "12/03/2026" and len(result["separators"]) == 2
+    for d in result["digits"]:
+        assert d["top"][0]["label"] == d["label"] and d["top"][0]["p"] == pytest.approx(
+            d["confidence"]
+        )
+    product = np.prod([d["confidence"] for d in result["digits"]])
+    product *= np.prod([s["confidence"] for s in result["separators"]])
+    assert result["confidence"] == pytest.approx(product)

@@ -258,7 +258,10 @@ class Predictor:
                 continue
             box = row.back(lo + cols[0], rows[0], lo + cols[-1] + 1, rows[-1] + 1)
             if c.char.isdigit() and fixed.get(i, c.char).isdigit():
-                alternatives = [(a, p) for a, p in c.top if a.isdigit()][:top]
+                # the alternatives' shares among symbols, scaled so that the first is the
+                # digit's calibrated confidence (which also counts the chance of no symbol)
+                scale = c.p / max(dict(c.top).get(c.char, 0.0), 1e-12)
+                alternatives = [(a, p * scale) for a, p in c.top if a.isdigit()][:top]
                 answer = {
                     "status": "ok" if c.p >= self.unsure_below else "unsure",
                     "label": c.char,
@@ -269,7 +272,9 @@ class Predictor:
                 }
                 digits.append((i, answer))
             else:
-                marks.append((i, {"char": fixed.get(i, c.char), "box": box}))
+                char = fixed.get(i, c.char)
+                chance = sequence.chance(c, fixed.get(i))  # counted in the number's confidence
+                marks.append((i, {"char": char, "box": box, "confidence": chance}))
         if not digits:
             return Reading(empty)
         order = sorted([(i, d["label"]) for i, d in digits] + [(i, m["char"]) for i, m in marks])
