@@ -22,7 +22,6 @@ reader's confidence over every single digit, and over every number (exactly righ
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import shutil
 import statistics
@@ -43,6 +42,7 @@ from digitlab import data, jobs, runs
 from digitlab.evaluate import reliability_of
 from digitlab.predict import Predictor
 from digitlab.presets import PRESETS
+from digitlab.train import TrainConfig
 
 PEER_WHEEL = "digit-recognizer-py==0.1.0"
 SINGLE, NUMBER = "single", "number"
@@ -230,9 +230,9 @@ def cnn_small(home: Path, mnist) -> Path:
     run = home / "bench" / "cnn-small-mnist"
     preset = PRESETS["cnn-small"]
     info = runs.read_info(run) if (run / "model.json").exists() else {}
-    if info.get("training", {}).get("finished") is not True or info.get(
-        "train_config"
-    ) != dataclasses.asdict(preset.config):
+    if info.get("training", {}).get("finished") is not True or (
+        TrainConfig.from_dict(info["train_config"]) != preset.config  # old runs lack new fields
+    ):
         jobs.start(run, preset.spec, preset.engine, preset.config, data=mnist, overwrite=True)
     return run
 

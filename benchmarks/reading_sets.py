@@ -86,6 +86,15 @@ def degrade_digit(digit: np.ndarray, how: tuple[str, ...], rng: np.random.Genera
     return jpeg(page, int(rng.integers(50, 90)))
 
 
+def random_faults(rng: np.random.Generator) -> tuple[str, ...]:
+    """Faults for one digit of the combined set: each with probability 0.4 (thin pen: 0.2,
+    never with a thick one)."""
+    faults = [h for h in DEGRADATIONS if h != "thin pen" and rng.random() < 0.4]
+    if rng.random() < 0.2 and "thick pen" not in faults:
+        faults.append("thin pen")
+    return tuple(faults)
+
+
 def degraded(mnist, per_set: int, seed: int = 1) -> dict[str, list[Item]]:
     """Each degradation alone on `per_set` test digits, and all of them mixed on twice as many
     (each fault on about half the digits)."""
@@ -99,12 +108,8 @@ def degraded(mnist, per_set: int, seed: int = 1) -> dict[str, list[Item]]:
         ]
     combined = []
     for i in rng.choice(len(test), 2 * per_set, replace=False):
-        faults = [h for h in DEGRADATIONS if h != "thin pen" and rng.random() < 0.4]
-        if rng.random() < 0.2 and "thick pen" not in faults:
-            faults.append("thin pen")
-        combined.append(
-            Item(degrade_digit(test.images[i], tuple(faults), rng), str(test.labels[i]))
-        )
+        faults = random_faults(rng)
+        combined.append(Item(degrade_digit(test.images[i], faults, rng), str(test.labels[i])))
     sets["MNIST test, degradations combined"] = combined
     return sets
 

@@ -23,6 +23,8 @@ def test_readme_python_blocks_run(mnist, tmp_path, monkeypatch):
     assert repr(namespace["reader"].read(namespace["ds"].test.images[0])).startswith("Reading(")
     assert (tmp_path / "runs" / "doc-example" / "model.safetensors").exists()
     assert namespace["test"]["acc"] > 0.9
+    assert namespace["seven"]["label"] == "7"
+    assert [a["status"] for a in namespace["answers"]] == ["ok", "error"]
 
 
 def test_readme_spec_and_settings_files_train(tmp_path):

@@ -173,7 +173,7 @@ class Predictor:
                 entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
             else:
                 entry |= self.answer(next(probs), top)
-                crop = steps.get("cropped ink")
+                crop = steps.get(ink.CROPPED)
                 if crop is not None and crop.shape[1] > WIDE * crop.shape[0]:
                     entry["note"] = "wider than one digit: several digits? read it as a number"
                     entry["status"] = "unsure"

@@ -78,9 +78,9 @@ def pixels(images, what: str = "images") -> np.ndarray:
     a = np.asarray(images)
     if a.dtype == np.uint8:
         return a
-    if a.dtype.kind in "iu" and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
-        return a.astype(np.uint8)
-    return check_images(a.reshape(-1, *a.shape[-2:]) if a.ndim >= 2 else a, what, side=None)
+    if a.ndim < 2:
+        return check_images(a, what, side=None)  # refused, with the shape it got
+    return check_images(a.reshape(-1, *a.shape[-2:]), what, side=None).reshape(a.shape)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -299,8 +299,6 @@ def export(
 
     if format != "onnx":
         raise DigitlabError(f"--format {format}: only onnx is supported")
-    if out is not None and out.suffix.lower() != ".onnx" and not out.is_dir():
-        raise DigitlabError(f"--out {out}: the file is ONNX; name it .onnx")
     ds = given_dataset(dataset)
     result = export_onnx(run, out, ds, on_event=progress, overwrite=overwrite)
     if json_out:

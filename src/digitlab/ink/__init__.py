@@ -6,6 +6,7 @@
 """
 
 from digitlab.ink.prepare import (
+    CROPPED,
     MAX_PIXELS,
     ImageError,
     crop_digit,
@@ -19,6 +20,7 @@ from digitlab.ink.row import RowInk, narrow_gaps, row_ink, strip
 from digitlab.ink.segment import Found, Judge, segment
 
 __all__ = [
+    "CROPPED",
     "MAX_PIXELS",
     "Found",
     "ImageError",

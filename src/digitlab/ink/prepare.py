@@ -26,10 +26,12 @@ from digitlab.errors import DigitlabError
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 WORK_SIDE = 160  # images are reduced to at most this side before any processing
+SPECK_SHARE = 0.1  # a digit's ink pieces smaller than this share of its largest are specks
 # ink in more pieces than this (after specks are removed) is noise or texture, not a digit: of
 # 4,500 held-out MNIST digits, raw, photographed or degraded, none had more than 2; a photo of
 # random noise has about 100
 MAX_PIECES = 8
+CROPPED = "cropped ink"  # the step whose shape is the digit's ink box (Predictor reads it)
 TURNS = {  # EXIF orientation -> the turn that shows the image upright (as exif_transpose)
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -106,10 +108,10 @@ def load_sized(
         if im.size != stored:  # turned a quarter by its EXIF orientation
             size = size[::-1]
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = np.asarray(im.convert("RGBA"), np.float32)
-            gray = on_backing(rgba[..., :3].mean(axis=2), rgba[..., 3] / 255)
-            im = Image.fromarray(gray.round().astype(np.uint8))
-        if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+            rgba = im.convert("RGBA")
+            alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
+            gray = on_backing(np.asarray(rgba.convert("L"), np.float32), alpha).round()
+        elif im.mode.startswith("I;16") or im.mode in ("I", "F"):
             a = np.asarray(im, np.float32)
             top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
             gray = np.clip(np.nan_to_num(a, nan=0.0), 0, top) * (255 / top)
@@ -332,16 +334,16 @@ def prepare(
     ink, background = ink_of(gray)
     steps["background (estimated paper)"] = background
     steps["ink (paper removed)"] = ink
-    found = strokes(ink, min_share=0.1)
+    found = strokes(ink, min_share=SPECK_SHARE)
     if found is None:
         return None, steps
     keep = found[0] > 0
     steps["mask (Otsu, specks removed)"] = keep.astype(np.float32) * 255
     sizes = found[2]
-    if np.count_nonzero(sizes >= 0.1 * sizes.max()) > MAX_PIECES:  # noise or texture
+    if np.count_nonzero(sizes >= SPECK_SHARE * sizes.max()) > MAX_PIECES:  # noise or texture
         return None, steps
     crop = crop_digit(ink, keep, pad=max(1, round(0.02 * max(gray.shape))))
-    steps["cropped ink"] = crop
+    steps[CROPPED] = crop
     digit = to_mnist(crop)
     if deskew_digit:
         digit = deskew(digit)

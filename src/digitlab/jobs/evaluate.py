@@ -143,7 +143,7 @@ def evaluation(
     """`evaluate_run`, returning the figures and the predictions as well as the metrics. The
     built-in reader's are written to ./reader-evaluation/, never into the installed package."""
     run = Path(run)
-    built_in = reader.run_folder(run) == reader.FOLDER
+    built_in = reader.is_built_in(run)
     if built_in and calibrate:
         raise DigitlabError(
             "--calibrate: the built-in reader is calibrated already, on the images it held out"
@@ -189,11 +189,11 @@ def evaluation(
 
 
 def run_figures(
-    run: Path, m: dict, images, labels, predicted, classes, suffix: str = "", out=None
+    run: Path, m: dict, images, labels, predicted, classes, suffix: str = "", folder=None
 ) -> dict[str, bytes]:
-    """Draw every figure of a run into OUT/figures/ (OUT: the run) and return their PNG bytes
-    by name."""
-    out_folder = Path(out) if out is not None else run
+    """Draw every figure of a run into FOLDER/figures/ (default: the run's own) and return their
+    PNG bytes by name."""
+    folder = Path(folder) if folder is not None else run
     try:
         history = runs.read_history(reader.run_folder(run)).rows
     except runs.RunError:  # history.csv lost: everything else can still be drawn
@@ -212,7 +212,7 @@ def run_figures(
     for name, fig in drawn.items():
         if fig is not None:
             out[name] = plots.figure_bytes(fig)
-            write_bytes(out_folder / "figures" / f"{name}{suffix}.png", out[name])
+            write_bytes(folder / "figures" / f"{name}{suffix}.png", out[name])
     return out
 
 

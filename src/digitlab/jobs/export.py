@@ -287,7 +287,7 @@ def export_onnx(
     never inside the installed package) once it agrees with both engines on the test set of the
     run's dataset (`data`, or opened by its ref). Returns the path, size and the agreement
     figures."""
-    built_in = reader.run_folder(run) == reader.FOLDER
+    built_in = reader.is_built_in(run)
     run = Path(run)
     info = runs.read_info(run)
     runs.require_finished(run, info)
@@ -297,6 +297,8 @@ def export_onnx(
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{out}: the file is ONNX; name it .onnx")
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
     model = runs.load_model(run, engine="numpy")

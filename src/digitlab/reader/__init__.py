@@ -23,6 +23,12 @@ def run_folder(run) -> Path:
     return FOLDER if run is None or str(run) == NAME else Path(run)
 
 
+def is_built_in(run) -> bool:
+    """Whether `run` names the built-in reader (None, "reader" or its folder): what commands
+    write for it goes beside the user, never into the installed package."""
+    return run_folder(run) == FOLDER
+
+
 def installed() -> bool:
     """Whether this copy of digitlab carries the reader's files."""
     return (FOLDER / "model.json").is_file() and (FOLDER / "model.safetensors").is_file()
