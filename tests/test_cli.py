@@ -78,6 +78,8 @@ def test_errors_are_one_line_with_nonzero_exit(mnist, tmp_path):
         (("data", "info", "no-such-thing"), "neither a known dataset"),
         (("data", "info", str(bad)), "line 2: 3 columns, expected 785"),
         (("data", "show", "mnist", "--index", "x"), "--index 'x'"),
+        # a slice past the end is refused, not cut short to the images that exist
+        (("data", "show", "mnist", "--index", "59999:60005"), "60005 is out of range"),
         (
             ("data", "export", "mnist", "--format", "tiff", "--out", str(tmp_path / "o")),
             "--format 'tiff'",

@@ -48,10 +48,13 @@ def parse_index(text: str, n: int) -> list[int]:
     """'0:32', '100:', '5', '3,7,9' -> a list of indices into a split of n images."""
     try:
         if ":" in text:
-            start, _, stop = text.partition(":")
-            indices = list(range(n))[
-                slice(int(start) if start else None, int(stop) if stop else None)
-            ]
+            ends = [int(end) if end else None for end in text.partition(":")[::2]]
+            # a slice past the split would be cut short without a word (59990:60010 of 60,000
+            # gives 10 images, not 20): each end must lie within the split, as an index does
+            past = [end for end in ends if end is not None and not -n <= end <= n]
+            if past:
+                raise DigitlabError(f"--index {text!r}: {past[0]} is out of range for {n} images")
+            indices = list(range(n))[slice(*ends)]
         else:
             indices = [int(part) for part in text.split(",")]
     except ValueError:
