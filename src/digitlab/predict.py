@@ -30,6 +30,16 @@ ERROR = "error"  # an unreadable image: its answer holds the one-line reason und
 # a digit's ink wider than this many times its height is read as 'unsure', with a note: of
 # 4,500 held-out MNIST digits (raw, photographed, degraded) 0.07% were; of two side by side, 94%
 WIDE = 1.6
+WIDE_NOTE = "wider than one digit: several digits? read it as a number"
+
+
+def width_note(steps: dict) -> dict:
+    """{'status': 'unsure', 'note': ...} for a digit whose cropped ink (ink.prepare's steps) is
+    wider than one digit, else {}: merged into its answer by every path that reads one digit."""
+    crop = steps.get(ink.CROPPED)
+    if crop is not None and crop.shape[1] > WIDE * crop.shape[0]:
+        return {"status": "unsure", "note": WIDE_NOTE}
+    return {}
 
 
 def prepare_or_error(source, name: str, deskew: bool):
@@ -172,11 +182,7 @@ class Predictor:
             elif digit is None:
                 entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
             else:
-                entry |= self.answer(next(probs), top)
-                crop = steps.get(ink.CROPPED)
-                if crop is not None and crop.shape[1] > WIDE * crop.shape[0]:
-                    entry["note"] = "wider than one digit: several digits? read it as a number"
-                    entry["status"] = "unsure"
+                entry |= self.answer(next(probs), top) | width_note(steps)
             results.append(Reading(entry))
         return results
 

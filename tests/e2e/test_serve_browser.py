@@ -205,6 +205,14 @@ def test_uploading_a_photo_reads_it_as_the_api_does(page, mnist, mlp_run):
     shown = settled(page)
     assert shown["label"] == expected["label"] == "2"
     assert shown["confidence"] == f"{round(expected['confidence'] * 100)}% sure"
+    # two digits side by side in the one-digit mode: the page says why it is unsure
+    pair = strip([mnist.test.images[1], mnist.test.images[0]], np.random.default_rng(2))
+    assert Predictor(mlp_run).read(pair)["status"] == "unsure"
+    page.set_input_files(
+        "#upload", files=[{"name": "pair.jpg", "mimeType": "image/jpeg", "buffer": pair}]
+    )
+    settled(page)
+    assert "Unsure: wider than one digit: several digits?" in page.inner_text("#status")
     page.set_input_files(
         "#upload", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"no image"}]
     )

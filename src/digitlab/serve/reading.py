@@ -17,7 +17,7 @@ import numpy as np
 
 from digitlab import ink
 from digitlab.errors import DigitlabError
-from digitlab.predict import NO_DIGIT, Predictor
+from digitlab.predict import NO_DIGIT, Predictor, width_note
 from digitlab.serve.errors import BadRequest, ModelFailure
 from digitlab.serve.inputs import BLANK_BELOW, Picture, Pixels, open_image, parse_json
 
@@ -95,13 +95,13 @@ def read_digit(reader: Reader, max_pixels: int, kind: str, body: bytes, top: int
     started = time.perf_counter()
     reader.model_seconds()
     given = decode(kind, body, (28, 28), max_pixels)
-    digit = mnist_style(given) if isinstance(given, Pixels) else prepare(given)
+    digit, steps = (mnist_style(given), {}) if isinstance(given, Pixels) else prepare(given)
     if digit is None:
         answer = {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
         answer |= {"probabilities": [], "input": None}
     else:
         p = reader.probabilities(digit[None])[0]
-        answer = reader.answer(p, top) | {"probabilities": p.tolist()}
+        answer = reader.answer(p, top) | width_note(steps) | {"probabilities": p.tolist()}
         answer["input"] = digit.tolist()
     return answer | {"source": source_of(given), "timing": timing(started, reader)}
 
@@ -149,13 +149,13 @@ def mnist_style(given: Pixels) -> np.ndarray | None:
     return digit
 
 
-def prepare(given: Picture) -> np.ndarray | None:
-    """An uploaded image as MNIST's uint8 (28, 28), as `digitlab predict` prepares a photo."""
+def prepare(given: Picture) -> tuple[np.ndarray | None, dict]:
+    """An uploaded image as MNIST's uint8 (28, 28) and the steps that made it, as `digitlab
+    predict` prepares a photo."""
     try:
-        digit, _ = ink.prepare(given.image, "image")
+        return ink.prepare(given.image, "image")
     except ink.ImageError as e:
         raise BadRequest(422, str(e)) from None
-    return digit
 
 
 def source_of(given: Pixels | Picture) -> str:

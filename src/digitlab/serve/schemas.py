@@ -33,6 +33,11 @@ class DigitAnswer(BaseModel):
     label: str | None = Field(description="the most likely class; null when no digit was found")
     confidence: float = Field(ge=0, le=1, description="the top probability")
     top: list[Guess] = Field(description="the `top` most likely classes, most likely first")
+    note: str | None = Field(
+        default=None,
+        description="present when the status needs a reason: an uploaded image whose ink is "
+        "wider than one digit is 'unsure' with a note to read it as a number",
+    )
     probabilities: list[float] = Field(
         description="every class's probability, in the order of /api/model's `classes` "
         "(empty when no digit was found)"

@@ -234,7 +234,9 @@ function show(answer, ok, roundTripMs) {
     answer.status === "ok"
       ? `Next guesses: ${answer.top.slice(1).map((g) => `${g.label} (${percent(g.p)})`).join(", ")}`
       : answer.status === "unsure"
-        ? "Unsure: the model's top guess is below its confidence threshold."
+        ? answer.note
+          ? `Unsure: ${answer.note}.`
+          : "Unsure: the model's top guess is below its confidence threshold."
         : "Draw a digit, or upload a photo of one.";
   setBars(answer.probabilities, found ? answer.label : null);
   showSeen(answer.input);
