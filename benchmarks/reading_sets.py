@@ -22,9 +22,18 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
-from digitlab.ink.paper import Written, boxes, jpeg, lines, numbers, photograph, separators
+from digitlab.ink.paper import (
+    DEGRADATIONS,
+    Written,
+    boxes,
+    degrade_digit,
+    lines,
+    numbers,
+    photograph,
+    random_faults,
+    separators,
+)
 
 __all__ = ["boxes", "degraded", "font_digits", "font_files", "lines", "numbers", "separators"]
 
@@ -40,59 +49,12 @@ HANDWRITING = {
     "fonts-humor-sans": "humor-sans",
 }
 NOT_DIGITS = ("Symbol", "D050000L", "Math", "Dingbat")  # fonts without ordinary digit shapes
-DEGRADATIONS = ("blur", "low resolution", "thick pen", "thin pen", "noise", "faint", "tilted")
 
 
 Item = Written  # an image's bytes and the text it holds
 
 
 # ---- degraded MNIST test digits --------------------------------------------------------------
-
-
-def degrade_digit(digit: np.ndarray, how: tuple[str, ...], rng: np.random.Generator) -> bytes:
-    """One MNIST test digit (light on black) written and photographed with the given faults."""
-    ink = digit.astype(np.float32)
-    if "thick pen" in how:
-        ink = ndimage.grey_dilation(ink, size=(3, 3))
-    if "thin pen" in how:
-        ink = np.clip((ink - 110) * 255 / 145, 0, 255)
-    side = int(rng.integers(200, 600))
-    drawing = Image.fromarray(255 - ink.astype(np.uint8))
-    if "low resolution" in how:  # written small: 8-12 pixels high, then enlarged
-        small = int(rng.integers(8, 13))
-        drawing = drawing.resize((small, small), Image.Resampling.BOX)
-    big = np.asarray(drawing.resize((side, side), Image.Resampling.BICUBIC), np.float32)
-    if "blur" in how:  # out of focus, or photographed far
-        big = ndimage.gaussian_filter(big, sigma=side * float(rng.uniform(0.025, 0.045)))
-    if "faint" in how:  # a light pencil or a worn pen
-        big = 255 - (255 - big) * float(rng.uniform(0.2, 0.4))
-    angle = float(rng.uniform(-20, 20)) if "tilted" in how else 0.0
-    if angle:
-        big = np.asarray(
-            Image.fromarray(big.astype(np.uint8)).rotate(
-                angle, resample=Image.Resampling.BILINEAR, fillcolor=255
-            ),
-            np.float32,
-        )
-    height, width = side + int(rng.integers(60, 300)), side + int(rng.integers(60, 300))
-    paper = float(rng.uniform(190, 240))
-    page = np.full((height, width), paper, np.float32)
-    top, left = int(rng.integers(0, height - side)), int(rng.integers(0, width - side))
-    page[top : top + side, left : left + side] = big / 255 * paper
-    noise = float(rng.uniform(12, 25)) if "noise" in how else float(rng.uniform(1, 4))
-    page += rng.normal(0, noise, page.shape)
-    if "noise" in how:  # paper grain: blotches a few pixels wide
-        page += ndimage.gaussian_filter(rng.normal(0, noise * 2, page.shape), 3)
-    return jpeg(page, int(rng.integers(50, 90)))
-
-
-def random_faults(rng: np.random.Generator) -> tuple[str, ...]:
-    """Faults for one digit of the combined set: each with probability 0.4 (thin pen: 0.2,
-    never with a thick one)."""
-    faults = [h for h in DEGRADATIONS if h != "thin pen" and rng.random() < 0.4]
-    if rng.random() < 0.2 and "thick pen" not in faults:
-        faults.append("thin pen")
-    return tuple(faults)
 
 
 def degraded(mnist, per_set: int, seed: int = 1) -> dict[str, list[Item]]:

@@ -1,6 +1,7 @@
-"""Numbers written on paper and photographed, made from any labelled digits: the reading
-benchmark's number sets (from MNIST *test* digits) and the rows that fit the line reader's
-temperature (from the digits the built-in reader held out of training) come from here.
+"""Digits and numbers written on paper and photographed, made from any labelled digits: the
+reading benchmark's sets (from MNIST *test* digits), and the digits and rows that fit the
+built-in reader's unsure threshold and its line reader's temperature (from the digits the
+reader held out of training) come from here.
 
 >>> items = paper.numbers(mnist.test, 200)       # [Written(image=JPEG bytes, text="40351"), ...]
 
@@ -10,7 +11,9 @@ temperature (from the digits the built-in reader held out of training) come from
   ruled line; `separators`: amounts and dates (`1,234.56`, `12/03/2026`, `12-03-26`) with
   hand-drawn punctuation.
 - `photograph`: a drawing as a phone takes it: scaled, placed off-centre, half of them tilted,
-  lit unevenly, with sensor noise and JPEG compression.
+  lit unevenly, with sensor noise and JPEG compression. `degrade_digit`: one digit with a
+  phone's or scanner's faults (blur, low resolution, thick or thin pen, noise, faint ink, a
+  tilted photo), `random_faults` a random mix of them.
 
 Everything is drawn from the generator given, so a seed names a set.
 """
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from digitlab.data.dataset import Split
 
@@ -52,6 +56,57 @@ def photograph(drawing: np.ndarray, size: tuple[int, int], rng: np.random.Genera
     )  # uneven light
     page += rng.normal(0, float(rng.uniform(2, 10)), page.shape)  # sensor noise
     return jpeg(page, int(rng.integers(55, 90)))
+
+
+# how a phone or a scanner spoils a digit written on paper: `degrade_digit` takes any of them
+DEGRADATIONS = ("blur", "low resolution", "thick pen", "thin pen", "noise", "faint", "tilted")
+
+
+def degrade_digit(digit: np.ndarray, how: tuple[str, ...], rng: np.random.Generator) -> bytes:
+    """One MNIST-style digit (light on black) written on paper and photographed with the given
+    faults (DEGRADATIONS)."""
+    ink = digit.astype(np.float32)
+    if "thick pen" in how:
+        ink = ndimage.grey_dilation(ink, size=(3, 3))
+    if "thin pen" in how:
+        ink = np.clip((ink - 110) * 255 / 145, 0, 255)
+    side = int(rng.integers(200, 600))
+    drawing = Image.fromarray(255 - ink.astype(np.uint8))
+    if "low resolution" in how:  # written small: 8-12 pixels high, then enlarged
+        small = int(rng.integers(8, 13))
+        drawing = drawing.resize((small, small), Image.Resampling.BOX)
+    big = np.asarray(drawing.resize((side, side), Image.Resampling.BICUBIC), np.float32)
+    if "blur" in how:  # out of focus, or photographed far
+        big = ndimage.gaussian_filter(big, sigma=side * float(rng.uniform(0.025, 0.045)))
+    if "faint" in how:  # a light pencil or a worn pen
+        big = 255 - (255 - big) * float(rng.uniform(0.2, 0.4))
+    angle = float(rng.uniform(-20, 20)) if "tilted" in how else 0.0
+    if angle:
+        big = np.asarray(
+            Image.fromarray(big.astype(np.uint8)).rotate(
+                angle, resample=Image.Resampling.BILINEAR, fillcolor=255
+            ),
+            np.float32,
+        )
+    height, width = side + int(rng.integers(60, 300)), side + int(rng.integers(60, 300))
+    paper = float(rng.uniform(190, 240))
+    page = np.full((height, width), paper, np.float32)
+    top, left = int(rng.integers(0, height - side)), int(rng.integers(0, width - side))
+    page[top : top + side, left : left + side] = big / 255 * paper
+    noise = float(rng.uniform(12, 25)) if "noise" in how else float(rng.uniform(1, 4))
+    page += rng.normal(0, noise, page.shape)
+    if "noise" in how:  # paper grain: blotches a few pixels wide
+        page += ndimage.gaussian_filter(rng.normal(0, noise * 2, page.shape), 3)
+    return jpeg(page, int(rng.integers(50, 90)))
+
+
+def random_faults(rng: np.random.Generator) -> tuple[str, ...]:
+    """Faults for one digit of the combined set: each with probability 0.4 (thin pen: 0.2,
+    never with a thick one)."""
+    faults = [h for h in DEGRADATIONS if h != "thin pen" and rng.random() < 0.4]
+    if rng.random() < 0.2 and "thick pen" not in faults:
+        faults.append("thin pen")
+    return tuple(faults)
 
 
 def jpeg(page: np.ndarray, quality: int = 85) -> bytes:

@@ -20,8 +20,9 @@ from digitlab.engines import logits
 from digitlab.ensemble import KIND, Ensemble
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import softmax
+from digitlab.jobs import calibrate
 from digitlab.jobs.evaluate import split_data
-from digitlab.jobs.train import calibration_of, run_dataset
+from digitlab.jobs.train import run_dataset
 from digitlab.spec import ModelSpec
 from digitlab.train import TrainConfig
 from digitlab.version import __version__
@@ -164,7 +165,8 @@ def make_ensemble(
     data = data if data is not None else run_dataset(first)  # the members' own data
     if split:
         images, labels = split_data(info, "val", data)
-        info |= calibration_of(logits(model, images), labels)
+        # members trained for photos: its threshold is fitted on paper, as theirs were
+        info |= calibrate.fitted(model, images, labels, calibrate.augment_of(info))
     if data.test.labels is not None and len(data.test):
         z = logits(model, data.test.images)
         p = softmax(z, info["temperature"])

@@ -22,7 +22,8 @@ from digitlab.atomic import json_safe, write_bytes, write_text
 from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
-from digitlab.jobs.train import calibration_of, run_dataset, training_data
+from digitlab.jobs import calibrate as calibration
+from digitlab.jobs.train import run_dataset, training_data
 from digitlab.machine import describe
 from digitlab.preprocess import stratified_split
 from digitlab.presets import PRESETS
@@ -157,7 +158,7 @@ def evaluation(
     classes = info["classes"]
     if calibrate:
         val_images, val_labels = split_data(info, "val", ds)
-        info |= calibration_of(logits(model, val_images), val_labels)
+        info |= calibration.fitted(model, val_images, val_labels, calibration.augment_of(info))
         write_text(run / "model.json", json.dumps(json_safe(info), indent=2) + "\n")
     temperature = float(info.get("temperature", 1.0))
     logits(model, images[:256], tta=tta)  # warm-up, so the timing below is steady

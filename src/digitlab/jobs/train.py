@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab import evaluate as ev
 from digitlab import spec as S
 from digitlab.atomic import write_json
 from digitlab.data import DATASETS, Dataset, open_dataset
-from digitlab.engines import build, logits
+from digitlab.engines import build
 from digitlab.errors import DigitlabError
+from digitlab.jobs import calibrate
 from digitlab.presets import PRESETS, RECIPES, Preset
 from digitlab.run_schema import read_regular
 from digitlab.runs import (
@@ -217,23 +217,11 @@ def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, ext
 
 
 def calibration(model, trainer: Trainer) -> dict:
-    """Fitted on the held-out validation images (never the test set): the temperature that makes
-    confidence mean what it says, and the `unsure` threshold at which the answered images are
-    99.5% right. Nothing when the run holds no images out."""
+    """Fitted on the held-out validation images (never the test set): jobs.calibrate. Nothing
+    when the run holds no images out."""
     if trainer.val is None:
         return {}
-    return calibration_of(logits(model, trainer.val[0]), trainer.val[1])
-
-
-def calibration_of(z, labels) -> dict:
-    """model.json's calibration fields from validation logits and labels."""
-    temperature = ev.fit_temperature(z, labels)
-    curve = ev.risk_coverage(ev.softmax(z, temperature), labels)
-    return {
-        "temperature": temperature,
-        "unsure_below": curve["threshold"],
-        "calibration": {"split": "validation", "images": len(labels), "risk_coverage": curve},
-    }
+    return calibrate.fitted(model, *trainer.val, trainer.config.augment)
 
 
 def start(
