@@ -287,6 +287,7 @@ def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
             "--compile needs the torch engine",
         ),
         (("--recipe", "nope"), "known recipes are"),
+        (("--recipe", "numpy-fast", "--model", "mlp:32"), "give --model or --recipe, not both"),
         (("--resume", str(tmp_path / "missing")), "no such run directory"),
         (
             ("--resume", str(tmp_path / "missing"), "--epochs", "9"),
@@ -325,6 +326,8 @@ def test_explore_command_and_its_errors(mnist, tmp_path):
     (tmp_path / "u.csv").write_text("\n".join(rows) + "\n")
     result = invoke("explore", str(tmp_path / "u.csv"), "--out", str(tmp_path / "u"))
     assert result.exit_code == 1 and "exploring needs labeled training images" in result.stderr
+    result = invoke("explore", str(tmp_path / "d.npz"), "--out", str(tmp_path / "u.csv"))
+    assert result.exit_code == 1 and "u.csv: exists and is not a folder" in result.stderr
 
 
 def test_a_file_name_with_a_newline_stays_one_line_in_every_message(mnist, tmp_path):

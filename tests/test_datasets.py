@@ -177,3 +177,6 @@ def test_a_cache_write_killed_half_way_is_detected_and_replaced(mnist_home, tmp_
     assert ds.attempts[0] == ("cache", f"{folder} holds no complete copy")
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert data.load("mnist").source == "cache"
+    said = []  # cached: --from is not read again, and the user is told so
+    assert data.load("mnist", from_path=mine, on_event=said.append).source == "cache"
+    assert said == [f"mnist is cached and verified; --from {mine} not read (--force)"]

@@ -99,6 +99,9 @@ def test_a_line_reader_is_trained_by_its_recipe_end_to_end(mnist, tmp_path):
     assert again.exit_code == 1 and "--overwrite" in again.output
     wrong = CliRunner().invoke(app, ["train", "--recipe", "reader-lines", "--lr", "0.1"])
     assert wrong.exit_code == 1 and "drop --lr" in wrong.output
+    for verb in (["evaluate", str(out)], ["export", str(out), "--out", str(tmp_path / "l.onnx")]):
+        misused = CliRunner().invoke(app, verb)  # a line reader is not a run: say what it is
+        assert misused.exit_code == 1 and "is a line reader (lines.json)" in misused.output
 
 
 def test_a_symbol_the_strings_form_amends_is_as_sure_as_every_reading_that_leads_to_it():

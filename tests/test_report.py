@@ -142,3 +142,7 @@ def test_compare_refuses_mixed_datasets_duplicates_and_run_folders(two_runs, tmp
         jobs.compare_runs([two_runs / "mlp-0", two_runs / "mlp-0"], tmp_path / "c")
     with pytest.raises(DigitlabError, match="is a training run"):
         jobs.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], two_runs / "mlp-1")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DigitlabError, match="afile: exists and is not a folder"):
+        jobs.compare_runs([two_runs / "mlp-0", two_runs / "mlp-1"], afile)

@@ -158,6 +158,16 @@ def test_pixels_go_to_the_model_as_they_are(url, mnist, reader):
     assert (expected.argmax(1) == labels).mean() > 0.95
 
 
+def test_pixels_in_0_to_1_and_masks_read_as_digitlab_read_reads_them(url, mnist, reader):
+    """Pixels / 255 and a 0/1 mask answered 'no digit found' (too faint for 0..255)."""
+    seven = mnist.test.images[0]
+    for given in (seven / 255, (seven > 127).astype(int)):
+        body = json.dumps({"pixels": given.tolist()})
+        answer = post(url, body, "application/json").json()
+        assert answer["label"] == "7" and answer["status"] == "ok", answer["status"]
+        assert answer["input"] == np.rint(given * 255).astype(np.uint8).tolist()
+
+
 def test_four_ways_to_send_a_photo_read_it_as_digitlab_predict_does(url, mnist, reader):
     jpeg = photo(mnist.test.images[0], np.random.default_rng(3))  # a 7
     expected = reader.read(jpeg)

@@ -90,6 +90,13 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
         'model = "mlp:8"\nengine = "jax"\n': "engine must be numpy or torch",
         'model = "mlp:8"\n[fixed]\nepochs = "two"\n': "epochs",
         'model = "mlp:{w}"\n[fixed]\nlr = -1.0\n[search.w]\nint = [2, 4]\n': "lr",
+        # checked before any trial, not failed in every trial with a traceback each
+        'model = "mlp:8"\n[search.batch_size]\nchoices = [0, -5]\n': "search.batch_size: ",
+        'model = "mlp:8"\n[search.batch_size]\nint = [0, 64]\n': "search.batch_size: ",
+        'model = "mlp:8"\n[fixed]\nval_split = 0.0\n': "val_split must be > 0",
+        # a typo, or log = "false", searched on another scale than asked without a word
+        'model = "mlp:8"\n[search.lr]\nfloat = [0.01, 0.5]\nlgo = true\n': "unknown key 'lgo'",
+        'model = "mlp:8"\n[search.lr]\nfloat = [0.01, 0.5]\nlog = "false"\n': "log must be",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.toml"
@@ -214,3 +221,35 @@ def test_join_needs_a_started_sweep_and_a_bad_url_is_one_line(mnist, tmp_path):
     done = digitlab("sweep", space, "--out", tmp_path / "y", "--storage", "nosuchdb://x")
     assert done.returncode == 1 and done.stderr.startswith("error: --storage")
     assert "Traceback" not in done.stderr
+
+
+def test_a_sweep_refuses_a_run_folder_a_file_and_too_few_images(mnist, tmp_path):
+    space = space_file(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.json").write_text("{}")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for args, why in [
+        (("--out", run), "holds a training run"),  # wrote journal.log and trials/ into it
+        (("--out", afile), "afile: exists and is not a folder"),
+        (("--out", tmp_path / "s", "--limit", "5"), "--limit 5: a sweep needs at least 100"),
+    ]:
+        done = digitlab("sweep", space, *args)
+        assert done.returncode == 1 and why in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["model.json"]
+
+
+def test_a_sweep_whose_every_trial_failed_can_be_mended(mnist, tmp_path):
+    out = tmp_path / "s"
+    broken = tmp_path / "broken.toml"  # a model only a trial can build: every trial fails
+    broken.write_text(
+        'name = "tiny"\nlimit = 800\nmodel = "mlp:{w}"\n[search.w]\nchoices = ["x"]\n'
+    )
+    done = digitlab("sweep", broken, "--out", out, "--trials", "1")
+    assert done.returncode == 1 and "no trial completed" in done.stderr, done.stderr
+    mended = space_file(tmp_path)  # the same name, another space: refused once a trial finished
+    done = digitlab("sweep", mended, "--out", out, "--trials", "2")
+    assert done.returncode == 0, done.stderr
+    assert check_trials(out, 2)

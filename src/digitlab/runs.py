@@ -255,6 +255,11 @@ def read_info(run: str | os.PathLike[str] | None) -> dict:
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
     where = run / "model.json"
+    if not where.exists() and (run / "lines.json").exists():  # `--recipe reader-lines` writes it
+        raise RunError(
+            f"{run}: is a line reader (lines.json), not a run; read numbers with it: "
+            f"digitlab predict --number --lines {run} IMAGE"
+        )
     return check_model_json(_read_json(where), str(where))
 
 

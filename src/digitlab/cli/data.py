@@ -150,7 +150,7 @@ def data_show(
         raise DigitlabError(f"--index {index!r}: {len(indices)} images, at most 400 fit a grid")
     fig = plots.sample_grid(images, labels, ds.classes, indices=indices, title=f"{ds.name} {split}")
     plots.save_figure(fig, out)
-    typer.echo(f"wrote {out} ({len(indices)} images)")
+    typer.echo(f"wrote {out} ({len(indices)} image{'s' * (len(indices) != 1)})")
 
 
 @data_app.command("export")

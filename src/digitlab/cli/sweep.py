@@ -51,6 +51,8 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
     if workers < 1 or (trials is not None and trials < 1):
         raise DigitlabError("--workers and --trials must be at least 1")
     plan = sw.load_space(space)
+    if limit is not None and limit < 100:  # as the space file's limit: 10% held out to choose on
+        raise DigitlabError(f"--limit {limit}: a sweep needs at least 100 images")
     if limit is not None:
         # kept with the space, so a sweep is never continued on other data
         plan = sw.dataclasses.replace(plan, limit=limit, text=f"{plan.text}\n# --limit {limit}\n")

@@ -330,9 +330,13 @@ def fetch(
         raise DataError(f"--from {from_path}: no such file or folder")
     if not force:  # lock-free fast path: files are replaced atomically and verified on read
         try:
-            return read_cache(info, folder)[0], "cache", []
+            arrays = read_cache(info, folder)[0]
         except (OSError, DataError):
             pass
+        else:
+            if from_path is not None:  # the same verified images; say so, not ignore it unsaid
+                say(f"{info.name} is cached and verified; --from {from_path} not read (--force)")
+            return arrays, "cache", []
     attempts: list[tuple[str, str]] = []
     with holding_lock(folder, lock_timeout) as acquired:
         remove_stale_temporaries(folder, before=acquired)

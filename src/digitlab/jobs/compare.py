@@ -41,6 +41,8 @@ def compare_runs(
     if len({Path(r).resolve() for r in run_dirs}) < len(run_dirs):
         raise DigitlabError("compare: the same run is given twice")
     out = Path(out)
+    if out.exists() and not out.is_dir():  # found before every run is evaluated, not after
+        raise DigitlabError(f"--out {out}: exists and is not a folder")
     if (out / "model.json").exists():
         raise DigitlabError(
             f"--out {out}: is a training run; choose another folder for the comparison"

@@ -19,7 +19,7 @@ from digitlab import explore as ex
 from digitlab import explore_plots, plots, report
 from digitlab.atomic import json_safe, write_bytes, write_text
 from digitlab.data import Dataset, open_dataset
-from digitlab.errors import DataError
+from digitlab.errors import DataError, DigitlabError
 from digitlab.machine import describe
 
 PCA_SAMPLE = 10_000  # images the PCA is fitted on (stratified)
@@ -43,6 +43,8 @@ def explore_dataset(
         raise DataError(f"{name_or_path}: exploring needs labeled training images")
     has_test = test.labels is not None and len(test) > 0
     out = Path(out)
+    if out.exists() and not out.is_dir():  # found before the statistics, PCA and t-SNE
+        raise DigitlabError(f"--out {out}: exists and is not a folder")
     figures: dict[str, bytes] = {}
 
     def draw(name: str, fig) -> None:

@@ -99,8 +99,20 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         numeric = want is float and isinstance(value, int) and not isinstance(value, bool)
         if getattr(defaults, name) is not None and not (isinstance(value, want) or numeric):
             raise DigitlabError(f"{path}: fixed.{name}: must be {want.__name__}, got {value!r:.40}")
+    if fixed.get("val_split", defaults.val_split) <= 0:
+        raise DigitlabError(f"{path}: fixed.val_split must be > 0: a sweep chooses on validation")
+    base = TrainConfig().to_dict() | fixed
     for name, rule in search.items():
         check_rule(path, name, rule, placeholders)
+        if name in TRAIN_FIELDS:  # each choice, and each end of a range, must be a setting
+            ends = rule.get("choices") or rule.get("float") or rule.get("int")
+            for value in ends:
+                try:
+                    TrainConfig.from_dict(base | {name: value}).validate()
+                except DigitlabError as e:
+                    raise DigitlabError(f"{path}: search.{name}: {e}") from None
+                except (TypeError, ValueError) as e:
+                    raise DigitlabError(f"{path}: search.{name}: {str(e)[:160]}") from None
     if missing := sorted(placeholders - set(search)):
         raise DigitlabError(
             f"{path}: model names {{{missing[0]}}} but [search.{missing[0]}] is missing"
@@ -151,6 +163,10 @@ def check_rule(path: Path, name: str, rule, placeholders: set[str]) -> None:
         raise DigitlabError(f"{where}: trials are compared on one validation split; fix it")
     if not isinstance(rule, dict) or sum(k in rule for k in KINDS) != 1:
         raise DigitlabError(f"{where}: give one of float = [low, high], int = [low, high], choices")
+    if unknown := sorted(set(rule) - {*KINDS, "log"}):  # a typo would search as if unsaid
+        raise DigitlabError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(KINDS)}, log")
+    if "log" in rule and ("choices" in rule or not isinstance(rule["log"], bool)):
+        raise DigitlabError(f"{where}: log must be true or false, beside float or int")
     if "choices" in rule:
         if not isinstance(rule["choices"], list) or not rule["choices"]:
             raise DigitlabError(f"{where}: choices must be a non-empty list")
@@ -225,6 +241,10 @@ def storage_of(out: Path, url: str | None):
 
 
 def open_study(space: Space, out: Path, storage: str | None = None, join: bool = False):
+    if out.exists() and not out.is_dir():
+        raise DigitlabError(f"{out}: exists and is not a folder")
+    if (out / "model.json").exists():
+        raise DigitlabError(f"{out}: holds a training run; give the sweep a folder of its own")
     op = optuna()
     store = storage_of(out, storage)
     pruner = (
@@ -254,8 +274,9 @@ def open_study(space: Space, out: Path, storage: str | None = None, join: bool =
         sampler=sampler,
         load_if_exists=True,
     )
-    if "space" not in study.user_attrs:
-        study.set_user_attr("space", space.text)
+    trials = study.get_trials(deepcopy=False)
+    if "space" not in study.user_attrs or all(t.state.name == "FAIL" for t in trials):
+        study.set_user_attr("space", space.text)  # a sweep that never finished a trial is mended
     elif study.user_attrs["space"] != space.text:
         raise DigitlabError(
             f"{space.path}: differs from the space (or --limit) sweep {space.name!r} was "
@@ -344,8 +365,13 @@ def sweep(
         total, states=tuple(getattr(op.trial.TrialState, s) for s in STOP_STATES)
     )
 
+    def failed(study) -> int:
+        return sum(t.state.name == "FAIL" for t in study.get_trials(deepcopy=False))
+
+    before = failed(study)  # a mended space's earlier failures are not held against it
+
     def give_up(study, trial) -> None:  # a space whose every trial fails must not run forever
-        if sum(t.state.name == "FAIL" for t in study.get_trials(deepcopy=False)) >= total:
+        if failed(study) - before >= total:
             study.stop()
 
     if finished(study) < total:

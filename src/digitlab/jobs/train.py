@@ -134,6 +134,10 @@ def plan_training(
 ) -> Plan:
     """Resolve a model or recipe, then layer its recipe, a TOML file and explicit flags (None =
     not given) into one TrainConfig; pick the engine (the preset's, else torch for conv nets)."""
+    if recipe is not None and model is not None:  # the recipe's own model would win unsaid
+        raise DigitlabError(
+            f"--recipe {recipe} trains its own model; give --model or --recipe, not both"
+        )
     if recipe is not None:
         if recipe not in RECIPES:
             raise DigitlabError(f"--recipe {recipe!r}: known recipes are {', '.join(RECIPES)}")

@@ -182,6 +182,8 @@ def pixel_array(rows, shape: tuple[int, int] | None) -> np.ndarray:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise BadRequest(422, f"pixels[{i}][{j}]: {rows[i][j]} is not a number in 0..255")
+    if 0 < a.max() <= 1:  # pixels / 255, or a 0/1 mask: read as digitlab.read reads them, not
+        a = a * 255  # as a blank page ("no digit found") of ink too faint to see
     return np.rint(a).astype(np.uint8)
 
 

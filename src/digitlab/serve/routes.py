@@ -37,7 +37,8 @@ PAGE_HEADERS = {  # the page and the docs may load nothing from anywhere else
 }
 PIXELS_HELP = (
     "28 rows of 28 numbers 0..255, MNIST style: light ink on black, the digit fitted in 20x20 "
-    "and centred. Sent to the model as is (no ink.prepare); an all-dark array answers 'no digit "
+    "and centred (numbers that are all in 0..1, such as pixels / 255 or a 0/1 mask, are scaled "
+    "to 0..255). Sent to the model as is (no ink.prepare); an all-dark array answers 'no digit "
     "found', and one whose median is 128 or more (dark ink on light paper) is refused with 422: "
     "send such an image as a PNG instead."
 )
