@@ -298,7 +298,7 @@ def test_train_errors_name_the_problem_before_training(mnist, tmp_path):
         (("--model", str(bad_toml_types)), "units = 1.5 is not int"),
         (
             ("--model", "mlp:8", "--config", str(bad_config)),
-            "bad.toml: train config: epochs = 1.5 is not a int",
+            "bad.toml: train config: epochs = 1.5 is not an int",
         ),
     ]
     for args, needle in cases:

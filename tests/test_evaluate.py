@@ -115,3 +115,55 @@ def test_mean_std():
         "n": 3,
     }
     assert ev.mean_std([0.5])["std"] == 0.0
+
+
+def test_the_metrics_refuse_what_they_would_misreport():
+    """Each of these gave a figure (an ECE of 3.08, accuracy over a broadcast label, p = 1.0
+    for predicted labels) instead of an error."""
+    from digitlab.errors import DigitlabError
+    from digitlab.preprocess import stratified_split
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 3)) * 3
+    labels = rng.integers(0, 3, 50)
+    probs = ev.softmax(logits)
+    classes = ["a", "b", "c"]
+    for call, why in [
+        (lambda: ev.metrics(logits, labels, classes), "rows are not probabilities"),
+        (lambda: ev.metrics(probs, labels[:1], classes), "expected shape \\(50,\\)"),
+        (lambda: ev.metrics(probs, labels + 1, classes), "outside the 3 classes"),
+        (lambda: ev.metrics(probs, labels.astype(float), classes), "integer class ids"),
+        (lambda: ev.metrics(ev.softmax(logits[:, :2]), labels % 2, classes), "2 columns for 3"),
+        (lambda: ev.confusion_matrix(labels, labels + 1, 3), "predicted class 3 is past"),
+        (lambda: ev.risk_coverage(logits, labels), "not probabilities"),
+        (lambda: ev.fit_temperature(probs, labels), "these rows are probabilities"),
+        (lambda: ev.mcnemar(labels, labels[::-1]), "pass predicted == labels"),
+        (lambda: ev.mcnemar(labels == 0, labels[:10] == 0), "paired outcomes"),
+        (lambda: ev.mean_std([]), "no values"),
+        (lambda: stratified_split(np.eye(3)[labels], 0.2), "expected class ids"),
+        (lambda: stratified_split(labels, 1.0), "split fraction"),
+    ]:
+        with pytest.raises(DigitlabError, match=why):
+            call()
+    assert ev.metrics(probs, labels, classes)["n"] == 50  # the right call still answers
+
+
+def test_a_run_trained_on_a_dataset_of_its_own_is_not_validated_on_the_whole(mnist, tmp_path):
+    """Reopened by its name, a run trained on 1,500 of MNIST's images held out a 'validation'
+    split of all 60,000, most of them never held out (and some trained on)."""
+    import dataclasses
+
+    from digitlab import jobs, runs
+    from digitlab import spec as S
+    from digitlab.data import Split
+    from digitlab.errors import DigitlabError
+    from digitlab.train import TrainConfig
+
+    part = Split(mnist.train.images[20_000:21_500], mnist.train.labels[20_000:21_500])
+    mine = dataclasses.replace(mnist, train=part)
+    jobs.start(tmp_path / "r", S.mlp([16]), "numpy", TrainConfig(epochs=1), mine)
+    with pytest.raises(DigitlabError, match="trained on 1,500 training images, this mnist has"):
+        jobs.evaluate_run(tmp_path / "r", split="val")
+    held_out = runs.read_info(tmp_path / "r")["calibration"]["images"]  # training's own split
+    assert jobs.evaluate_run(tmp_path / "r", split="val", data=mine)["n"] == held_out
+    assert jobs.evaluate_run(tmp_path / "r")["n"] == 10_000  # the test split is the same

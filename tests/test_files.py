@@ -113,6 +113,10 @@ def test_npz_keras_layout_and_floats(tmp_path):
     ds = load_files(path)
     np.testing.assert_array_equal(ds.train.images, IMAGES)
     np.testing.assert_array_equal(ds.test.labels, LABELS)
+    masks = (IMAGES > 127).astype(np.uint8)  # binarised digits: 0/1, read as 0/255
+    for given in (masks, masks.astype(np.int64), masks.astype(np.float32)):
+        np.savez(path, x_train=given, y_train=LABELS)
+        np.testing.assert_array_equal(load_files(path).train.images, masks * 255)
 
 
 def test_npz_with_pickled_objects_is_refused(tmp_path):
@@ -223,6 +227,10 @@ def test_digit_named_folders_keep_their_digit_as_label(tmp_path):
         Image.fromarray(stroke()).save(tmp_path / digit / "a.png")
     ds = load_files(tmp_path)
     assert ds.train.labels.tolist() == [3, 7] and ds.classes[7] == "7" and len(ds.classes) == 10
+    (tmp_path / "unsure").mkdir()  # one more folder made 3 and 7 classes 0 and 1
+    Image.fromarray(stroke()).save(tmp_path / "unsure" / "a.png")
+    with pytest.raises(DataError, match="class folders '3' and 'unsure': name them all by"):
+        load_files(tmp_path)
 
 
 def test_transparent_background_and_16_bit_images(tmp_path):

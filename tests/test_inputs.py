@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+import digitlab
 from digitlab import ink, runs
 from digitlab.errors import DigitlabError
 from digitlab.predict import Predictor
@@ -120,6 +121,21 @@ def test_the_batch_helpers_refuse_what_they_would_misread(mnist):
     assert list(model.predict_proba(images.astype(np.int64)).argmax(1)) == [7, 2, 1, 0]
     with pytest.raises(DigitlabError, match="flattened digits"):
         model.predict_proba(images.reshape(4, 784))
+    masks = (images > 127).astype(np.uint8)  # binarised: read as 0..255, 13% right
+    for call, why in [
+        (lambda: normalise(images.reshape(4, 784)), "flattened digits"),  # came back (4, 784)
+        (lambda: normalise(images[0]), "got one image"),
+        (lambda: model.predict_proba(masks), "every value is 0 or 1, a mask"),
+        (lambda: digitlab.logits(model, masks), "every value is 0 or 1, a mask"),
+        (lambda: model.predict_proba(images[:, ::2, ::2]), "reads 28x28 images, got shape"),
+    ]:
+        with pytest.raises(DigitlabError, match=why):
+            call()
+    assert model.predict_proba(images[:0]).shape == (0, 10)  # not a concatenate error
+    torch_model = runs.load_model("reader", engine="torch")
+    assert torch_model.predict_proba(images[:0]).shape == (0, 10)
+    with pytest.raises(DigitlabError, match="reads 28x28 images"):
+        torch_model.predict_proba(images[:, ::2, ::2])
 
 
 def test_subpackages_are_there_after_import_digitlab():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def test_compare_two_seeds(two_runs, tmp_path, mnist):
         json.loads((tmp_path / "cmp" / "comparison.json").read_text())["mcnemar"][0]["b"]
         == test["b"]
     )
+    for exp, seed in (("exp1", 0), ("exp2", 1)):  # two runs of one name in two experiments
+        shutil.copytree(two_runs / f"mlp-{seed}", tmp_path / exp / "mlp")
+    both = [tmp_path / "exp1" / "mlp", tmp_path / "exp2" / "mlp"]
+    result = jobs.compare_runs(both, tmp_path / "cmp2")  # were one 'mlp', one curve
+    assert [r["name"] for r in result["runs"]] == ["exp1/mlp", "exp2/mlp"]
 
 
 def test_the_main_job_in_fast_mode(mnist, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 
 from digitlab import spec as S
 from digitlab.engines import numpy_engine as ne
+from digitlab.errors import DigitlabError
 from digitlab.presets import RECIPES
 from digitlab.train import TrainConfig, evaluate_loss_acc, fit
 
@@ -174,3 +176,36 @@ def test_max_pooling_for_inference_is_trainings_without_the_argmax():
         np.testing.assert_array_equal(pool.infer(x), pool.forward(x, training=True))
     with pytest.raises(ValueError):
         pool.infer(np.zeros((1, 1, 1, 5), np.float32))  # smaller than a window: as pool() says
+
+
+def test_the_library_refuses_settings_of_another_kind(mnist, tmp_path):
+    """Each was accepted and misused: nesterov="false" trained as True, epochs=1.5 as 2; or
+    failed deep inside with a Python error."""
+    from digitlab import jobs
+    from digitlab import spec as S
+
+    for settings, why in [
+        ({"nesterov": "false"}, "nesterov = 'false' is not a bool"),
+        ({"epochs": 1.5}, "epochs = 1.5 is not an int"),
+        ({"seed": None}, "seed = None is not an int"),
+    ]:
+        with pytest.raises(DigitlabError, match=re.escape(why)):
+            TrainConfig(**settings)
+    assert TrainConfig(seed=np.int64(3), lr=1).seed == 3  # NumPy's ints, whole numbers: fine
+    spec, config = S.mlp([8]), TrainConfig(epochs=1)
+    for args, why in [
+        (("mlp:32", "numpy", config), "spec: expected a ModelSpec, got str"),
+        ((spec, "numpy", {"epochs": 1}), "config: expected a TrainConfig, got dict"),
+    ]:
+        with pytest.raises(DigitlabError, match=re.escape(why)):
+            jobs.start(tmp_path / "r", *args, mnist)
+    dense = [{"type": "Flatten"}, {"type": "Dense", "units": 10}]
+    for d, why in [
+        ({"layers": ["Flatten"]}, "layer 0: expected a table like"),
+        ({"layers": dense, "num_classes": 10.7}, "num_classes 10.7"),  # was read as 10
+        ({"layers": dense, "num_classes": "10"}, "num_classes '10'"),
+    ]:
+        with pytest.raises(DigitlabError, match=re.escape(why)):
+            S.ModelSpec.from_dict(d)
+    with pytest.raises(DigitlabError, match=re.escape("--limit 1000.0: must be a whole number")):
+        jobs.start(tmp_path / "r", spec, "numpy", config, mnist, limit=1000.0)

@@ -14,6 +14,38 @@ import statistics
 
 import numpy as np
 
+from digitlab.errors import DigitlabError
+
+
+def paired(scores, labels, what: str = "probs") -> tuple[np.ndarray, np.ndarray]:
+    """`scores` (N, K) and integer `labels` (N,) in 0..K-1, or a DigitlabError saying which is
+    wrong: a label vector of another length broadcast, and a label past the classes was folded
+    into the next row of the confusion matrix, without a word."""
+    s, y = np.asarray(scores, np.float64), np.asarray(labels)
+    if s.ndim != 2 or not s.shape[1]:
+        raise DigitlabError(f"{what}: expected shape (N, classes), got {s.shape}")
+    if y.shape != (len(s),):
+        raise DigitlabError(f"labels: expected shape ({len(s)},) for {len(s)} rows, got {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise DigitlabError(f"labels: expected integer class ids, got {y.dtype}")
+    if len(y) and (y.min() < 0 or y.max() >= s.shape[1]):
+        raise DigitlabError(f"labels: {y.min()}..{y.max()} outside the {s.shape[1]} classes")
+    if not np.isfinite(s).all():
+        raise DigitlabError(f"{what}: NaN or infinite values")
+    return s, y.astype(np.int64)
+
+
+def probabilities(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """`paired`, and rows that are probabilities: logits passed for probabilities gave a loss
+    and an expected calibration error (3.08) that mean nothing."""
+    p, y = paired(probs, labels)
+    if p.size and (p.min() < 0 or p.max() > 1 or np.abs(p.sum(axis=1) - 1).max() > 1e-3):
+        raise DigitlabError(
+            "probs: rows are not probabilities (each in 0..1, summing to 1); logits? pass "
+            "softmax(logits)"
+        )
+    return p, y
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of logits / temperature, computed stably."""
@@ -25,7 +57,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
     """(k, k) int64 counts: row = true class, column = predicted class."""
-    flat = np.asarray(labels, np.int64) * k + np.asarray(predicted, np.int64)
+    labels, predicted = np.asarray(labels, np.int64), np.asarray(predicted, np.int64)
+    for what, values in (("label", labels), ("predicted class", predicted)):
+        if values.size and (values.min() < 0 or values.max() >= k):  # folded into another row
+            raise DigitlabError(f"confusion matrix: {what} {values.max()} is past the {k} classes")
+    flat = labels * k + predicted
     return np.bincount(flat, minlength=k * k).reshape(k, k)
 
 
@@ -44,6 +80,7 @@ def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
     """Confidence vs accuracy in equal-width confidence bins, and the expected calibration error."""
+    probs, labels = probabilities(probs, labels)
     return reliability_of(probs.max(axis=1), probs.argmax(axis=1) == labels, bins)
 
 
@@ -75,9 +112,10 @@ def reliability_of(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) 
 
 def metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     """Everything `digitlab evaluate` reports, as JSON-ready values."""
-    probs = np.asarray(probs, np.float64)
-    labels = np.asarray(labels).astype(np.int64)
+    probs, labels = probabilities(probs, labels)
     k = len(classes)
+    if probs.shape[1] < k:  # a model may have outputs to spare (10 for a 3-class folder)
+        raise DigitlabError(f"probs: {probs.shape[1]} columns for {k} classes")
     predicted = probs.argmax(axis=1)
     ranked = np.argsort(-probs, axis=1)
     loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
@@ -148,6 +186,7 @@ def confusable_pairs(confusion: np.ndarray, limit: int = 5) -> list[dict]:
 def risk_coverage(probs: np.ndarray, labels: np.ndarray, target: float = 0.995) -> dict:
     """The confidence threshold that answers as many images as possible while those answered
     are at least `target` accurate (the rest are "unsure"), and the share it answers."""
+    probs, labels = probabilities(probs, labels)
     confidence = probs.max(axis=1)
     order = np.argsort(-confidence, kind="stable")
     right = (probs.argmax(axis=1) == labels)[order]
@@ -166,7 +205,9 @@ def risk_coverage(probs: np.ndarray, labels: np.ndarray, target: float = 0.995) 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T > 0 minimising the NLL of softmax(logits / T): golden-section search
     on log T (the NLL is unimodal in T)."""
-    logits = np.asarray(logits, np.float64)
+    logits, labels = paired(logits, labels, "logits")
+    if logits.size and logits.min() >= 0 and np.abs(logits.sum(axis=1) - 1).max() < 1e-6:
+        raise DigitlabError("logits: these rows are probabilities; fit the temperature on logits")
     rows = np.arange(len(labels))
 
     def nll(log_t: float) -> float:
@@ -194,6 +235,15 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     """McNemar's exact test on paired outcomes: does model A err on different images than B
     more than chance allows? b = A right and B wrong, c = A wrong and B right."""
     a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    for given in (correct_a, correct_b):  # predicted labels: every nonzero read as 'right'
+        values = np.asarray(given)
+        if values.dtype != bool and values.size and not np.isin(values, (0, 1)).all():
+            raise DigitlabError(
+                "mcnemar: expects whether each image was right (booleans), got other values; "
+                "pass predicted == labels"
+            )
+    if a.ndim != 1 or a.shape != b_.shape:
+        raise DigitlabError(f"mcnemar: paired outcomes of one test set, got {a.shape}, {b_.shape}")
     b = int((a & ~b_).sum())
     c = int((~a & b_).sum())
     n = b + c
@@ -212,6 +262,8 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
 
 def mean_std(values: list[float]) -> dict:
     """Mean and sample standard deviation (0 for a single value)."""
+    if not len(values):
+        raise DigitlabError("mean_std: no values")
     return {
         "mean": statistics.mean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,

@@ -23,7 +23,8 @@ def check_images(images, what: str = "images", side: int | None = 28) -> np.ndar
 
     Integer arrays holding only 0..255 are converted; floats are refused, because a float
     image is ambiguous (0..1, 0..255 or already normalised) and guessing gives wrong answers
-    silently."""
+    silently; so are integers that are all 0 or 1 (a binarised batch read as 0..255 is ink
+    too faint to see: 13% right where the same masks times 255 read 99%)."""
     a = np.asarray(images)
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]
@@ -36,14 +37,17 @@ def check_images(images, what: str = "images", side: int | None = 28) -> np.ndar
         raise DigitlabError(f"{what}: got one image of shape {a.shape}; pass a batch {shape}")
     if a.ndim != 3 or (side is not None and a.shape[1:] != (side, side)):
         raise DigitlabError(f"{what}: expected uint8 {shape}, got an array of shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a
     if a.dtype.kind in "iu":
-        if a.size and (a.min() < 0 or a.max() > 255):
+        if a.dtype != np.uint8 and a.size and (a.min() < 0 or a.max() > 255):
             raise DigitlabError(
                 f"{what}: {a.dtype} values {a.min()}..{a.max()} do not fit pixels 0..255"
             )
-        return a.astype(np.uint8)
+        if a.size and a.max() == 1:
+            raise DigitlabError(
+                f"{what}: every value is 0 or 1, a mask, not pixels 0..255; pass "
+                "(x * 255).astype(np.uint8)"
+            )
+        return a if a.dtype == np.uint8 else a.astype(np.uint8)
     if a.dtype.kind == "f":
         lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
         hint = (
@@ -76,11 +80,9 @@ def pixels(images, what: str = "images") -> np.ndarray:
     """uint8 pixels as they are; other integers 0..255 converted; anything else (floats, which
     may be 0..1, 0..255 or normalised already; bools) a DigitlabError saying what was given."""
     a = np.asarray(images)
-    if a.dtype == np.uint8:
-        return a
-    if a.ndim < 2:
-        return check_images(a, what, side=None)  # refused, with the shape it got
-    return check_images(a.reshape(-1, *a.shape[-2:]), what, side=None).reshape(a.shape)
+    if a.dtype == np.uint8 and (a.ndim == 3 or (a.ndim == 4 and a.shape[1] == 1)):
+        return a  # a batch, as the caller checked it (a training step's): no pass over it
+    return check_images(a, what, side=None)  # a batch (N, H, W), or refused saying why
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -105,6 +107,17 @@ def standardise(x, mean: float = MNIST_MEAN, std: float = MNIST_STD):
 def normalise(images: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), (x / 255 - mean) / std: what a model eats."""
     return standardise(to_float(images), mean, std)
+
+
+def model_input(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Normalised input (N, C, H, W) for a model that reads `input_shape` (C, H, W), or a
+    DigitlabError naming both shapes (14x14 digits failed deep in a matrix product)."""
+    if x.shape[1:] != tuple(input_shape):
+        want = "x".join(str(d) for d in input_shape[1:])
+        raise DigitlabError(
+            f"images: the model reads {want} images, got shape {tuple(x.shape[1:])}"
+        )
+    return x
 
 
 def as_normalised(x, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
@@ -139,7 +152,10 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held-out) with `fraction` of every class held out; both sorted."""
     if not 0 <= fraction < 1:
-        raise ValueError(f"split fraction must be in [0, 1), got {fraction}")
+        raise DigitlabError(f"split fraction must be in [0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1:  # one-hot rows held out indices past the end, without a word
+        raise DigitlabError(f"labels: expected class ids (N,), got shape {labels.shape}")
     rng = np.random.default_rng(seed)
     held = []
     for c in np.unique(labels):

@@ -316,6 +316,10 @@ class ModelSpec:
         try:
             layers = []
             for i, entry in enumerate(d["layers"]):
+                if not isinstance(entry, dict):  # "Flatten" alone read as a dict's items
+                    raise SpecError(
+                        f'layer {i}: expected a table like {{type = "Flatten"}}, got {entry!r:.40}'
+                    )
                 entry = dict(entry)
                 kind = entry.pop("type", None)
                 if kind not in LAYERS:
@@ -330,7 +334,7 @@ class ModelSpec:
             spec = cls(
                 layers=layers,
                 input_shape=tuple(d.get("input_shape", (1, 28, 28))),
-                num_classes=int(d.get("num_classes", 10)),
+                num_classes=d.get("num_classes", 10),  # validate refuses 10.7 and "10"
                 name=d.get("name", ""),
                 extra=d.get("extra", {}),
             )

@@ -15,6 +15,7 @@ batch, trains on its slice and averages gradients, so N processes match one.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -37,6 +38,24 @@ class TrainingDiverged(DigitlabError):
 def setting(default, help: str):
     """A TrainConfig field with its help text: the CLI's flags and docs come from these."""
     return field(default=default, metadata={"help": help})
+
+
+def of_kind(value, kind: type) -> bool:
+    """Whether `value` may stand for a setting of type `kind`: a bool only for a bool, an int
+    (not a bool; NumPy's too) for an int, any real number but a bool for a float."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def wrong_kind(name: str, value, kind: type) -> DigitlabError:
+    shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+    article = "an" if kind is int else "a"
+    return DigitlabError(f"train config: {name} = {shown} is not {article} {kind.__name__}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,10 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise DigitlabError naming the first bad field."""
+        for f in fields(self):  # types first: nesterov="false" trained as True, epochs=1.5 as 2
+            value, kind = getattr(self, f.name), type(f.default)
+            if not of_kind(value, kind):
+                raise wrong_kind(f.name, value, kind)
         checks = [
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
@@ -131,17 +154,8 @@ class TrainConfig:
         defaults = cls()
         for name, value in d.items():
             kind = type(getattr(defaults, name))
-            if kind is bool:
-                ok = isinstance(value, bool)
-            elif kind is int:
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif kind is float:
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-            else:
-                ok = isinstance(value, kind)
-            if not ok:
-                shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
-                raise DigitlabError(f"train config: {name} = {shown} is not a {kind.__name__}")
+            if not of_kind(value, kind):
+                raise wrong_kind(name, value, kind)
             try:
                 values[name] = kind(value)
             except OverflowError:

@@ -19,7 +19,9 @@ Arrays = dict[str, np.ndarray]  # role ("train_images", ...) -> array
 
 
 def as_images(array: np.ndarray, name: str) -> np.ndarray:
-    """Check and convert to uint8 (N, 28, 28); accepts (N, 784), 0..255 ints or 0..1 floats."""
+    """Check and convert to uint8 (N, 28, 28); accepts (N, 784), 0..255 ints, 0..1 floats and
+    0/1 masks (binarised digits, scaled to 0/255: read as 0..255 they are ink too faint to
+    see)."""
     a = np.asarray(array)
     if a.ndim == 2 and a.shape[1] == 784:
         a = a.reshape(-1, 28, 28)
@@ -28,7 +30,7 @@ def as_images(array: np.ndarray, name: str) -> np.ndarray:
             f"{name}: images have shape {short(str(a.shape))}, expected (N, 28, 28) or (N, 784)"
         )
     if a.dtype == np.uint8:
-        return a
+        return a * np.uint8(255) if a.size and a.max() == 1 else a
     if a.dtype.kind == "b" or a.dtype.kind not in "iuf":
         raise DataError(f"{name}: images have dtype {a.dtype}, expected integers or floats")
     if a.size and not np.isfinite(a).all():
@@ -36,7 +38,7 @@ def as_images(array: np.ndarray, name: str) -> np.ndarray:
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if lo < 0 or hi > 255:
         raise DataError(f"{name}: pixel values span {lo:g}..{hi:g}, expected 0..255 (or 0..1)")
-    if a.dtype.kind == "f" and hi <= 1.0:
+    if 0 < hi <= 1.0:  # 0..1 floats, or a 0/1 mask
         a = a * 255.0
     return np.rint(a).astype(np.uint8)
 

@@ -201,7 +201,14 @@ def _class_ids(folder: Path, class_dirs: list[Path]) -> tuple[dict[str, int], li
     for p in class_dirs:
         if p.name.isnumeric() and not p.name.isascii():  # "²", "٣": which class is that?
             raise DataError(f"{p}: a class folder named by a number must use the digits 0-9")
-    if not all(p.name.isdigit() for p in class_dirs):
+    digits = [p.name for p in class_dirs if p.name.isdigit()]
+    others = [p.name for p in class_dirs if not p.name.isdigit()]
+    if digits and others:  # numbered in name order, '3' and '7' would become classes 0 and 1
+        raise DataError(
+            f"{folder}: class folders {echo(digits[0])} and {echo(others[0])}: name them all by "
+            "their digit (a digit folder holds that digit), or none (classes in name order)"
+        )
+    if others:
         names = [p.name for p in class_dirs]
         return {name: i for i, name in enumerate(names)}, names
     ids = {p.name: int(p.name) for p in class_dirs}

@@ -36,7 +36,14 @@ from digitlab.engines.numpy_layers import (
 )
 from digitlab.engines.numpy_optim import SGD, Adam, AdamW, Optimizer, Parameter
 from digitlab.engines.numpy_threads import BlasThreads
-from digitlab.preprocess import MNIST_MEAN, MNIST_STD, as_normalised, standardise, to_float
+from digitlab.preprocess import (
+    MNIST_MEAN,
+    MNIST_STD,
+    as_normalised,
+    model_input,
+    standardise,
+    to_float,
+)
 
 __all__ = [
     "SGD",
@@ -217,7 +224,10 @@ class Model:
         """Evaluation-mode logits, in batches to bound memory, of uint8 images (N, 28, 28)
         (normalised here, as the model was trained) or of normalised float32 (N, 1, 28, 28).
         Keeps nothing on the layers, so several threads may call it at once (the server does)."""
-        return self.normalised_logits(as_normalised(x, self.mean, self.std), batch_size)
+        x = model_input(as_normalised(x, self.mean, self.std), self.spec.input_shape)
+        if not len(x):  # an empty batch: no rows, not an error deep in np.concatenate
+            return np.zeros((0, self.spec.num_classes), self.dtype)
+        return self.normalised_logits(x, batch_size)
 
     def normalised_logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """`logits` of input that is already normalised, unchecked (the loop and engines.logits)."""

@@ -21,7 +21,7 @@ from digitlab import spec as S
 from digitlab.augment import AUGMENTATIONS
 from digitlab.engines.torch_augment import augment
 from digitlab.errors import DigitlabError
-from digitlab.preprocess import MNIST_MEAN, MNIST_STD, as_normalised, standardise
+from digitlab.preprocess import MNIST_MEAN, MNIST_STD, as_normalised, model_input, standardise
 
 CPU_INFERENCE_BATCH = 512  # evaluation batches on the CPU: small enough to stay in cache
 
@@ -314,7 +314,10 @@ class Model:
     def logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Evaluation-mode logits (N, classes) as NumPy, of uint8 images (N, 28, 28) (normalised
         here, as the model was trained) or of normalised float32 (N, 1, 28, 28)."""
-        return self.normalised_logits(as_normalised(x, self.mean, self.std), batch_size)
+        x = model_input(as_normalised(x, self.mean, self.std), self.spec.input_shape)
+        if not len(x):  # an empty batch: no rows, not an error deep in torch.cat
+            return np.zeros((0, self.spec.num_classes), np.float32)
+        return self.normalised_logits(x, batch_size)
 
     @torch.no_grad()
     def normalised_logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:

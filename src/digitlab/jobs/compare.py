@@ -65,6 +65,7 @@ def compare_runs(
     ds = run_dataset(first_info, data, on_event)
     _, labels = split_data(first_info, "test", ds)
     evaluated = {Path(k): v for k, v in (evaluated or {}).items()}
+    names = display_names(list(infos))
     entries = []
     for run, info in infos.items():
         if run not in evaluated:
@@ -74,7 +75,7 @@ def compare_runs(
         entries.append(
             {
                 "run": str(run),
-                "name": run.name,
+                "name": names[run],
                 "model": info["spec"].get("name") or run.name,
                 "spec": info["spec"],
                 "engine": info["engine"],
@@ -220,3 +221,13 @@ def compare_sections(result: dict, curves: bytes) -> list[dict]:
         s("Learning curves", figures=[("loss and accuracy per epoch, all runs", curves)])
     )
     return sections
+
+
+def display_names(paths: list[Path]) -> dict[Path, str]:
+    """Each run's name in the table, the tests and the curves: its folder's name, with as many
+    parent folders as make it unique (exp1/mlp and exp2/mlp were one 'mlp', one curve)."""
+    for depth in range(1, max(len(p.resolve().parts) for p in paths) + 1):
+        names = {p: "/".join(p.resolve().parts[-depth:]) for p in paths}
+        if len(set(names.values())) == len(paths):
+            return names
+    return {p: str(p) for p in paths}

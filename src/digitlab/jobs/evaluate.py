@@ -23,7 +23,7 @@ from digitlab.data import Dataset
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.jobs import calibrate as calibration
-from digitlab.jobs.train import run_dataset, training_data
+from digitlab.jobs.train import run_dataset, same_training_images, training_data
 from digitlab.machine import describe
 from digitlab.preprocess import stratified_split
 from digitlab.presets import PRESETS
@@ -64,6 +64,7 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
             "this run trained on all its training images: it has no validation split"
         )
     images, labels, _ = training_data(ds, info["data"].get("limit"))
+    same_training_images(info, images)
     _, val_idx = stratified_split(labels, config.val_split, config.val_seed)
     return images[val_idx], labels[val_idx]
 

@@ -176,12 +176,24 @@ def run_dataset(info: dict, data: Dataset | None = None, on_event=None) -> Datas
     )
 
 
+def same_training_images(info: dict, images: np.ndarray) -> None:
+    """Refuse training images that are not as many as the run trained on: a run trained on a
+    Dataset made in Python, reopened by its name, would continue on (or hold out a validation
+    split of) the whole named dataset, with images it trained on among them."""
+    trained = info["data"].get("train_images")
+    if trained is not None and trained != len(images):
+        raise DigitlabError(
+            f"the run trained on {trained:,} training images, this {info['data']['dataset']} "
+            f"has {len(images):,}: pass the Dataset it trained on (data=...)"
+        )
+
+
 def training_data(ds: Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The first `limit` labeled training images of `ds`, and what model.json records of them."""
     if ds.train.labels is None or len(ds.train) == 0:
         raise DigitlabError(f"{ds.name}: training needs labeled training images")
-    if limit is not None and limit < 1:
-        raise DigitlabError(f"--limit {limit}: must be at least 1")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise DigitlabError(f"--limit {limit!r}: must be a whole number, at least 1")
     images, labels = ds.train.images[:limit], ds.train.labels[:limit]
     info = {
         "dataset": ds.name,
@@ -251,6 +263,16 @@ def start(
     finished run's weights (fine-tuning) instead of a random initialisation; `world` is this
     process's part in data-parallel training (engines.distributed.joined), on its device."""
     run = Path(out)
+    if not isinstance(spec, ModelSpec):  # a shorthand string failed deep inside, as an attribute
+        raise DigitlabError(
+            f"spec: expected a ModelSpec, got {type(spec).__name__} (parse_shorthand('mlp:32') "
+            "or PRESETS[name].spec make one)"
+        )
+    if not isinstance(config, TrainConfig):
+        raise DigitlabError(
+            f"config: expected a TrainConfig, got {type(config).__name__} "
+            "(TrainConfig.from_dict reads a dict)"
+        )
     main = world is None or world.is_main  # only rank 0 looks at and writes the run directory
     if main:
         check_out(run, overwrite)
@@ -343,6 +365,7 @@ def resume(
         data_info = info["data"]
         ds = run_dataset(info, data, on_event)
         images, labels, _ = training_data(ds, data_info["limit"])
+        same_training_images(info, images)
         if world is not None:
             world.check(info["engine"], config.batch_size)
             device = str(world.device)
