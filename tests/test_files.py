@@ -76,6 +76,11 @@ def test_csv_wrong_column_count_names_the_line(tmp_path):
 
     assert "line 4: 784 columns, expected 785" in bad_csv(tmp_path, drop_last_cell)
 
+    def target_column(lines):
+        lines[0] = "target" + lines[0][len("label") :]
+
+    assert "name the first column 'label', not 'target'" in bad_csv(tmp_path, target_column)
+
 
 def test_csv_value_out_of_range_names_line_and_pixel(tmp_path):
     def too_bright(lines):

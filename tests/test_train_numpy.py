@@ -207,5 +207,11 @@ def test_the_library_refuses_settings_of_another_kind(mnist, tmp_path):
     ]:
         with pytest.raises(DigitlabError, match=re.escape(why)):
             S.ModelSpec.from_dict(d)
+    from digitlab.jobs.train import plan_training
+
+    with pytest.raises(DigitlabError, match="--engine 'jax': numpy or torch"):
+        plan_training(model="mlp:32", engine="jax")  # returned a Plan; training failed later
+    with pytest.raises(DigitlabError, match="expected a shorthand"):
+        S.parse_shorthand("mlp:\u0663\u0662")  # Arabic-Indic 32, read as 32
     with pytest.raises(DigitlabError, match=re.escape("--limit 1000.0: must be a whole number")):
         jobs.start(tmp_path / "r", spec, "numpy", config, mnist, limit=1000.0)

@@ -368,6 +368,8 @@ def parse_shorthand(text: str, num_classes: int = 10) -> ModelSpec:
     """'mlp:256-128-64' or 'mlp:' (softmax regression); 'cnn:32-64/128' = conv blocks / dense."""
     kind, sep, body = text.partition(":")
     try:
+        if not body.isascii():  # int() reads "٣٢" as 32: a size must be written in 0-9
+            raise ValueError(body)
         if kind == "mlp" and sep:
             hidden = [int(u) for u in body.split("-")] if body else []
             return mlp(hidden, num_classes, name=text).validate()

@@ -79,6 +79,8 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     expected = 785 if labeled else 784
     if len(header) != expected:
         what = "a label and 784 pixels" if labeled else "784 pixels"
+        if has_header and len(header) == 785:  # a label column under another name
+            what += f"; name the first column 'label', not {echo(header[0].strip())}"
         raise DataError(f"{path}: line 1: {len(header)} columns, expected {expected} ({what})")
     first = 2 if has_header else 1
     rows = [(i, line) for i, line in enumerate(lines[first - 1 :], start=first) if line.strip()]

@@ -155,6 +155,8 @@ def plan_training(
         config = load_config_file(config_file, config)
     config = replace(config, **{k: v for k, v in flags.items() if v is not None}).validate()
     has_conv = any(isinstance(layer, S.Conv2D) for layer in spec.layers)
+    if engine not in (None, "numpy", "torch"):  # refused here, not when training starts
+        raise DigitlabError(f"--engine {engine!r}: numpy or torch")
     engine = engine or (preset.engine if preset else ("torch" if has_conv else "numpy"))
     return Plan(
         spec, config, engine, f"{name}-{engine}", recipe or (preset.name if preset else None)
