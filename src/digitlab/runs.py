@@ -284,7 +284,9 @@ def save_ensemble(run: str | os.PathLike[str], model: Ensemble, info: dict) -> P
 
 def load_model(run: str | os.PathLike[str], engine: str | None = None, device: str = "auto"):
     """The trained model of a run (None or "reader": the built-in reader), on `engine` (default:
-    the one it was trained with). An ensemble's members are each loaded this way."""
+    the one it was trained with). An ensemble's members are each loaded this way. It is the
+    network as trained, with its input normalisation: its `predict_proba` is before the run's
+    fitted temperature, which `Predictor(run).probabilities` and `evaluate` apply."""
     run = reader.run_folder(run)
     info = read_info(run)
     weights = _load_arrays(run / "model.safetensors", info.get("weights_sha256"))
