@@ -179,15 +179,13 @@ def run_dataset(info: dict, data: Dataset | None = None, on_event=None) -> Datas
 
 
 def same_training_images(info: dict, images: np.ndarray) -> None:
-    """Refuse training images that are not as many as the run trained on: a run trained on a
-    Dataset made in Python, reopened by its name, would continue on (or hold out a validation
-    split of) the whole named dataset, with images it trained on among them."""
+    """Refuse training images not as many as the run trained on: a run trained on a Dataset made
+    in Python, reopened by name, would go on with (or validate on) the whole named dataset."""
     trained = info["data"].get("train_images")
     if trained is not None and trained != len(images):
-        raise DigitlabError(
-            f"the run trained on {trained:,} training images, this {info['data']['dataset']} "
-            f"has {len(images):,}: pass the Dataset it trained on (data=...)"
-        )
+        name, given = info["data"]["dataset"], len(images)
+        raise DigitlabError(f"the run trained on {trained:,} training images, this {name} has "
+                            f"{given:,}: pass the Dataset it trained on (data=...)")  # fmt: skip
 
 
 def training_data(ds: Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
