@@ -119,7 +119,7 @@ def test_npz_keras_layout_and_floats(tmp_path):
     np.testing.assert_array_equal(ds.train.images, IMAGES)
     np.testing.assert_array_equal(ds.test.labels, LABELS)
     masks = (IMAGES > 127).astype(np.uint8)  # binarised digits: 0/1, read as 0/255
-    for given in (masks, masks.astype(np.int64), masks.astype(np.float32)):
+    for given in (masks, masks.astype(np.int64), masks.astype(np.float32), masks.astype(bool)):
         np.savez(path, x_train=given, y_train=LABELS)
         np.testing.assert_array_equal(load_files(path).train.images, masks * 255)
 

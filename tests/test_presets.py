@@ -63,3 +63,14 @@ def test_resolve_model_accepts_presets_shorthands_and_files(tmp_path):
     assert spec.num_params() == 7850 and spec.name == "m"
     with pytest.raises(SpecError, match="not a preset"):
         resolve_model("vgg16")
+
+
+def test_a_presets_layers_cannot_be_changed_for_the_whole_process():
+    """PRESETS["mlp-32"].spec.layers.append(...) changed the preset for every later use."""
+    from digitlab import spec as S
+
+    layers = PRESETS["mlp-32"].spec.layers
+    with pytest.raises(AttributeError):
+        layers.append(S.Dropout(0.5))
+    mine = S.ModelSpec(layers=[*layers[:-1], S.Dropout(0.5), layers[-1]])  # a copy, changed
+    assert len(mine.layers) == len(layers) + 1 and mine.validate()

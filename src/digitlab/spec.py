@@ -213,14 +213,14 @@ def _check_type(where: str, name: str, value, annotation: str) -> None:
 class ModelSpec:
     """Input shape, number of classes and the layers, in order."""
 
-    layers: list[Layer]
+    layers: tuple[Layer, ...]  # a tuple: appending to a preset's layers changed it for all
     input_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 10
     name: str = ""
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes, kept in JSON
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", list(self.layers))
+        object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
 
     def output_shapes(self) -> list[tuple[int, ...]]:

@@ -20,7 +20,7 @@ Arrays = dict[str, np.ndarray]  # role ("train_images", ...) -> array
 
 def as_images(array: np.ndarray, name: str) -> np.ndarray:
     """Check and convert to uint8 (N, 28, 28); accepts (N, 784), 0..255 ints, 0..1 floats and
-    0/1 masks (binarised digits, scaled to 0/255: read as 0..255 they are ink too faint to
+    0/1 and bool masks (binarised digits, scaled to 0/255: read as 0..255 they are ink too faint to
     see)."""
     a = np.asarray(array)
     if a.ndim == 2 and a.shape[1] == 784:
@@ -29,6 +29,8 @@ def as_images(array: np.ndarray, name: str) -> np.ndarray:
         raise DataError(
             f"{name}: images have shape {short(str(a.shape))}, expected (N, 28, 28) or (N, 784)"
         )
+    if a.dtype == bool:  # a mask, as digitlab.read takes one
+        a = a.astype(np.uint8)
     if a.dtype == np.uint8:
         return a * np.uint8(255) if a.size and a.max() == 1 else a
     if a.dtype.kind == "b" or a.dtype.kind not in "iuf":
