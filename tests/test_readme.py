@@ -25,6 +25,8 @@ def test_readme_python_blocks_run(mnist, tmp_path, monkeypatch):
     assert namespace["test"]["acc"] > 0.9
     assert namespace["seven"]["label"] == "7"
     assert [a["status"] for a in namespace["answers"]] == ["ok", "error"]
+    paper = namespace["on_paper"]
+    assert round(paper["threshold"], 2) == 0.92 and round(paper["coverage"], 2) == 0.96
 
 
 def test_readme_spec_and_settings_files_train(tmp_path):

@@ -150,16 +150,13 @@ class TrainConfig:
             raise DigitlabError(
                 f"train config: unknown setting {unknown[0]!r}; known: {', '.join(known)}"
             )
-        values = {}
-        defaults = cls()
+        values = dict(d)  # types are checked by validate, as for any TrainConfig
         for name, value in d.items():
-            kind = type(getattr(defaults, name))
-            if not of_kind(value, kind):
-                raise wrong_kind(name, value, kind)
-            try:
-                values[name] = kind(value)
-            except OverflowError:
-                raise DigitlabError(f"train config: {name} is too large a number") from None
+            if type(known[name].default) is float and of_kind(value, float):
+                try:
+                    values[name] = float(value)  # 1 from TOML is kept as 1.0
+                except OverflowError:
+                    raise DigitlabError(f"train config: {name} is too large a number") from None
         return cls(**values)
 
 
