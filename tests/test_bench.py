@@ -52,6 +52,9 @@ def test_smoke_suite_writes_every_contender(outputs):
     results = peers.run(size="smoke", isolate=False, data=tiny_data(), on_event=lambda m: None)
     expected = peers.lineup(peers.PLANS["smoke"])
     for case, names in expected.items():
+        if case in peers.RECORDS_ONLY:
+            assert case not in results["cases"]  # benchmarks/records.py runs it
+            continue
         for name in names:
             entry = results["cases"][case][name]
             assert "runs" in entry or entry.get("skipped"), (case, name, entry)
@@ -69,6 +72,14 @@ def test_smoke_suite_writes_every_contender(outputs):
     section = (outputs / "docs" / "peers.md").read_text()
     assert "### Targets" in section and "plain PyTorch loop" in section
     assert "Keras 3 (torch backend)" in section and "onnxruntime" in section
+
+
+def test_the_records_only_cases_run_every_contender():
+    plan, d = peers.PLANS["smoke"], tiny_data()
+    for case in peers.RECORDS_ONLY:
+        for name in peers.lineup(plan)[case]:
+            entry = peers.measure(case, name, plan, d)
+            assert entry["runs"][0]["epochs"], (case, name)
 
 
 def test_a_contender_that_fails_is_recorded_with_its_reason(monkeypatch):

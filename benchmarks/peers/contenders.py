@@ -185,17 +185,20 @@ def keras_recipe(d: Data, seed: int, clock: EpochClock):
 
 
 def torch_net(kind: str):
+    """ "mlp": 784-256-128-64-10; "cnn": cnn-small, layer for layer; "cnn-fast": the same with
+    the first convolution 8 wide (the cnn-fast recipe's network)."""
     from torch import nn
 
     if kind == "mlp":
         sizes = (784, *MLP_HIDDEN)
         layers = [m for a, b in itertools.pairwise(sizes) for m in (nn.Linear(a, b), nn.ReLU())]
         return nn.Sequential(*layers, nn.Linear(sizes[-1], 10))
-    return nn.Sequential(  # cnn-small, layer for layer
-        nn.Conv2d(1, 12, 3, padding=1),
+    first = 8 if kind == "cnn-fast" else 12
+    return nn.Sequential(
+        nn.Conv2d(1, first, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(12, 24, 3, padding=1),
+        nn.Conv2d(first, 24, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),

@@ -11,6 +11,7 @@ TrainConfig) and RECIPES (a spec and the TrainConfig that trains it).
 
     >>> spec, config = RECIPES["numpy-fast"]           # digitlab's recipe for the same network
     >>> spec, config = RECIPES["keras-128-64-16"]      # and for the seeds' Keras network
+    >>> spec, config = RECIPES["cnn-fast"]             # the fastest CNN to 99% on a CPU
 
 The seeds' projects trained [784, 256, 128, 64, 10] (ReLU) from scratch with plain
 gradient descent on the whole training split (80/20 split of the training data) for
@@ -230,6 +231,17 @@ RECIPES: dict[str, tuple[ModelSpec, TrainConfig]] = {
     "numpy-fast": (
         PRESETS["mlp-256-128-64"].spec,
         replace(MLP_RECIPE, epochs=2, lr=0.2, val_split=0.0),
+    ),
+    # issue 19's CPU record: cnn-small's recipe with a first convolution 8 wide instead of 12.
+    # Chosen on a held-out 10% (mean of 3 seeds, 2 epochs): 98.78% there in 6.7 s, where
+    # cnn-small reaches 98.83% in 11.4 s; oneDNN runs the narrower layer a third sooner
+    "cnn-fast": (
+        replace(
+            PRESETS["cnn-small"].spec,
+            name="cnn-fast",
+            layers=(S.Conv2D(8, 3, padding=1), *PRESETS["cnn-small"].spec.layers[1:]),
+        ),
+        replace(PRESETS["cnn-small"].config, val_split=0.0),
     ),
     # the built-in reader (digitlab/reader/): cnn-best on MNIST's training images alone, with
     # the "real" augmentation (elastic hand wobble, pen width, blur, faint ink, paper noise),
