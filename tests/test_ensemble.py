@@ -64,6 +64,8 @@ def test_evaluate_compare_predict_and_export_read_an_ensemble_like_a_run(
     jobs.make_ensemble(members[:2], tmp_path / "ens", data=mnist)
     metrics = jobs.evaluate_run(tmp_path / "ens", data=mnist)
     assert 0.5 < metrics["accuracy"] < 1 and (tmp_path / "ens" / "report.html").exists()
+    test = json.loads((tmp_path / "ens" / "model.json").read_text())["test"]
+    assert test["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
     result = jobs.compare_runs([members[0], tmp_path / "ens"], tmp_path / "cmp", mnist)
     assert (tmp_path / "cmp" / "report.html").exists() and len(result["runs"]) == 2
     answer = Predictor(tmp_path / "ens").read(mnist.test.images[0])

@@ -78,6 +78,9 @@ def test_evaluate_writes_metrics_figures_and_a_report(two_runs, mnist):
         and saved["n"] == 10000
     )
     assert len(saved["per_class"]) == 10 and len(saved["confusion"]) == 10
+    info = json.loads((run / "model.json").read_text())  # the same test set, the same figures
+    assert info["temperature"] != 1 and info["test"]["acc"] == m["accuracy"]
+    assert info["test"]["loss"] == pytest.approx(m["loss"], rel=1e-5)
     assert {p.stem for p in (run / "figures").glob("*.png")} == FIGURES
     assert_self_contained(run / "report.html", len(FIGURES))
     assert "mlp-64 on mnist" in (run / "report.html").read_text()

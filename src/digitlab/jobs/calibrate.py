@@ -33,6 +33,18 @@ def fitted(model, images: np.ndarray, labels: np.ndarray, augment: str = "none")
     return on_paper(model, images, labels, info) if augment == "real" else info
 
 
+def on_test(model, test, temperature: float) -> dict:
+    """model.json's `test` record: the test split's accuracy and loss as the model will be read,
+    the loss of its probabilities at the fitted temperature (as `digitlab evaluate` reports it
+    in metrics.json); nulls when the split has no labels."""
+    if test.labels is None or not len(test):
+        return {"loss": None, "acc": None}
+    z, labels = logits(model, test.images), np.asarray(test.labels, np.int64)
+    p = ev.softmax(z, temperature)[np.arange(len(labels)), labels]
+    loss = float(-np.log(np.clip(p, 1e-12, 1)).mean())
+    return {"loss": loss, "acc": float((z.argmax(axis=1) == labels).mean())}
+
+
 def augment_of(info: dict) -> str:
     """The augmentation a run (model.json) trained with; an ensemble's, its members' when they
     share one ("mixed" when not)."""

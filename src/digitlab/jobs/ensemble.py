@@ -16,10 +16,8 @@ import numpy as np
 from digitlab import runs
 from digitlab.atomic import write_text
 from digitlab.data import Dataset
-from digitlab.engines import logits
 from digitlab.ensemble import KIND, Ensemble
 from digitlab.errors import DigitlabError
-from digitlab.evaluate import softmax
 from digitlab.jobs import calibrate
 from digitlab.jobs.evaluate import split_data
 from digitlab.jobs.train import run_dataset
@@ -168,9 +166,6 @@ def make_ensemble(
         # members trained for photos: its threshold is fitted on paper, as theirs were
         info |= calibrate.fitted(model, images, labels, calibrate.augment_of(info))
     if data.test.labels is not None and len(data.test):
-        z = logits(model, data.test.images)
-        p = softmax(z, info["temperature"])
-        loss = float(-np.mean(np.log(p[np.arange(len(z)), data.test.labels] + 1e-12)))
-        info["test"] = {"loss": loss, "acc": float((z.argmax(axis=1) == data.test.labels).mean())}
+        info["test"] = calibrate.on_test(model, data.test, info["temperature"])
     runs.save_ensemble(out, model, info)
     return runs.read_info(out)

@@ -160,6 +160,8 @@ def evaluation(
     if calibrate:
         val_images, val_labels = split_data(info, "val", ds)
         info |= calibration.fitted(model, val_images, val_labels, calibration.augment_of(info))
+        if "test" in info:  # its loss is at the temperature, which has changed
+            info["test"] = calibration.on_test(model, ds.test, info["temperature"])
         write_text(run / "model.json", json.dumps(json_safe(info), indent=2) + "\n")
     temperature = float(info.get("temperature", 1.0))
     logits(model, images[:256], tta=tta)  # warm-up, so the timing below is steady

@@ -219,13 +219,8 @@ def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, ext
         write_json(run / "model.json", info | {"stopped": reason})
         raise
     extra = extra | calibration(model, trainer)
-    test_loss, test_acc = (
-        model.evaluate(ds.test.images, ds.test.labels, trainer.config.mean, trainer.config.std)
-        if ds.test.labels is not None and len(ds.test)
-        else (None, None)
-    )
-    extra = extra | {
-        "test": {"loss": test_loss, "acc": test_acc},
+    extra |= {
+        "test": calibrate.on_test(model, ds.test, extra.get("temperature", 1.0)),
         "stopped_early": trainer.stopped_early,
     }
     save_run(run, model, trainer.config, history, data_info, ds.classes, True, extra)
