@@ -125,7 +125,10 @@ class Conv2D(Layer):
         """(cols (N*Ho*Wo, C*k*k), padded input shape, (Ho, Wo))."""
         n, c = x.shape[:2]
         k, s, p = self.k, self.stride, self.pad
-        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+        xp = x
+        if p:  # np.pad's generality cost 40 µs of a 1 ms single-image read
+            xp = np.zeros((n, c, x.shape[2] + 2 * p, x.shape[3] + 2 * p), x.dtype)
+            xp[:, :, p:-p, p:-p] = x
         windows = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (N,C,Ho,Wo,k,k)
         ho, wo = windows.shape[2:4]
         cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * k * k)
