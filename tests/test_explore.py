@@ -47,6 +47,21 @@ def test_pixel_stats_and_class_balance():
     b = ex.class_balance(np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1]), ["a", "b", "c"])
     assert b["largest_imbalance"] == {"most": "a", "least": "b", "ratio": 3.0}
     assert b["test"] == [1, 1, 0]
+    empty = ex.class_balance(np.array([0, 0, 2]), None, ["a", "b", "c"])  # no "b" at all
+    assert empty["largest_imbalance"] == {"most": "a", "least": "b", "ratio": None}
+
+
+def test_too_few_images_to_explore_is_one_line(tmp_path):
+    from digitlab.data import Dataset, Split
+    from digitlab.errors import DataError
+    from digitlab.jobs import explore_dataset
+
+    few = Split(blank(5), np.arange(5, dtype=np.uint8))
+    none = Split(blank(0), np.zeros(0, np.uint8))
+    ds = Dataset("few", list("0123456789"), few, none, source="test", verified=False)
+    with pytest.raises(DataError, match="needs more than 10 training images, it has 5"):
+        explore_dataset(ds, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_planted_exact_and_near_duplicates_are_found():

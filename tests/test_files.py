@@ -169,6 +169,23 @@ def test_image_folder_per_class_resizes_and_inverts_dark_on_light(tmp_path):
         assert image[0, 0] < 30 and image[12, 13] > 200
 
 
+def test_a_digit_on_a_page_is_imported_as_predict_will_read_it(tmp_path):
+    from digitlab.ink import prepare
+
+    (tmp_path / "7").mkdir()
+    page = np.full((100, 160), 235, np.uint8)  # a light page, the digit small and off centre
+    page[60:90, 120:124] = 20
+    page[60:63, 110:124] = 20
+    Image.fromarray(page).save(tmp_path / "7" / "page.png")
+    ds = load_files(tmp_path)
+    # what a model trained on the folder saw is what `digitlab predict page.png` gives it
+    np.testing.assert_array_equal(ds.train.images[0], prepare(tmp_path / "7" / "page.png")[0])
+    assert ds.train.images[0][4:24, 4:24].any() and not ds.train.images[0][:3].any()  # centred
+    Image.fromarray(np.full((100, 160), 235, np.uint8)).save(tmp_path / "7" / "blank.png")
+    with pytest.raises(DataError, match=r"blank.png: no digit found on it"):
+        load_files(tmp_path)
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(DataError, match="no class subfolders"):
         load_files(tmp_path)
@@ -204,6 +221,20 @@ def test_export_then_import_round_trips(tmp_path, fmt):
         return
     np.testing.assert_array_equal(back.train.images, IMAGES)
     np.testing.assert_array_equal(back.test.labels, LABELS[:4])
+
+
+def test_named_classes_are_not_exported_as_numbers(tmp_path):
+    for name in ("seven", "three"):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        Image.fromarray(stroke()).save(tmp_path / "in" / name / "a.png")
+    ds = load_files(tmp_path / "in")
+    for fmt in ("csv", "idx"):  # read back, they were classes 0 and 1 of ten digits
+        with pytest.raises(
+            DataError, match=r"not the class names .*\(seven, three\); --format png"
+        ):
+            export(ds, fmt, tmp_path / fmt)
+    export(ds, "png", tmp_path / "png")
+    assert load_files(tmp_path / "png").classes == ["seven", "three"]
 
 
 def test_export_never_overwrites_silently(tmp_path):
@@ -247,6 +278,16 @@ def test_transparent_background_and_16_bit_images(tmp_path):
     ds = load_files(tmp_path)
     for image in ds.train.images:  # both: light ink on black, like MNIST
         assert image[0, 0] == 0 and image[14, 14] == 255
+
+
+def test_deep_and_float_image_files_are_scaled_as_predict_scales_them(tmp_path):
+    (tmp_path / "1").mkdir()
+    Image.fromarray(stroke().astype(np.uint16)).save(tmp_path / "1" / "u16-0-255.png")
+    Image.fromarray(stroke().astype(np.uint16) * 16).save(tmp_path / "1" / "12-bit.png")
+    Image.fromarray(stroke().astype(np.float32) / 255).save(tmp_path / "1" / "floats.tif")
+    ds = load_files(tmp_path)  # each once imported blank or nearly (max 1 or 16)
+    assert ds.train.images.shape == (3, 28, 28)
+    assert (ds.train.images[:, 14, 14] >= 250).all() and (ds.train.images[:, 0, 0] == 0).all()
 
 
 def test_a_class_folder_without_images_is_an_error(tmp_path):

@@ -81,6 +81,11 @@ def test_formats_orientation_alpha_16_bit_cmyk_and_animation(mnist):
             "PNG",
         ),
         "16-bit": encode(Image.fromarray(np.asarray(d, np.uint16) * 257), "PNG"),
+        # the same pixels in a 16-bit file, as 0..255 and at a 12-bit scanner's depth, and as
+        # 0..1 floats in a TIFF: each once read as a blank page by a fixed 65535 or 255
+        "16-bit holding 0..255": encode(Image.fromarray(np.asarray(d, np.uint16)), "PNG"),
+        "12-bit": encode(Image.fromarray(np.asarray(d, np.uint16) * 16), "PNG"),
+        "floats 0..1": encode(Image.fromarray(np.asarray(d, np.float32) / 255), "TIFF"),
         "cmyk": encode(d.convert("CMYK"), "JPEG", quality=95),
         "gif": encode(
             d.convert("P"), "GIF", save_all=True, append_images=[Image.new("P", d.size, 0)]

@@ -54,6 +54,10 @@ AS_PEOPLE_HAVE_IT = {
     "(H, W, 3)": lambda d: np.repeat(d[..., None], 3, axis=2),
     "a scan: dark ink on white": lambda d: 255 - d,
     "(H, W, 4), ink opaque on transparent": lambda d: np.dstack([np.zeros_like(d)] * 3 + [d]),
+    "(H, W, 2), gray and alpha (PIL's LA)": lambda d: np.dstack([d, np.full_like(d, 255)]),
+    "12-bit": lambda d: d.astype(np.uint16) * 16,
+    "a PIL image of floats 0..1": lambda d: Image.fromarray(d.astype(np.float32) / 255),
+    "a 16-bit PIL image holding 0..255": lambda d: Image.fromarray(d.astype(np.uint16)),
     "an open file": lambda d: io.BytesIO(png(255 - d)),
     "a bytearray": lambda d: bytearray(png(255 - d)),
 }

@@ -30,7 +30,7 @@ def class_balance(
         "largest_imbalance": {
             "most": classes[most],
             "least": classes[least],
-            "ratio": float(train[most] / max(train[least], 1)),
+            "ratio": float(train[most] / train[least]) if train[least] else None,  # none of it
         },
     }
 

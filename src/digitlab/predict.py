@@ -64,7 +64,8 @@ class Reading(dict):
 def classify(model, info: dict, digits: np.ndarray, tta: bool = False) -> np.ndarray:
     """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained;
     `tta`: averaged over the digit and its one-pixel shifts (engines.logits)."""
-    probs = ev.softmax(logits(model, digits, tta=tta), float(info.get("temperature", 1.0)))
+    z = logits(model, digits, tta=tta)[:, : len(info["classes"])]  # a run with outputs to spare
+    probs = ev.softmax(z, float(info.get("temperature", 1.0)))
     if not np.isfinite(probs).all():  # overflowing weights: never answer "nan%"
         raise DigitlabError(
             "the model gave NaN or infinite probabilities: its weights are unusable"

@@ -331,3 +331,27 @@ def fit_weights(run: Path, info: dict, weights: dict, engine: str | None, device
     model.mean, model.std = float(pre["mean"]), float(pre["std"])  # what logits() normalises with
     model.eval()
     return model
+
+
+def init_from(model, run: str | os.PathLike[str]) -> None:
+    """Copy a finished run's weights into `model` (fine-tuning), whose spec must be the same,
+    or differ only in its last Dense's outputs: an MNIST run fine-tuned on a folder of other
+    classes, whose last layer then starts afresh."""
+    info = read_info(run)
+    require_finished(run, info)
+    source, spec = ModelSpec.from_dict(info["spec"]), model.spec
+    try:
+        fits = source.with_classes(spec.num_classes).layers == spec.layers
+    except SpecError:
+        fits = False
+    if not fits:
+        raise RunError(
+            f"--init-from {run}: its model ({info['spec'].get('name') or 'custom'}) has other "
+            f"layers than {spec.name or 'this model'}; fine-tuning needs the same spec"
+        )
+    weights = load_model(run, engine=model.engine, device="cpu").state_dict()
+    if source.num_classes != spec.num_classes:  # another folder's classes: a new last layer
+        head = f"layers.{len(spec.layers) - 1}."
+        fresh = {k: v for k, v in model.state_dict().items() if k.startswith(head)}
+        weights = {k: v for k, v in weights.items() if not k.startswith(head)} | fresh
+    model.load_state_dict(weights)

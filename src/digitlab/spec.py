@@ -16,7 +16,7 @@ is softmax cross-entropy on the last layer's logits; no Softmax layer is stored.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from digitlab.errors import DigitlabError
 
@@ -277,6 +277,16 @@ class ModelSpec:
                         out[f"layers.{i}.{name}"] = (shape[0],)
             shape = after
         return out
+
+    def with_classes(self, k: int) -> ModelSpec:
+        """The same layers ending in a Dense of `k` units, for a folder of `k` classes (ten
+        outputs for two classes spread the probabilities over eight that never occur)."""
+        last, n = self.layers[-1], self.num_classes
+        if k == n:
+            return self
+        if not isinstance(last, Dense) or last.units != n:
+            raise SpecError(f"the model gives {n} outputs for {k} classes: end it with Dense({k})")
+        return replace(self, layers=(*self.layers[:-1], replace(last, units=k)), num_classes=k)
 
     def num_params(self) -> int:
         """Trainable parameters (BatchNorm running statistics excluded)."""

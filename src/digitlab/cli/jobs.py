@@ -129,7 +129,8 @@ def explore_cmd(
     typer.echo(
         f"{summary['dataset']}: {summary['sizes']['train']:,} train, "
         f"{summary['sizes']['test']:,} test; "
-        f"most/least frequent class {b['most']}/{b['least']} ({b['ratio']:.2f}x)"
+        f"most/least frequent class {b['most']}/{b['least']} "
+        + (f"({b['ratio']:.2f}x)" if b["ratio"] else "(no images of it)")
     )
     typer.echo(
         f"PCA: {summary['pca']['for_90']} components keep 90%, {summary['pca']['for_95']} keep 95%"

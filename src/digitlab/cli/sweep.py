@@ -171,7 +171,9 @@ def ensemble_cmd(
         acc = (m.get("test") or {}).get("acc")
         typer.echo(f"  {m['name']}: test {acc:.2%}  ({m['run']})" if acc else f"  {m['name']}")
     typer.echo(f"ensemble of {len(info['members'])}: test {info['test']['acc']:.2%}; run {out}")
-    if "calibration" in info:
+    if "skipped" in info.get("calibration", {}):
+        typer.echo(f"not calibrated: {info['calibration']['skipped']}")
+    elif "calibration" in info:
         typer.echo(
             f"calibrated on the {info['calibration']['images']:,} validation images every member "
             f"held out: temperature {info['temperature']:.3f}"

@@ -324,6 +324,26 @@ def train(
         f"{history.seconds:.1f}s on {model_obj.engine}: {acc}"
     )
     typer.echo(f"wrote {run_dir}/ (model.json, model.safetensors, history.csv, checkpoint/)")
+    from digitlab import runs
+
+    typer.echo(calibration_note(runs.read_info(run_dir)))
+
+
+def calibration_note(info: dict) -> str:
+    """One line on what the run's confidences mean: fitted on held-out images, or not, and why."""
+    fit = info.get("calibration", {})
+    if "temperature" in info:
+        return (
+            f"confidence calibrated on {fit.get('images', 0):,} held-out images: temperature "
+            f"{info['temperature']:.3f}, unsure below {info['unsure_below']:.2f}"
+        )
+    from digitlab.predict import UNSURE_BELOW
+
+    why = fit.get("skipped") or "it held no images out (--val-split 0)"
+    return (
+        f"confidence not calibrated: {why}; read at temperature 1, unsure below "
+        f"{UNSURE_BELOW} (the default)"
+    )
 
 
 LINES_RECIPE = "reader-lines"

@@ -59,6 +59,14 @@ def export(
     """Write `ds` to folder `out` in `fmt`; returns the top-level paths written."""
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    from digitlab.data import DATASETS  # whose numbered labels are their published ones
+
+    named = [c for c in ds.classes if not c.isdigit()] if ds.name not in DATASETS else []
+    if fmt != "png" and named:  # read back, 'seven' and 'three' would be classes 0 and 1
+        raise DataError(
+            f"--format {fmt}: keeps labels as numbers, not the class names of {ds.name} "
+            f"({', '.join(named[:3])}{', ...' if len(named) > 3 else ''}); --format png keeps them"
+        )
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")

@@ -112,9 +112,11 @@ def load_sized(
             alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
             gray = on_backing(np.asarray(rgba.convert("L"), np.float32), alpha).round()
         elif im.mode.startswith("I;16") or im.mode in ("I", "F"):
-            a = np.asarray(im, np.float32)
-            top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-            gray = np.clip(np.nan_to_num(a, nan=0.0), 0, top) * (255 / top)
+            a = np.clip(np.nan_to_num(np.asarray(im, np.float32), nan=0.0), 0, None)
+            scale = pixel_scale("f" if im.mode == "F" else "u", float(a.max(initial=0)))
+            if scale is None:
+                raise ImageError(f"{label}: values reach {a.max():.6g}; pixels are 0..255")
+            gray = np.minimum(a * np.float32(scale), 255)
         else:
             gray = np.asarray(im.convert("L"), np.float32)
     except FileNotFoundError:
@@ -145,14 +147,15 @@ def on_backing(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def array_gray(source: np.ndarray, label: str) -> np.ndarray:
     """A NumPy image as float32 gray (H, W) in 0..255, or an ImageError saying why not.
 
-    Accepted: (H, W), (H, W, 1), (H, W, 3), (H, W, 4) (alpha, as for a PIL image) and (1, H, W);
+    Accepted: (H, W), (H, W, 1), (H, W, 2) and (H, W, 4) (with alpha, as PIL's LA and RGBA
+    give), (H, W, 3) and (1, H, W);
     uint8 and other integers 0..255, 16-bit 0..65535, floats 0..255 or 0..1 (as matplotlib's
     imread gives), and masks (bool, or integers 0 and 1). Refused rather than misread: negative
     or non-finite values, batches (N, H, W) and flattened digits (N, 784)."""
     a = np.asarray(source)
-    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] not in (1, 3, 4):
+    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] not in (1, 2, 3, 4):
         a = a[0]  # (1, H, W): one image, channel first
-    if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
+    if a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4):
         raise ImageError(
             f"{label}: shape {a.shape} looks like a batch of {a.shape[0]} images; read them "
             "with read_many, one image each"
@@ -170,23 +173,35 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
     lo, hi = float(a.min()), float(a.max())
     if lo < 0:
         raise ImageError(f"{label}: {a.dtype} values reach {lo:.3g}; pixels are 0..255")
-    if a.dtype.kind == "b" or (a.dtype.kind in "iu" and hi <= 1):
-        scale = 255.0  # a mask: 1 = ink (or paper; the ink step finds which)
-    elif a.dtype.kind == "f" and hi <= 1:
-        scale = 255.0  # intensities 0..1
-    elif hi <= 255:
-        scale = 1.0
-    elif a.dtype.kind in "iu" and hi <= 65535:
-        scale = 255 / 65535  # 16-bit
-    else:
+    scale = pixel_scale(a.dtype.kind, hi)
+    if scale is None:
         raise ImageError(f"{label}: {a.dtype} values reach {hi:.6g}; pixels are 0..255")
     a = a.astype(np.float32) * np.float32(scale)
-    if a.ndim == 3:
-        alpha = a[..., 3] / 255 if a.shape[2] == 4 else None
-        a = a[..., :3].mean(axis=2)
+    if a.ndim == 3:  # gray, gray and alpha, colour, colour and alpha
+        alpha = a[..., -1] / 255 if a.shape[2] in (2, 4) else None
+        a = a[..., : 3 if a.shape[2] > 2 else 1].mean(axis=2)
         if alpha is not None:
             a = on_backing(a, alpha)
     return a
+
+
+BIT_DEPTHS = (1023, 4095, 16383, 65535)  # what 10-, 12-, 14- and 16-bit sensors give
+
+
+def pixel_scale(kind: str, hi: float) -> float | None:
+    """The factor that brings pixels of dtype kind `kind` ("b", "i", "u", "f") whose largest
+    value is `hi` to 0..255; None when no depth holds them. Masks (bool, or 0 and 1) and
+    intensities 0..1 are scaled up, 0..255 is kept, deeper values are scaled by the smallest
+    depth that holds them. The same rule for arrays, PIL images and image files: a 16-bit file
+    holding 0..255, or 0..1 floats in a TIFF, read as blank by a fixed 65535 or 255."""
+    if kind == "b" or hi <= 1:
+        return 255.0
+    if hi <= 255:
+        return 1.0
+    if kind not in "iuf":
+        return None
+    top = next((t for t in BIT_DEPTHS if hi <= t), None)
+    return None if top is None else 255 / top
 
 
 def upright(im: Image.Image) -> Image.Image:

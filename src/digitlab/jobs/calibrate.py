@@ -24,13 +24,17 @@ from digitlab import evaluate as ev
 from digitlab.engines import logits
 
 TARGET = 0.995  # answered images at least this accurate
+# fewer held-out images fit nothing: with 10, one image set the threshold, and "99.5% right"
+# meant nothing (a run then reads with temperature 1 and the default threshold, and says so)
+MIN_IMAGES = 100
 PAPER_DIGITS = 3000  # held-out digits on paper that fit the reader's threshold (at most)
 
 
 def fitted(model, images: np.ndarray, labels: np.ndarray, augment: str = "none") -> dict:
     """model.json's calibration fields for a model and its validation images and labels."""
     info = calibration_of(logits(model, images), labels)
-    return on_paper(model, images, labels, info) if augment == "real" else info
+    fit = augment == "real" and "temperature" in info
+    return on_paper(model, images, labels, info) if fit else info
 
 
 def on_test(model, test, temperature: float) -> dict:
@@ -56,7 +60,17 @@ def augment_of(info: dict) -> str:
 
 
 def calibration_of(z: np.ndarray, labels: np.ndarray) -> dict:
-    """The calibration fields from validation logits and labels (the threshold on them)."""
+    """The calibration fields from validation logits and labels (the threshold on them); with
+    fewer than MIN_IMAGES, only a record of why nothing was fitted."""
+    if len(labels) < MIN_IMAGES:
+        return {
+            "calibration": {
+                "split": "validation",
+                "images": len(labels),
+                "skipped": f"{len(labels)} held-out images, too few to fit a temperature and "
+                f"an unsure threshold (at least {MIN_IMAGES})",
+            }
+        }
     temperature = ev.fit_temperature(z, labels)
     curve = ev.risk_coverage(ev.softmax(z, temperature), labels, TARGET)
     return {

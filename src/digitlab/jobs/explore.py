@@ -24,6 +24,7 @@ from digitlab.machine import describe
 
 PCA_SAMPLE = 10_000  # images the PCA is fitted on (stratified)
 SEARCH_DIMS = 30  # PCA dimensions used for neighbour searches
+NEIGHBOURS = 10  # of each training image: its near duplicates and label suspects
 
 
 def explore_dataset(
@@ -41,6 +42,11 @@ def explore_dataset(
     train, test = ds.train, ds.test
     if train.labels is None or not len(train):
         raise DataError(f"{name_or_path}: exploring needs labeled training images")
+    if len(train) <= NEIGHBOURS:  # each image's 10 nearest, and itself
+        raise DataError(
+            f"{name_or_path}: exploring needs more than {NEIGHBOURS} training images, it has "
+            f"{len(train)}"
+        )
     has_test = test.labels is not None and len(test) > 0
     out = Path(out)
     if out.exists() and not out.is_dir():  # found before the statistics, PCA and t-SNE
@@ -64,7 +70,7 @@ def explore_dataset(
     fit_idx = ex.stratified_sample(train.labels, PCA_SAMPLE)
     fit = ex.pca(train.images[fit_idx].astype(np.float32) / 255)
     features = ex.project(train.images.astype(np.float32) / 255, fit, SEARCH_DIMS)
-    dist, idx = ex.nearest_neighbours(features, features, 10, skip_self=True)
+    dist, idx = ex.nearest_neighbours(features, features, NEIGHBOURS, skip_self=True)
     near = ex.near_duplicates(dist, idx, train.images)
     suspects = ex.label_suspects(idx, train.labels)
     exact = ex.exact_duplicates(train.images)
@@ -197,7 +203,7 @@ def _report(s: dict, figures: dict[str, bytes], ref: str, out: Path, sample: int
             sec(
                 "Class balance",
                 text=f"Most frequent class in train: {imb['most']}; least: {imb['least']} "
-                f"({imb['ratio']:.2f}× apart).",
+                + (f"({imb['ratio']:.2f}× apart)." if imb["ratio"] else "(it has none)."),
                 table=(
                     ["class", "train", "train %", "test", "test %"],
                     [

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitlab import runs
 from digitlab import spec as S
 from digitlab.atomic import write_json
 from digitlab.data import DATASETS, Dataset, open_dataset
@@ -37,10 +38,8 @@ from digitlab.runs import (
     RunError,
     clear_results,
     load_checkpoint,
-    load_model,
     model_info,
     read_info,
-    require_finished,
     save_run,
     writing,
 )
@@ -90,6 +89,8 @@ def resolve_model(text: str) -> tuple[ModelSpec, Preset | None]:
         return load_spec_file(text), None
     if ":" in text:
         return parse_shorthand(text), None
+    if text in RECIPES:  # a recipe is a model and its settings
+        raise SpecError(f"--model {text!r} is a recipe: train it with --recipe {text}")
     raise SpecError(
         f"--model {text!r}: not a preset ({', '.join(PRESETS)}), a shorthand like mlp:256-128 or "
         "cnn:32-64/128, or a .json/.toml spec file"
@@ -275,11 +276,11 @@ def start(
     spec.validate()
     ds = data if isinstance(data, Dataset) else open_dataset(data, on_event=on_event)
     images, labels, data_info = training_data(ds, limit)
-    if spec.num_classes < len(ds.classes) or spec.input_shape != (1, 28, 28):
-        raise DigitlabError(
-            f"the model expects {spec.num_classes} classes of {spec.input_shape} "
-            f"images; {ds.name} has {len(ds.classes)} classes of (1, 28, 28)"
-        )
+    if len(np.unique(labels)) < 2:  # the model would answer that class, 100% sure, for anything
+        raise DigitlabError(f"{ds.name}: its training images are all of one class; it needs two")
+    if spec.input_shape != (1, 28, 28):
+        raise DigitlabError(f"the model takes {spec.input_shape} images; {ds.name}: (1, 28, 28)")
+    spec = spec.with_classes(len(ds.classes))  # a preset's ten outputs: one per folder class
     if world is not None:
         world.check(engine, config.batch_size)
         device = str(world.device)
@@ -288,7 +289,7 @@ def start(
     if world is not None:
         extra["processes"] = world.size
     if init_from is not None:
-        start_from(model, init_from)
+        runs.init_from(model, init_from)
         extra["init_from"] = str(init_from)
     with writing(run) if main else nullcontext():  # a second writer is refused meanwhile
         if main:
@@ -324,18 +325,6 @@ def check_out(run: Path, overwrite: bool = False) -> None:
             f"{', ...' if len(theirs) > 3 else ''}); choose an empty or new --out, or pass "
             "--overwrite to let digitlab replace its own files there"
         )
-
-
-def start_from(model, run: str | os.PathLike[str]) -> None:
-    """Copy a finished run's weights into `model`, whose spec must be the same."""
-    info = read_info(run)
-    require_finished(run, info)
-    if ModelSpec.from_dict(info["spec"]).layers != model.spec.layers:
-        raise DigitlabError(
-            f"--init-from {run}: its model ({info['spec'].get('name') or 'custom'}) has other "
-            f"layers than {model.spec.name or 'this model'}; fine-tuning needs the same spec"
-        )
-    model.load_state_dict(load_model(run, engine=model.engine, device="cpu").state_dict())
 
 
 def resume(

@@ -1,0 +1,113 @@
+"""Training on a folder of your own: what `train` fits to it, what it refuses, and what it says
+about the run's confidence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from digitlab import jobs, runs
+from digitlab import spec as S
+from digitlab.cli import app
+from digitlab.errors import DigitlabError
+from digitlab.predict import Predictor, classify
+from digitlab.train import TrainConfig
+
+
+def folder_of(mnist, root, classes: dict[str, int], per_class: int):
+    """root/<name>/*.png holding `per_class` MNIST training digits of each digit."""
+    for name, digit in classes.items():
+        (root / name).mkdir(parents=True)
+        for i, image in enumerate(mnist.train.images[mnist.train.labels == digit][:per_class]):
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_folder_of_two_named_classes_trains_a_model_with_two_outputs(mnist, tmp_path):
+    """Ten outputs for two classes spread the probabilities over eight that never occur, and
+    `predict --top 3` crashed on the third."""
+    data = folder_of(mnist, tmp_path / "two", {"seven": 7, "three": 3}, 60)
+    out = tmp_path / "run"
+    config = TrainConfig(epochs=3, batch_size=16, val_split=0.2)
+    jobs.start(out, S.parse_shorthand("mlp:16"), "numpy", config, str(data))
+    spec = runs.read_info(out)["spec"]
+    assert spec["num_classes"] == 2 and spec["layers"][-1]["units"] == 2
+    answer = Predictor(out).read(mnist.test.images[0], top=3)  # a 7
+    assert answer["label"] == "seven" and [t["label"] for t in answer["top"]] == ["seven", "three"]
+
+
+def test_a_folder_of_one_class_is_refused_before_training(mnist, tmp_path):
+    data = folder_of(mnist, tmp_path / "one", {"three": 3}, 30)
+    with pytest.raises(DigitlabError, match="all of one class; it needs two"):
+        jobs.start(tmp_path / "run", S.parse_shorthand("mlp:16"), "numpy", TrainConfig(), str(data))
+    assert not (tmp_path / "run" / "model.json").exists()
+    digits = folder_of(mnist, tmp_path / "digits", {"3": 3}, 30)  # ten classes, one of them here
+    with pytest.raises(DigitlabError, match="all of one class"):
+        jobs.start(
+            tmp_path / "r2", S.parse_shorthand("mlp:16"), "numpy", TrainConfig(), str(digits)
+        )
+
+
+def test_a_spec_that_does_not_end_in_its_classes_dense_is_refused():
+    spec = S.ModelSpec(layers=[S.Flatten(), S.Dense(10), S.ReLU()])
+    with pytest.raises(S.SpecError, match=r"10 outputs for 3 classes: end it with Dense\(3\)"):
+        spec.with_classes(3)
+    assert S.parse_shorthand("mlp:16").with_classes(26).layers[-1] == S.Dense(26)
+
+
+def test_too_few_held_out_images_fit_no_calibration_and_train_says_so(mnist, tmp_path):
+    """With 10 held-out images one image set the unsure threshold, and "99.5% right" meant
+    nothing; the run reads at temperature 1 and the default threshold, and says why."""
+    data = folder_of(mnist, tmp_path / "few", {"0": 0, "1": 1}, 40)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["train", "--model", "mlp:16", "--dataset", str(data), "--epochs", "2",
+              "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "confidence not calibrated: 8 held-out images, too few" in result.output
+    info = json.loads((out / "model.json").read_text())
+    assert "temperature" not in info and "unsure_below" not in info
+    assert info["calibration"]["images"] == 8 and "at least 100" in info["calibration"]["skipped"]
+    assert Predictor(out).unsure_below == 0.6
+
+
+def test_a_recipe_given_as_a_model_is_pointed_to_recipe():
+    result = CliRunner().invoke(app, ["train", "--model", "cnn-fast", "--out", "/nonexistent/x"])
+    assert result.exit_code != 0
+    assert "--model 'cnn-fast' is a recipe: train it with --recipe cnn-fast" in result.output
+
+
+def test_a_run_with_outputs_to_spare_is_read_over_its_classes_only(mnist):
+    """A run trained before train fitted the last layer: ten outputs, two classes."""
+    from digitlab.engines import numpy_engine
+
+    model = numpy_engine.build(S.parse_shorthand("mlp:16"), seed=0)
+    probs = classify(model, {"classes": ["a", "b"]}, mnist.test.images[:5])
+    assert probs.shape == (5, 2) and np.allclose(probs.sum(axis=1), 1)
+
+
+def test_an_mnist_run_fine_tunes_onto_a_folder_of_other_classes_with_a_new_last_layer(
+    mnist, tmp_path
+):
+    from digitlab.engines import numpy_engine
+
+    spec = S.parse_shorthand("mlp:16")
+    jobs.start(tmp_path / "mnist", spec, "numpy", TrainConfig(epochs=1), mnist, limit=2000)
+    source = runs.load_model(tmp_path / "mnist").state_dict()
+    model = numpy_engine.build(spec.with_classes(2), seed=5)
+    fresh = model.state_dict()
+    runs.init_from(model, tmp_path / "mnist")
+    weights, last = model.state_dict(), f"layers.{len(spec.layers) - 1}."
+    for name, value in weights.items():  # the last layer starts afresh, the others as trained
+        np.testing.assert_array_equal(value, (fresh if name.startswith(last) else source)[name])
+    with pytest.raises(DigitlabError, match="fine-tuning needs the same spec"):
+        runs.init_from(numpy_engine.build(S.parse_shorthand("mlp:32")), tmp_path / "mnist")
+    data = folder_of(mnist, tmp_path / "two", {"seven": 7, "three": 3}, 30)
+    config = TrainConfig(epochs=1, batch_size=16)
+    jobs.start(tmp_path / "tuned", spec, "numpy", config, str(data), init_from=tmp_path / "mnist")
+    assert runs.read_info(tmp_path / "tuned")["init_from"] == str(tmp_path / "mnist")
