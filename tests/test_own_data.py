@@ -111,3 +111,34 @@ def test_an_mnist_run_fine_tunes_onto_a_folder_of_other_classes_with_a_new_last_
     config = TrainConfig(epochs=1, batch_size=16)
     jobs.start(tmp_path / "tuned", spec, "numpy", config, str(data), init_from=tmp_path / "mnist")
     assert runs.read_info(tmp_path / "tuned")["init_from"] == str(tmp_path / "mnist")
+
+
+def test_a_folder_is_known_by_its_images_not_by_its_name(mnist, tmp_path):
+    """Another folder called tt/ was taken for the run's own and its metrics.json rewritten on
+    other images; a copy of the run's own folder under another name was refused."""
+    import shutil
+
+    own = folder_of(mnist, tmp_path / "tt", {"0": 0, "1": 1}, 30)
+    jobs.start(
+        tmp_path / "run", S.parse_shorthand("mlp:16"), "numpy", TrainConfig(epochs=1), str(own)
+    )
+    assert len(runs.read_info(tmp_path / "run")["data"]["train_sha256"]) == 64
+    shutil.copytree(own, tmp_path / "copy")
+    assert jobs.evaluate_run(tmp_path / "run", split="val", data=str(tmp_path / "copy"))["n"] == 6
+    other = folder_of(mnist, tmp_path / "other" / "tt", {"0": 2, "1": 3}, 30)  # the same name
+    with pytest.raises(DigitlabError, match="not the training images the run trained on"):
+        jobs.evaluate_run(tmp_path / "run", data=str(other))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_run_on_a_folder_without_a_test_split_exports_checked_on_its_training_images(
+    mnist, tmp_path
+):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    own = folder_of(mnist, tmp_path / "own", {"0": 0, "1": 1}, 30)
+    jobs.start(
+        tmp_path / "run", S.parse_shorthand("mlp:16"), "numpy", TrainConfig(epochs=1), str(own)
+    )
+    done = jobs.export_onnx(tmp_path / "run", tmp_path / "m.onnx", data=str(own))
+    assert done["agree"] and done["split"] == "train" and done["images"] == 60
+    assert (tmp_path / "m.onnx").stat().st_size == done["bytes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from digitlab import jobs, runs
+from digitlab import data, jobs, runs
 from digitlab import spec as S
 from digitlab.train import Callback, TrainConfig, TrainingDiverged
 
@@ -56,6 +57,12 @@ def test_a_run_directory_holds_everything(mnist, tmp_path):
         info["training"]["finished"]
         and info["engine"] == "numpy"
         and info["spec"]["name"] == "tiny-cnn"
+    )
+    digest = info["data"].pop("train_sha256")
+    first = data.load("mnist").train
+    assert (
+        digest
+        == hashlib.sha256(first.images[:1000].tobytes() + first.labels[:1000].tobytes()).hexdigest()
     )
     assert info["data"] == {
         "dataset": "mnist",

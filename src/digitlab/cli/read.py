@@ -306,6 +306,7 @@ def export(
         return
     typer.echo(
         f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, opset {result['opset']}): "
-        f"onnxruntime, NumPy and PyTorch agree on all {result['images']:,} test images "
+        f"onnxruntime, NumPy and PyTorch agree on all {result['images']:,} "
+        f"{result['split']} images "
         f"(largest probability difference {result['max_prob_diff']:.1e})"
     )

@@ -15,6 +15,7 @@ scores the test set, the others return (model, history, None).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tomllib
@@ -164,12 +165,12 @@ def plan_training(
     )
 
 
-def run_dataset(info: dict, data: Dataset | None = None, on_event=None) -> Dataset:
+def run_dataset(info: dict, data: Dataset | str | None = None, on_event=None) -> Dataset:
     """The dataset a run was trained on: `data` when the caller gives it; else opened by the
     ref in model.json, which may only name a known dataset. A run received from someone else
     must not make digitlab read a path of its choosing."""
-    if data is not None:
-        return data
+    if data is not None:  # a Dataset, or a name or path to open, as `start` takes
+        return data if isinstance(data, Dataset) else open_dataset(str(data), on_event=on_event)
     ref = info["data"]["ref"]
     if ref in DATASETS:
         return open_dataset(ref, on_event=on_event)
@@ -179,14 +180,26 @@ def run_dataset(info: dict, data: Dataset | None = None, on_event=None) -> Datas
     )
 
 
-def same_training_images(info: dict, images: np.ndarray) -> None:
-    """Refuse training images not as many as the run trained on: a run trained on a Dataset made
-    in Python, reopened by name, would go on with (or validate on) the whole named dataset."""
-    trained = info["data"].get("train_images")
+def same_training_images(info: dict, images: np.ndarray, labels: np.ndarray) -> None:
+    """Refuse other training images than the run trained on: a run trained on a Dataset made
+    in Python, reopened by name, would go on with (or validate on) the whole named dataset; a
+    folder is known by its images' digest, not by its name (another `tt/` was accepted)."""
+    trained, name = info["data"].get("train_images"), info["data"]["dataset"]
     if trained is not None and trained != len(images):
-        name, given = info["data"]["dataset"], len(images)
+        given = len(images)
         raise DigitlabError(f"the run trained on {trained:,} training images, this {name} has "
                             f"{given:,}: pass the Dataset it trained on (data=...)")  # fmt: skip
+    recorded = info["data"].get("train_sha256")  # runs before it was recorded: by name only
+    if recorded is not None and recorded != images_digest(images, labels):
+        raise DigitlabError(f"these are not the training images the run trained on ({name}'s, "
+                            "by their SHA-256): pass the data it trained on")  # fmt: skip
+
+
+def images_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of training images and their labels, as model.json records it."""
+    digest = hashlib.sha256(np.ascontiguousarray(images, np.uint8).data)
+    digest.update(np.ascontiguousarray(labels, np.uint8).data)
+    return digest.hexdigest()
 
 
 def training_data(ds: Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -203,6 +216,7 @@ def training_data(ds: Dataset, limit: int | None = None) -> tuple[np.ndarray, np
         "verified": ds.verified,
         "limit": limit,
         "train_images": len(images),
+        "train_sha256": images_digest(images, labels),
     }
     return images, labels, info
 
@@ -349,7 +363,7 @@ def resume(
         data_info = info["data"]
         ds = run_dataset(info, data, on_event)
         images, labels, _ = training_data(ds, data_info["limit"])
-        same_training_images(info, images)
+        same_training_images(info, images, labels)
         if world is not None:
             world.check(info["engine"], config.batch_size)
             device = str(world.device)
