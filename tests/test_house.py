@@ -250,6 +250,9 @@ def test_help_starts_users_off_and_lists_what_train_accepts():
     assert "digitlab recipes" in train.stdout
     recipes = CliRunner().invoke(app, ["recipes", "--json"])
     assert {r["name"] for r in json.loads(recipes.stdout)} == set(digitlab.RECIPES)
+    table = CliRunner().invoke(app, ["recipes"]).stdout.splitlines()  # which calibrate
+    held = {row.split()[0]: row.split()[4] for row in table if row.split()[0] in digitlab.RECIPES}
+    assert held["cnn-fast"] == "none" and held["reader"] == "10%"
     predict = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "200"})
     assert "else 0.6" in predict.stdout
 

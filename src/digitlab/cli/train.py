@@ -71,15 +71,22 @@ def recipes(json_out: JsonFlag = False) -> None:
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'name':<22} {'model':<16} {'epochs':>6} {'batch':>6}  optimizer, lr, schedule")
-    for r in rows:
+    typer.echo(
+        f"{'name':<22} {'model':<16} {'epochs':>6} {'batch':>6} {'held out':>8}  "
+        "optimizer, lr, schedule"
+    )
+    for r in rows:  # held out: what calibrates its confidence (none: not calibrated)
+        held = f"{r['val_split']:.0%}" if r["val_split"] else "none"
         typer.echo(
-            f"{r['name']:<22} {r['model']:<16} {r['epochs']:>6} {r['batch_size']:>6}  "
+            f"{r['name']:<22} {r['model']:<16} {r['epochs']:>6} {r['batch_size']:>6} {held:>8}  "
             f"{r['optimizer']}, {r['lr']:g}, {r['schedule']}"
         )
     typer.echo(
-        f"{LINES_RECIPE:<22} {'line reader':<16} {EPOCHS:>6} {BATCH:>6}  adamw, {LR:g}, onecycle"
-        "  (CTC on synthetic rows of MNIST digits)"
+        f"{LINES_RECIPE:<22} {'line reader':<16} {EPOCHS:>6} {BATCH:>6} {'':>8}  adamw, "
+        f"{LR:g}, onecycle  (CTC on synthetic rows of MNIST digits)"
+    )
+    typer.echo(
+        "held out: training images kept aside to calibrate confidence (none: not calibrated)"
     )
 
 
