@@ -142,3 +142,39 @@ def test_a_run_on_a_folder_without_a_test_split_exports_checked_on_its_training_
     done = jobs.export_onnx(tmp_path / "run", tmp_path / "m.onnx", data=str(own))
     assert done["agree"] and done["split"] == "train" and done["images"] == 60
     assert (tmp_path / "m.onnx").stat().st_size == done["bytes"]
+
+
+def test_evaluate_calibrate_on_too_few_held_out_images_drops_what_it_cannot_fit(mnist, tmp_path):
+    own = folder_of(mnist, tmp_path / "own", {"0": 0, "1": 1}, 40)
+    jobs.start(
+        tmp_path / "run", S.parse_shorthand("mlp:16"), "numpy", TrainConfig(epochs=1), str(own)
+    )
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    info |= {"temperature": 0.5, "unsure_below": 0.99}  # as a run calibrated on 10 images was
+    (tmp_path / "run" / "model.json").write_text(json.dumps(info))
+    m = jobs.evaluate_run(tmp_path / "run", split="val", calibrate=True, data=str(own))
+    after = runs.read_info(tmp_path / "run")
+    assert m["temperature"] == 1.0 and "temperature" not in after and "unsure_below" not in after
+    assert "skipped" in after["calibration"]
+
+
+def test_a_folder_named_like_a_built_in_dataset_is_known_by_its_images(mnist, tmp_path):
+    jobs.start(
+        tmp_path / "run",
+        S.parse_shorthand("mlp:16"),
+        "numpy",
+        TrainConfig(epochs=1),
+        mnist,
+        limit=500,
+    )
+    impostor = folder_of(mnist, tmp_path / "x" / "mnist", {"seven": 7, "three": 3}, 20)
+    with pytest.raises(DigitlabError, match="trained on 500 training images, this mnist has 40"):
+        jobs.evaluate_run(tmp_path / "run", data=str(impostor))
+    with pytest.raises(DigitlabError, match="trained on 500 training images, this mnist has 40"):
+        jobs.export_onnx(tmp_path / "run", tmp_path / "m.onnx", data=str(impostor))
+    from digitlab.data import load_files
+    from digitlab.data.export import export
+
+    with pytest.raises(DigitlabError, match="not the class names"):
+        export(load_files(impostor), "csv", tmp_path / "csv")
+    assert jobs.evaluate_run(tmp_path / "run", data=mnist)["n"] == 10_000  # the real one

@@ -61,7 +61,8 @@ def export(
         raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     from digitlab.data import DATASETS  # whose numbered labels are their published ones
 
-    named = [c for c in ds.classes if not c.isdigit()] if ds.name not in DATASETS else []
+    built_in = ds.ref in DATASETS and ds.name == ds.ref  # not a folder that has its name
+    named = [c for c in ds.classes if not c.isdigit()] if not built_in else []
     if fmt != "png" and named:  # read back, 'seven' and 'three' would be classes 0 and 1
         raise DataError(
             f"--format {fmt}: keeps labels as numbers, not the class names of {ds.name} "

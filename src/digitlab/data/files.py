@@ -162,7 +162,8 @@ def _gray(im, path: Path) -> np.ndarray:
         from digitlab.ink.prepare import pixel_scale
 
         a = np.clip(np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0), 0, None)
-        scale = pixel_scale("f" if im.mode == "F" else "u", float(a.max(initial=0)))
+        hi = float(a.max(initial=0))  # a float TIFF past 255: a deeper scan's integers
+        scale = pixel_scale("f" if im.mode == "F" and hi <= 255 else "u", hi)
         if scale is None:
             raise DataError(f"{path}: values reach {a.max():.6g}; pixels are 0..255")
         return np.rint(np.minimum(a * scale, 255)).astype(np.uint8)

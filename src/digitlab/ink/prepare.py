@@ -113,7 +113,8 @@ def load_sized(
             gray = on_backing(np.asarray(rgba.convert("L"), np.float32), alpha).round()
         elif im.mode.startswith("I;16") or im.mode in ("I", "F"):
             a = np.clip(np.nan_to_num(np.asarray(im, np.float32), nan=0.0), 0, None)
-            scale = pixel_scale("f" if im.mode == "F" else "u", float(a.max(initial=0)))
+            hi = float(a.max(initial=0))  # a float TIFF past 255: a deeper scan's integers
+            scale = pixel_scale("f" if im.mode == "F" and hi <= 255 else "u", hi)
             if scale is None:
                 raise ImageError(f"{label}: values reach {a.max():.6g}; pixels are 0..255")
             gray = np.minimum(a * np.float32(scale), 255)
@@ -149,7 +150,8 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
 
     Accepted: (H, W), (H, W, 1), (H, W, 2) and (H, W, 4) (with alpha, as PIL's LA and RGBA
     give), (H, W, 3) and (1, H, W);
-    uint8 and other integers 0..255, 16-bit 0..65535, floats 0..255 or 0..1 (as matplotlib's
+    uint8 and other integers 0..255, 10- to 16-bit integers (scaled by the smallest of those
+    depths that holds them), floats 0..255 or 0..1 (as matplotlib's
     imread gives), and masks (bool, or integers 0 and 1). Refused rather than misread: negative
     or non-finite values, batches (N, H, W) and flattened digits (N, 784)."""
     a = np.asarray(source)
@@ -191,14 +193,14 @@ BIT_DEPTHS = (1023, 4095, 16383, 65535)  # what 10-, 12-, 14- and 16-bit sensors
 def pixel_scale(kind: str, hi: float) -> float | None:
     """The factor that brings pixels of dtype kind `kind` ("b", "i", "u", "f") whose largest
     value is `hi` to 0..255; None when no depth holds them. Masks (bool, or 0 and 1) and
-    intensities 0..1 are scaled up, 0..255 is kept, deeper values are scaled by the smallest
+    intensities 0..1 are scaled up, 0..255 is kept, deeper integers are scaled by the smallest
     depth that holds them. The same rule for arrays, PIL images and image files: a 16-bit file
     holding 0..255, or 0..1 floats in a TIFF, read as blank by a fixed 65535 or 255."""
     if kind == "b" or hi <= 1:
         return 255.0
     if hi <= 255:
         return 1.0
-    if kind not in "iuf":
+    if kind not in "iu":  # floats past 255 are no pixels anyone means
         return None
     top = next((t for t in BIT_DEPTHS if hi <= t), None)
     return None if top is None else 255 / top

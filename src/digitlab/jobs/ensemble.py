@@ -160,7 +160,7 @@ def make_ensemble(
         "command": "digitlab ensemble " + " ".join(str(p) for p in paths) + f" --out {out}",
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    data = data if data is not None else run_dataset(first)  # the members' own data
+    data = run_dataset(first, data)  # the members' own data, or the Dataset, name or path given
     if split:
         images, labels = split_data(info, "val", data)
         # members trained for photos: its threshold is fitted on paper, as theirs were

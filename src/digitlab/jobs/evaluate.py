@@ -42,17 +42,25 @@ class Evaluation:
     predicted: np.ndarray  # (N,) int
 
 
+def same_data(info: dict, ds: Dataset, training: bool = False) -> None:
+    """Refuse data the run was not trained on. A built-in dataset (opened by its name, not a
+    folder that has its name) is known by its name, whatever part of its training images the
+    run used, unless `training` asks for those very images; a folder by its images' digest,
+    not by its name (another `tt/` was taken for the run's own)."""
+    known = ds.ref in DATASETS and ds.name == ds.ref
+    if ds.name != info["data"]["dataset"] and ("train_sha256" not in info["data"] or known):
+        raise DigitlabError(f"the run was trained on {info['data']['dataset']}, not on {ds.name}")
+    if training or not known:
+        images, labels, _ = training_data(ds, info["data"].get("limit"))
+        same_training_images(info, images, labels)
+
+
 def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(images, labels) of the run's `split` of `ds`: the test set, or its own validation split
     (the same stratified split of the same first `limit` images that training held out)."""
     if split not in SPLITS:
         raise DigitlabError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
-    known = ds.name in DATASETS  # MNIST's test set, whatever part of its training set was used
-    if ds.name != info["data"]["dataset"] and ("train_sha256" not in info["data"] or known):
-        raise DigitlabError(f"the run was trained on {info['data']['dataset']}, not on {ds.name}")
-    if split == "val" or not known:  # a folder is known by its images, not by its name
-        images, labels, _ = training_data(ds, info["data"].get("limit"))
-        same_training_images(info, images, labels)
+    same_data(info, ds, training=split == "val")
     if split == "test":
         if ds.test.labels is None or not len(ds.test):
             raise DigitlabError(f"{info['data']['ref']}: has no labeled test split to evaluate on")
@@ -67,6 +75,7 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
         raise DigitlabError(
             "this run trained on all its training images: it has no validation split"
         )
+    images, labels, _ = training_data(ds, info["data"].get("limit"))
     _, val_idx = stratified_split(labels, config.val_split, config.val_seed)
     return images[val_idx], labels[val_idx]
 
@@ -161,9 +170,11 @@ def evaluation(
     classes = info["classes"]
     if calibrate:
         val_images, val_labels = split_data(info, "val", ds)
-        info |= calibration.fitted(model, val_images, val_labels, calibration.augment_of(info))
+        fit = calibration.fitted(model, val_images, val_labels, calibration.augment_of(info))
+        stale = ("temperature", "unsure_below")  # too few images now fits none: not the old
+        info = {k: v for k, v in info.items() if k not in stale} | fit
         if "test" in info:  # its loss is at the temperature, which has changed
-            info["test"] = calibration.on_test(model, ds.test, info["temperature"])
+            info["test"] = calibration.on_test(model, ds.test, info.get("temperature", 1.0))
         write_text(run / "model.json", json.dumps(json_safe(info), indent=2) + "\n")
     temperature = float(info.get("temperature", 1.0))
     logits(model, images[:256], tta=tta)  # warm-up, so the timing below is steady

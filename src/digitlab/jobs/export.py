@@ -30,6 +30,7 @@ from digitlab.engines import logits
 from digitlab.ensemble import KIND, member_weights
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import softmax
+from digitlab.jobs.evaluate import same_data
 from digitlab.jobs.train import run_dataset
 from digitlab.spec import (
     BatchNorm,
@@ -307,6 +308,7 @@ def export_onnx(
     else:
         blob = onnx_model(spec, model.state_dict(), info).SerializeToString()
     ds = run_dataset(info, data, on_event)
+    same_data(info, ds)
     split = "test" if ds.test is not None and len(ds.test) else "train"  # a folder without test/
     check = agreement(blob, run, info, ds.split(split).images[:CHECK_IMAGES], model) | {
         "split": split

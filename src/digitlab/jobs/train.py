@@ -188,7 +188,7 @@ def same_training_images(info: dict, images: np.ndarray, labels: np.ndarray) -> 
     if trained is not None and trained != len(images):
         given = len(images)
         raise DigitlabError(f"the run trained on {trained:,} training images, this {name} has "
-                            f"{given:,}: pass the Dataset it trained on (data=...)")  # fmt: skip
+                            f"{given:,}: pass the data it trained on (--dataset)")  # fmt: skip
     recorded = info["data"].get("train_sha256")  # runs before it was recorded: by name only
     if recorded is not None and recorded != images_digest(images, labels):
         raise DigitlabError(f"these are not the training images the run trained on ({name}'s, "
