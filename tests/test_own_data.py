@@ -178,3 +178,20 @@ def test_a_folder_named_like_a_built_in_dataset_is_known_by_its_images(mnist, tm
     with pytest.raises(DigitlabError, match="not the class names"):
         export(load_files(impostor), "csv", tmp_path / "csv")
     assert jobs.evaluate_run(tmp_path / "run", data=mnist)["n"] == 10_000  # the real one
+
+
+def test_runs_on_a_folder_make_an_ensemble_from_the_cli(mnist, tmp_path):
+    own = folder_of(mnist, tmp_path / "own", {"0": 0, "1": 1}, 40)
+    for seed in (0, 1):
+        config = TrainConfig(epochs=1, seed=seed)
+        jobs.start(tmp_path / f"r{seed}", S.parse_shorthand("mlp:16"), "numpy", config, str(own))
+    members = [str(tmp_path / "r0"), str(tmp_path / "r1")]
+    result = CliRunner().invoke(app, ["ensemble", *members, "--out", str(tmp_path / "ens")])
+    assert (
+        result.exit_code == 1 and "--dataset" in result.output
+    )  # a path is opened only when given
+    result = CliRunner().invoke(
+        app, ["ensemble", *members, "--out", str(tmp_path / "ens"), "--dataset", str(own)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ensemble of 2: no labeled test split" in result.output  # the folder has no test/

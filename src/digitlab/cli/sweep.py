@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import JsonFlag, app, progress, reports_errors
+from digitlab.cli.app import DatasetFlag, JsonFlag, app, given_dataset, progress, reports_errors
 from digitlab.errors import DigitlabError
 
 
@@ -139,6 +139,7 @@ def ensemble_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", metavar="", help="Replace an earlier run in --out.")
     ] = False,
+    dataset: DatasetFlag = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Combine finished runs into one ensemble run: the mean of their calibrated probabilities.
@@ -163,14 +164,16 @@ def ensemble_cmd(
         space = seeds_space(model, seeds, folder)
         summary = run_sweep(space, folder, seeds, workers, None, False, limit)
         runs = [t["run"] for t in summary["trials"] if t["state"] == "COMPLETE"]
-    info = make_ensemble(runs, out, overwrite=overwrite)
+    info = make_ensemble(runs, out, data=given_dataset(dataset), overwrite=overwrite)
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
     for m in info["members"]:
         acc = (m.get("test") or {}).get("acc")
         typer.echo(f"  {m['name']}: test {acc:.2%}  ({m['run']})" if acc else f"  {m['name']}")
-    typer.echo(f"ensemble of {len(info['members'])}: test {info['test']['acc']:.2%}; run {out}")
+    test = (info.get("test") or {}).get("acc")
+    scored = f"test {test:.2%}" if test is not None else "no labeled test split"
+    typer.echo(f"ensemble of {len(info['members'])}: {scored}; run {out}")
     if "skipped" in info.get("calibration", {}):
         typer.echo(f"not calibrated: {info['calibration']['skipped']}")
     elif "calibration" in info:
