@@ -244,7 +244,9 @@ def _class_ids(folder: Path, class_dirs: list[Path]) -> tuple[dict[str, int], li
 
 
 def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read `folder/<class>/*.png`. Digit-named folders give that digit as the label."""
+    """Read `folder/<class>/*.png`, the classes in turns (one image of each, then the next of
+    each, ...), so any first N images hold every class. Digit-named folders give that digit as
+    the label."""
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{folder}: no class subfolders (expected {folder}/0/*.png, ...)")
@@ -261,11 +263,15 @@ def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
             )
     count = sum(len(paths) for paths in files.values())
     check_declared((count, 28, 28), np.dtype(np.uint8), f"{folder}: {count:,} images")
-    images, labels = [], []
+    images, labels, turn = [], [], []
     for class_dir, paths in files.items():
         images += [read_image(p) for p in paths]
         labels += [ids[class_dir.name]] * len(paths)
-    return np.stack(images), np.array(labels, np.uint8), names
+        turn += range(len(paths))
+    # the classes taken in turns, as MNIST's are mixed: read class by class, `--limit 500` of a
+    # folder trained on its first class or two alone
+    order = np.lexsort((np.array(labels), np.array(turn)))
+    return np.stack(images)[order], np.array(labels, np.uint8)[order], names
 
 
 # ---- one entry point ---------------------------------------------------------------------
