@@ -139,6 +139,21 @@ def test_evaluate_errors(two_runs, tmp_path):
         jobs.compare_runs([two_runs / "mlp-0"], tmp_path / "c")
 
 
+def test_compare_prints_each_runs_model_and_loss_as_the_readme_says(two_runs, tmp_path, mnist):
+    from typer.testing import CliRunner
+
+    from digitlab.cli import app
+
+    runs_given = [str(two_runs / "mlp-0"), str(two_runs / "mlp-1")]
+    result = CliRunner().invoke(app, ["compare", *runs_given, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    header, first = result.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["run", "model", "engine"] and header.split()[-1] == "loss"
+    saved = json.loads((tmp_path / "c" / "comparison.json").read_text())["runs"][0]
+    assert first.split()[1] == saved["model"] == "mlp-64"
+    assert float(first.split()[-1]) == pytest.approx(saved["loss"], abs=1e-4)
+
+
 def test_compare_refuses_mixed_datasets_duplicates_and_run_folders(two_runs, tmp_path, mnist):
     from digitlab.errors import DigitlabError
 

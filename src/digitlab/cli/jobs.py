@@ -220,12 +220,14 @@ def compare(
         typer.echo(json.dumps(json_safe(result), indent=2))
         return
     typer.echo(
-        f"{'run':<28} {'engine':<6} {'params':>9} {'train s':>8} {'img/s':>10} {'test acc':>9}"
+        f"{'run':<24} {'model':<16} {'engine':<6} {'params':>9} {'train s':>8} {'img/s':>10} "
+        f"{'test acc':>9} {'loss':>7}"
     )
     for r in result["runs"]:
         typer.echo(
-            f"{r['name'][:28]:<28} {r['engine']:<6} {r['params']:>9,} {r['train_seconds']:>8.1f} "
-            f"{r['images_per_s']:>10,.0f} {r['accuracy']:>9.2%}"
+            f"{r['name'][:24]:<24} {r['model'][:16]:<16} {r['engine']:<6} {r['params']:>9,} "
+            f"{r['train_seconds']:>8.1f} {r['images_per_s']:>10,.0f} {r['accuracy']:>9.2%} "
+            f"{r['loss']:>7.4f}"
         )
     for g in result["seeds"]:
         acc = g["accuracy"]
