@@ -55,6 +55,12 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of rows of probabilities against integer labels (clipped at 1e-12)."""
+    rows = np.arange(len(labels))
+    return float(-np.log(np.clip(probs[rows, np.asarray(labels, np.int64)], 1e-12, 1)).mean())
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
     """(k, k) int64 counts: row = true class, column = predicted class."""
     labels, predicted = np.asarray(labels, np.int64), np.asarray(predicted, np.int64)
@@ -118,7 +124,7 @@ def metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
         raise DigitlabError(f"probs: {probs.shape[1]} columns for {k} classes")
     predicted = probs.argmax(axis=1)
     ranked = np.argsort(-probs, axis=1)
-    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    loss = log_loss(probs, labels)
     confusion = confusion_matrix(labels, predicted, k)
     precision, recall, f1, support = per_class_scores(confusion)
     row_sums = confusion.sum(axis=1, keepdims=True)

@@ -27,6 +27,7 @@ __all__ = [
     "DatasetInfo",
     "Split",
     "home",
+    "is_built_in",
     "load",
     "load_files",
     "open_dataset",
@@ -105,6 +106,12 @@ FASHION_MNIST = DatasetInfo(
 )
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (MNIST, FASHION_MNIST)}
+
+
+def is_built_in(ds: Dataset) -> bool:
+    """Whether `ds` is a built-in dataset opened by its name (not a folder that has its name):
+    known by its name, and numbered as it was published."""
+    return ds.ref in DATASETS and ds.name == ds.ref
 
 
 def home() -> Path:

@@ -59,10 +59,9 @@ def export(
     """Write `ds` to folder `out` in `fmt`; returns the top-level paths written."""
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    from digitlab.data import DATASETS  # whose numbered labels are their published ones
+    from digitlab.data import is_built_in  # whose numbered labels are their published ones
 
-    built_in = ds.ref in DATASETS and ds.name == ds.ref  # not a folder that has its name
-    named = [c for c in ds.classes if not c.isdigit()] if not built_in else []
+    named = [c for c in ds.classes if not c.isdigit()] if not is_built_in(ds) else []
     if fmt != "png" and named:  # read back, 'seven' and 'three' would be classes 0 and 1
         raise DataError(
             f"--format {fmt}: keeps labels as numbers, not the class names of {ds.name} "

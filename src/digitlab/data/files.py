@@ -159,14 +159,12 @@ def _gray(im, path: Path) -> np.ndarray:
         page = 255.0 if ink < 128 else 0.0  # dark ink goes on white paper, light ink on black
         return np.rint(luma * alpha + page * (1 - alpha)).astype(np.uint8)
     if im.mode.startswith(("I", "F")):  # deeper or float images: as predict scales them
-        from digitlab.ink.prepare import pixel_scale
+        from digitlab.ink.prepare import ImageError, deep_gray
 
-        a = np.clip(np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0), 0, None)
-        hi = float(a.max(initial=0))  # a float TIFF past 255: a deeper scan's integers
-        scale = pixel_scale("f" if im.mode == "F" and hi <= 255 else "u", hi)
-        if scale is None:
-            raise DataError(f"{path}: values reach {a.max():.6g}; pixels are 0..255")
-        return np.rint(np.minimum(a * scale, 255)).astype(np.uint8)
+        try:
+            return np.rint(deep_gray(im, str(path))).astype(np.uint8)
+        except ImageError as e:
+            raise DataError(str(e)) from None
     return np.asarray(im.convert("L"), dtype=np.uint8)
 
 

@@ -112,12 +112,7 @@ def load_sized(
             alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
             gray = on_backing(np.asarray(rgba.convert("L"), np.float32), alpha).round()
         elif im.mode.startswith("I;16") or im.mode in ("I", "F"):
-            a = np.clip(np.nan_to_num(np.asarray(im, np.float32), nan=0.0), 0, None)
-            hi = float(a.max(initial=0))  # a float TIFF past 255: a deeper scan's integers
-            scale = pixel_scale("f" if im.mode == "F" and hi <= 255 else "u", hi)
-            if scale is None:
-                raise ImageError(f"{label}: values reach {a.max():.6g}; pixels are 0..255")
-            gray = np.minimum(a * np.float32(scale), 255)
+            gray = deep_gray(im, label)
         else:
             gray = np.asarray(im.convert("L"), np.float32)
     except FileNotFoundError:
@@ -204,6 +199,17 @@ def pixel_scale(kind: str, hi: float) -> float | None:
         return None
     top = next((t for t in BIT_DEPTHS if hi <= t), None)
     return None if top is None else 255 / top
+
+
+def deep_gray(im: Image.Image, label: str) -> np.ndarray:
+    """A 16-bit, 32-bit or float PIL image (modes I;16, I, F) as float32 gray 0..255, by
+    `pixel_scale`; an ImageError when its values are no pixels."""
+    a = np.clip(np.nan_to_num(np.asarray(im, np.float32), nan=0.0), 0, None)
+    hi = float(a.max(initial=0))  # a float TIFF past 255: a deeper scan's integers
+    scale = pixel_scale("f" if im.mode == "F" and hi <= 255 else "u", hi)
+    if scale is None:
+        raise ImageError(f"{label}: values reach {hi:.6g}; pixels are 0..255")
+    return np.minimum(a * np.float32(scale), 255)
 
 
 def upright(im: Image.Image) -> Image.Image:

@@ -43,10 +43,9 @@ def on_test(model, test, temperature: float) -> dict:
     in metrics.json); nulls when the split has no labels."""
     if test.labels is None or not len(test):
         return {"loss": None, "acc": None}
-    z, labels = logits(model, test.images), np.asarray(test.labels, np.int64)
-    p = ev.softmax(z, temperature)[np.arange(len(labels)), labels]
-    loss = float(-np.log(np.clip(p, 1e-12, 1)).mean())
-    return {"loss": loss, "acc": float((z.argmax(axis=1) == labels).mean())}
+    z = logits(model, test.images)
+    loss = ev.log_loss(ev.softmax(z, temperature), test.labels)
+    return {"loss": loss, "acc": float((z.argmax(axis=1) == test.labels).mean())}
 
 
 def augment_of(info: dict) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from digitlab import evaluate as ev
 from digitlab import plots, reader, report, runs
 from digitlab.atomic import json_safe, write_bytes, write_text
-from digitlab.data import DATASETS, Dataset
+from digitlab.data import Dataset, is_built_in
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.jobs import calibrate as calibration
@@ -42,17 +42,18 @@ class Evaluation:
     predicted: np.ndarray  # (N,) int
 
 
-def same_data(info: dict, ds: Dataset, training: bool = False) -> None:
-    """Refuse data the run was not trained on. A built-in dataset (opened by its name, not a
-    folder that has its name) is known by its name, whatever part of its training images the
-    run used, unless `training` asks for those very images; a folder by its images' digest,
-    not by its name (another `tt/` was taken for the run's own)."""
-    known = ds.ref in DATASETS and ds.name == ds.ref
+def same_data(info: dict, ds: Dataset, given: dict | None = None) -> None:
+    """Refuse data the run was not trained on. A built-in dataset is known by its name, whatever
+    part of its training images the run used, unless the caller took those very images (`given`:
+    what `training_data` records of them); a folder by its images' digest, not by its name
+    (another `tt/` was taken for the run's own)."""
+    known = is_built_in(ds)
     if ds.name != info["data"]["dataset"] and ("train_sha256" not in info["data"] or known):
         raise DigitlabError(f"the run was trained on {info['data']['dataset']}, not on {ds.name}")
-    if training or not known:
-        images, labels, _ = training_data(ds, info["data"].get("limit"))
-        same_training_images(info, images, labels)
+    if given is None and not known:
+        given = training_data(ds, info["data"].get("limit"))[2]
+    if given is not None:
+        same_training_images(info, given)
 
 
 def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -60,11 +61,13 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
     (the same stratified split of the same first `limit` images that training held out)."""
     if split not in SPLITS:
         raise DigitlabError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
-    same_data(info, ds, training=split == "val")
     if split == "test":
+        same_data(info, ds)
         if ds.test.labels is None or not len(ds.test):
             raise DigitlabError(f"{info['data']['ref']}: has no labeled test split to evaluate on")
         return ds.test.images, ds.test.labels
+    images, labels, given = training_data(ds, info["data"].get("limit"))
+    same_data(info, ds, given)
     config = TrainConfig.from_dict(info["train_config"])
     if info.get("kind") == "ensemble" and (config.val_split == 0 or not info["train_config"]):
         raise DigitlabError(
@@ -75,7 +78,6 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
         raise DigitlabError(
             "this run trained on all its training images: it has no validation split"
         )
-    images, labels, _ = training_data(ds, info["data"].get("limit"))
     _, val_idx = stratified_split(labels, config.val_split, config.val_seed)
     return images[val_idx], labels[val_idx]
 

@@ -180,17 +180,17 @@ def run_dataset(info: dict, data: Dataset | str | None = None, on_event=None) ->
     )
 
 
-def same_training_images(info: dict, images: np.ndarray, labels: np.ndarray) -> None:
-    """Refuse other training images than the run trained on: a run trained on a Dataset made
-    in Python, reopened by name, would go on with (or validate on) the whole named dataset; a
-    folder is known by its images' digest, not by its name (another `tt/` was accepted)."""
+def same_training_images(info: dict, given: dict) -> None:
+    """Refuse other training images than the run trained on (`given`: what `training_data`
+    records of them): a run trained on a Dataset made in Python, reopened by name, would go on
+    with (or validate on) the whole named dataset; a folder is known by its images' digest, not
+    by its name (another `tt/` was accepted)."""
     trained, name = info["data"].get("train_images"), info["data"]["dataset"]
-    if trained is not None and trained != len(images):
-        given = len(images)
+    if trained is not None and trained != (count := given["train_images"]):
         raise DigitlabError(f"the run trained on {trained:,} training images, this {name} has "
-                            f"{given:,}: pass the data it trained on (--dataset)")  # fmt: skip
+                            f"{count:,}: pass the data it trained on (--dataset)")  # fmt: skip
     recorded = info["data"].get("train_sha256")  # runs before it was recorded: by name only
-    if recorded is not None and recorded != images_digest(images, labels):
+    if recorded is not None and recorded != given["train_sha256"]:
         raise DigitlabError(f"these are not the training images the run trained on ({name}'s, "
                             "by their SHA-256): pass the data it trained on")  # fmt: skip
 
@@ -303,7 +303,7 @@ def start(
     if world is not None:
         extra["processes"] = world.size
     if init_from is not None:
-        runs.init_from(model, init_from)
+        runs.init_from(model, init_from)  # the parameter has the function's name
         extra["init_from"] = str(init_from)
     with writing(run) if main else nullcontext():  # a second writer is refused meanwhile
         if main:
@@ -362,8 +362,8 @@ def resume(
         spec = ModelSpec.from_dict(info["spec"])
         data_info = info["data"]
         ds = run_dataset(info, data, on_event)
-        images, labels, _ = training_data(ds, data_info["limit"])
-        same_training_images(info, images, labels)
+        images, labels, given = training_data(ds, data_info["limit"])
+        same_training_images(info, given)
         if world is not None:
             world.check(info["engine"], config.batch_size)
             device = str(world.device)
