@@ -6,6 +6,8 @@ training images, as images on disk would be (JPEG or PNG bytes) with the text th
 - `printed` / `handwriting_fonts`: every digit in every font on the machine (Debian's packages;
   handwriting-style ones are installed by `.ci/run` or `apt install` with the names in
   HANDWRITING), photographed with light noise.
+- `not_digits`: letters and symbols in the same fonts, photographed alike: what a reader should
+  not answer with a confident digit.
 - `numbers`, `boxes`, `lines`, `separators` (`digitlab.ink.paper`, given MNIST's *test* split):
   4-6 digits in a row, from wide gaps to touching (1 in 4 numbers has a touching pair); in a
   form's boxes; on a ruled line; amounts and dates (`1,234.56`, `12/03/2026`, `12-03-26`) with
@@ -35,7 +37,16 @@ from digitlab.ink.paper import (
     separators,
 )
 
-__all__ = ["boxes", "degraded", "font_digits", "font_files", "lines", "numbers", "separators"]
+__all__ = [
+    "boxes",
+    "degraded",
+    "font_digits",
+    "font_files",
+    "lines",
+    "not_digits",
+    "numbers",
+    "separators",
+]
 
 # Debian packages of handwriting-style fonts, and how their files are recognised
 HANDWRITING = {
@@ -103,6 +114,24 @@ def render(text: str, font: Path, size: int, rng: np.random.Generator) -> np.nda
         float(rng.uniform(-5, 5)), resample=Image.Resampling.BILINEAR, fillcolor=255
     )
     return np.asarray(canvas, np.uint8)
+
+
+# letters and symbols people write beside digits; not I, l, O and o, which many fonts draw
+# exactly as 1 and 0
+NOT_DIGITS_TEXT = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz#%&@?+=*<>$"
+
+
+def not_digits(fonts: list[Path], per_font: int, seed: int) -> list[Item]:
+    """`per_font` letters or symbols (NOT_DIGITS_TEXT) in each font, photographed as the
+    digits are: what a reader should not answer with a confident digit."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for font in fonts:
+        for char in rng.choice(list(NOT_DIGITS_TEXT), per_font, replace=False):
+            drawing = render(str(char), font, int(rng.integers(60, 160)), rng)
+            h, w = drawing.shape
+            items.append(Item(photograph(drawing, (w, h), rng), str(char)))
+    return items
 
 
 def font_digits(fonts: list[Path], variants: int, seed: int) -> list[Item]:

@@ -61,6 +61,11 @@ def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     assert record["images"] == info["calibration"]["images"] > 100  # every held-out digit
     assert info["unsure_below"] == record["risk_coverage"]["threshold"]
     assert 0 < record["risk_coverage"]["coverage"] <= 1 and 0 < record["accuracy"] < 1
+    # and its check of "is it a digit at all", written beside the weights, fitted on the same
+    check = info["novelty"]
+    assert (out / check["file"]).is_file() and 0 < check["held_out_digits"] <= record["images"]
+    assert check["kept"] == 1500 - info["calibration"]["images"]  # every training image
+    assert Predictor(out).novelty.threshold == check["threshold"]
     # the same digits on paper again: the same record (seeded), from evaluate --calibrate too
     refit = CliRunner().invoke(app, ["evaluate", str(out), "--calibrate", "--split", "val"])
     assert refit.exit_code == 0, refit.output
@@ -71,6 +76,7 @@ def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     args = ["train", "--model", "mlp-32", "--epochs", "1", "--limit", "1500"]
     assert CliRunner().invoke(app, [*args, "--out", str(plain)]).exit_code == 0
     assert "paper" not in json.loads((plain / "model.json").read_text())["calibration"]
+    assert not (plain / "novelty.safetensors").exists()
 
 
 @pytest.mark.slow

@@ -193,6 +193,9 @@ MODEL_JSON_EDITS = {
     "temperature negative": (-1, "temperature"),
     "training": (None, "training"),
     "spec.input_shape": ([-1, 28, 28], "input_shape"),
+    "novelty": ("checked", "novelty"),
+    "novelty threshold": ({"threshold": "high", "sha256": "0" * 64}, "novelty.threshold"),
+    "novelty sha256": ({"threshold": 0.2, "sha256": "../model.json"}, "novelty.sha256"),
 }
 
 

@@ -664,11 +664,11 @@ def test_an_unexpected_error_answers_500_json(mlp_run, monkeypatch):
     from digitlab.serve import create_app
     from digitlab.serve.app import Reader
 
-    def broken(self, digits):
+    def broken(self, call, digits):
         raise RuntimeError("the model broke")
 
     app = create_app(mlp_run)  # first: a model failing at start is refused there
-    monkeypatch.setattr(Reader, "probabilities", broken)
+    monkeypatch.setattr(Reader, "in_model", broken)  # the one door to the model
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
     async def ask():
@@ -763,7 +763,10 @@ def test_a_model_answering_nan_gets_a_500_never_nan_in_json(mlp_run, monkeypatch
     from digitlab.serve import create_app
 
     app = create_app(mlp_run)
-    monkeypatch.setattr(Predictor, "probabilities", lambda self, d: np.full((len(d), 10), np.nan))
+    # the last step of every way to the probabilities (with or without the novelty check)
+    monkeypatch.setattr(
+        "digitlab.predict.probabilities_of", lambda z, info: np.full((len(z), 10), np.nan)
+    )
     for path in ("/api/predict", "/api/predict/number"):
         response = ask_in_process(app, path, pixels_body(DIGIT))
         assert response.status_code == 500, response.text

@@ -17,6 +17,7 @@ from PIL import Image
 
 from digitlab import evaluate as ev
 from digitlab import ink, reader, runs, sequence
+from digitlab import novelty as novelty_check
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.ink import forms
@@ -42,6 +43,12 @@ def width_note(steps: dict) -> dict:
     return {}
 
 
+def novelty_note(unlike: bool) -> dict:
+    """{'status': 'unsure', 'note': ...} for a digit the run's novelty check finds unlike every
+    digit it learned (digitlab.novelty), else {}."""
+    return {"status": "unsure", "note": novelty_check.NOTE} if unlike else {}
+
+
 def prepare_or_error(source, name: str, deskew: bool):
     """ink.prepare's (digit, steps), or (the ImageError, {}) for an image that cannot be read."""
     try:
@@ -64,7 +71,12 @@ class Reading(dict):
 def classify(model, info: dict, digits: np.ndarray, tta: bool = False) -> np.ndarray:
     """Probabilities (N, K) for prepared uint8 digits (N, 28, 28), as the run was trained;
     `tta`: averaged over the digit and its one-pixel shifts (engines.logits)."""
-    z = logits(model, digits, tta=tta)[:, : len(info["classes"])]  # a run with outputs to spare
+    return probabilities_of(logits(model, digits, tta=tta), info)
+
+
+def probabilities_of(z: np.ndarray, info: dict) -> np.ndarray:
+    """The run's probabilities (N, K) from its model's logits, at its fitted temperature."""
+    z = z[:, : len(info["classes"])]  # a run with outputs to spare
     probs = ev.softmax(z, float(info.get("temperature", 1.0)))
     if not np.isfinite(probs).all():  # overflowing weights: never answer "nan%"
         raise DigitlabError(
@@ -96,13 +108,20 @@ class Predictor:
     """
 
     def __init__(
-        self, run=None, unsure_below: float | None = None, tta: bool = False, lines=None
+        self,
+        run=None,
+        unsure_below: float | None = None,
+        tta: bool = False,
+        lines=None,
+        novelty: bool = True,
     ) -> None:
         """`tta`: test-time augmentation, every digit read with its four one-pixel shifts too
         and their logits averaged (five times the work). `lines`: the line reader that reads
         whole numbers (a folder with lines.json, or "reader" for the built-in one); by default
         the run's own when its folder has one (the built-in reader does), else (or with False)
-        numbers are cut into digits (`ink.segment`) and each is read by the run's model."""
+        numbers are cut into digits (`ink.segment`) and each is read by the run's model.
+        `novelty=False`: every image is taken for a digit, even where the run has a check of
+        what looks like one (digitlab.novelty)."""
         self.tta = tta
         run = reader.run_folder(run)  # None or "reader": the built-in reader
         if lines is None and sequence.LineReader.present(run):
@@ -120,6 +139,8 @@ class Predictor:
         self.unsure_below = float(default if unsure_below is None else unsure_below)
         if not 0 <= self.unsure_below <= 1:  # NaN fails this too
             raise DigitlabError(f"--unsure {unsure_below}: must be a probability in [0, 1]")
+        # None: every image is taken for a digit
+        self.novelty = novelty_check.load(run, self.info) if novelty else None
 
     @functools.cached_property
     def lines(self) -> sequence.LineReader | None:
@@ -137,6 +158,19 @@ class Predictor:
         """(N, K) probabilities for prepared uint8 digits (N, 28, 28), MNIST style (0 =
         background); anything else is refused with a message saying what it got."""
         return classify(self.model, self.info, check_images(digits, "digits"), self.tta)
+
+    def judged(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, K), whether each digit is unlike the digits the model learned)
+        for prepared uint8 digits; the second is all False for a run without a novelty check.
+        Without --tta the check reads the features the probabilities come from: one pass."""
+        digits = check_images(digits, "digits")
+        feats = None if self.novelty is None else novelty_check.features(self.model, digits)
+        if feats is None or self.tta:
+            probs = classify(self.model, self.info, digits, self.tta)
+        else:
+            probs = probabilities_of(self.model.layers[-1].infer(feats), self.info)
+        unlike = np.zeros(len(digits), bool) if feats is None else self.novelty.unlike(feats)
+        return probs, unlike
 
     def trust(self, digits: np.ndarray) -> np.ndarray:
         """How sure the model is of each prepared digit, on a 0..1 scale where 1 is as sure as it
@@ -173,7 +207,8 @@ class Predictor:
             prepare_or_error(s, name, deskew) for s, name in zip(sources, names, strict=True)
         ]
         found = [d for d, _ in prepared if isinstance(d, np.ndarray)]
-        probs = iter(self.probabilities(np.stack(found)) if found else [])
+        probs, unlike = self.judged(np.stack(found)) if found else ([], [])
+        judged = iter(zip(probs, unlike, strict=True))
         results = []
         for name, (digit, steps) in zip(names, prepared, strict=True):
             entry = {"image": name, "steps": steps, "digit": digit}
@@ -183,7 +218,8 @@ class Predictor:
             elif digit is None:
                 entry |= {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
             else:
-                entry |= self.answer(next(probs), top) | width_note(steps)
+                p, strange = next(judged)
+                entry |= self.answer(p, top) | novelty_note(strange) | width_note(steps)
             results.append(Reading(entry))
         return results
 

@@ -140,6 +140,14 @@ def check_model_json(info: dict, where: str) -> dict:
     sha = info.get("weights_sha256")
     if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
         raise _field(where, "weights_sha256", sha, "must be a SHA-256 in hex")
+    check = info.get("novelty")
+    if check is not None:  # digitlab.novelty: its file's digest and the threshold it is read by
+        if not isinstance(check, dict):
+            raise _field(where, "novelty", check, "must be a JSON dict")
+        _number(where, "novelty.threshold", check.get("threshold"))
+        sha = check.get("sha256")
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise _field(where, "novelty.sha256", sha, "must be a SHA-256 in hex")
     return info
 
 

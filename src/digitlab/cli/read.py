@@ -131,7 +131,10 @@ def answer_line(r: dict) -> str:
     others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
     note = ", unsure" if r["status"] == "unsure" else ""
     then = f"; then {others}" if others else ""
-    why = f" [{r['note']}: add --number]" if r.get("note") else ""
+    from digitlab.predict import WIDE_NOTE  # loaded by then: the answer came from it
+
+    advice = ": add --number" if r.get("note") == WIDE_NOTE else ""
+    why = f" [{r['note']}{advice}]" if r.get("note") else ""
     return f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}{why}"
 
 

@@ -18,9 +18,12 @@ them all, and a photo of a 2 touching a 7 read "3, 48%, ok".
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from digitlab import evaluate as ev
+from digitlab import novelty
 from digitlab.engines import logits
 
 TARGET = 0.995  # answered images at least this accurate
@@ -30,11 +33,21 @@ MIN_IMAGES = 100
 PAPER_DIGITS = 3000  # held-out digits on paper that fit the reader's threshold (at most)
 
 
-def fitted(model, images: np.ndarray, labels: np.ndarray, augment: str = "none") -> dict:
-    """model.json's calibration fields for a model and its validation images and labels."""
+def fitted(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    augment: str = "none",
+    train_images: np.ndarray | None = None,
+    run: Path | None = None,
+) -> dict:
+    """model.json's calibration fields for a model and its validation images and labels. A run
+    trained for photos (augment "real") given its training images and folder also gets its
+    check of "is it a digit at all" (digitlab.novelty), written there as novelty.safetensors."""
     info = calibration_of(logits(model, images), labels)
-    fit = augment == "real" and "temperature" in info
-    return on_paper(model, images, labels, info) if fit else info
+    if augment != "real" or "temperature" not in info:
+        return info
+    return on_paper(model, images, labels, info, train_images=train_images, run=run)
 
 
 def on_test(model, test, temperature: float) -> dict:
@@ -79,10 +92,12 @@ def calibration_of(z: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def on_paper(model, images: np.ndarray, labels: np.ndarray, info: dict, seed: int = 0) -> dict:
-    """`info` with its unsure threshold fitted again on up to PAPER_DIGITS of the held-out
-    digits as photos show them (the temperature stays the one fitted on the images as they
-    are). A digit in which no ink is found counts as not answered."""
+def paper_digits(
+    images: np.ndarray, labels: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prepared digits, their labels, which of the chosen held-out digits had ink found):
+    up to PAPER_DIGITS held-out digits, a third as they are, a third photographed, a third with
+    random faults, each prepared by ink.prepare as `digitlab predict` prepares a photo."""
     from digitlab import ink  # SciPy and Pillow: imported when a run trained for photos ends
     from digitlab.ink import paper
 
@@ -96,20 +111,51 @@ def on_paper(model, images: np.ndarray, labels: np.ndarray, info: dict, seed: in
     truth = labels[np.concatenate(thirds)]
     digits = [ink.prepare(source, "held-out digit")[0] for source in sources]
     found = np.array([digit is not None for digit in digits])
-    probs = ev.softmax(
-        logits(model, np.stack([d for d in digits if d is not None])), info["temperature"]
-    )
-    curve = ev.risk_coverage(probs, truth[found], TARGET)
+    return np.stack([d for d in digits if d is not None]), truth[found], found
+
+
+def on_paper(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    info: dict,
+    seed: int = 0,
+    train_images: np.ndarray | None = None,
+    run: Path | None = None,
+) -> dict:
+    """`info` with its unsure threshold fitted again on up to PAPER_DIGITS of the held-out
+    digits as photos show them (the temperature stays the one fitted on the images as they
+    are). A digit in which no ink is found counts as not answered. With `train_images` and
+    `run`: the novelty check too (`with_novelty`)."""
+    digits, truth, found = paper_digits(images, labels, seed)
+    probs = ev.softmax(logits(model, digits), info["temperature"])
+    curve = ev.risk_coverage(probs, truth, TARGET)
     curve["coverage"] *= float(found.mean())
     record = {
-        "images": len(truth),
+        "images": len(found),
         "seed": seed,
         "how": "a third as they are, a third photographed, a third with random faults "
         "(ink.paper), each prepared by ink.prepare",
-        "accuracy": float((probs.argmax(axis=1) == truth[found]).sum() / len(truth)),
+        "accuracy": float((probs.argmax(axis=1) == truth).sum() / len(found)),
         "risk_coverage": curve,
     }
-    return info | {
+    info = info | {
         "unsure_below": curve["threshold"],
         "calibration": info["calibration"] | {"paper": record},
     }
+    if train_images is None or run is None:
+        return info
+    return with_novelty(info, model, train_images, digits, probs, run)
+
+
+def with_novelty(info: dict, model, train_images, digits, probs, run: Path) -> dict:
+    """`info` with the novelty check fitted on the training images, its threshold from the
+    held-out `digits` the run answers "ok" (`probs` at the fitted temperature), written into
+    `run` (model.json's `novelty` records it and its digest); `info` unchanged when the model
+    has no last Dense layer to read features under."""
+    answered = probs.max(axis=1) >= info["unsure_below"]
+    done = novelty.fit(model, train_images, digits, answered)
+    if done is None:
+        return info
+    check, record = done
+    return info | {"novelty": record | {"sha256": novelty.save(run, check)}}

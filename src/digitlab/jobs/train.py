@@ -233,7 +233,7 @@ def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, ext
         )
         write_json(run / "model.json", info | {"stopped": reason})
         raise
-    extra = extra | calibration(model, trainer)
+    extra = extra | calibration(model, trainer, run)
     extra |= {
         "test": calibrate.on_test(model, ds.test, extra.get("temperature", 1.0)),
         "stopped_early": trainer.stopped_early,
@@ -242,12 +242,12 @@ def _train(run: Path, model, trainer: Trainer, ds: Dataset, data_info: dict, ext
     return model, history, extra["test"]
 
 
-def calibration(model, trainer: Trainer) -> dict:
-    """Fitted on the held-out validation images (never the test set): jobs.calibrate. Nothing
-    when the run holds no images out."""
+def calibration(model, trainer: Trainer, run: Path) -> dict:
+    """Fitted on the held-out validation images (never the test set): jobs.calibrate, with the
+    novelty check of a run trained for photos. Nothing when the run holds no images out."""
     if trainer.val is None:
         return {}
-    return calibrate.fitted(model, *trainer.val, trainer.config.augment)
+    return calibrate.fitted(model, *trainer.val, trainer.config.augment, trainer.images, run)
 
 
 def start(

@@ -17,7 +17,7 @@ import numpy as np
 
 from digitlab import ink
 from digitlab.errors import DigitlabError
-from digitlab.predict import NO_DIGIT, Predictor, width_note
+from digitlab.predict import NO_DIGIT, Predictor, novelty_note, width_note
 from digitlab.serve.errors import BadRequest, ModelFailure
 from digitlab.serve.inputs import BLANK_BELOW, Picture, Pixels, open_image, parse_json
 
@@ -49,19 +49,28 @@ class Reader(Predictor):
         return TimedLines(super().load_lines(folder), self._clock)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        return self.in_model(super().probabilities, digits)
+
+    def judged(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.in_model(super().judged, digits)
+
+    def in_model(self, call, digits: np.ndarray):
+        """`call(digits)` under the lock, its time on this thread's clock; a model that fails
+        (or answers NaN) raises ModelFailure."""
         with self._lock:
             started = time.perf_counter()
             try:
                 with np.errstate(over="ignore", invalid="ignore"):  # checked below, once
-                    p = super().probabilities(digits)
+                    out = call(digits)
             except DigitlabError as e:  # the digits are checked already: the model failed
                 raise ModelFailure(str(e)) from None
             self._clock.seconds = getattr(self._clock, "seconds", 0.0) + (
                 time.perf_counter() - started
             )
+        p = out[0] if isinstance(out, tuple) else out
         if not np.isfinite(p).all():
             raise ModelFailure(NOT_NUMBERS)
-        return p
+        return out
 
     def model_seconds(self) -> float:
         """Seconds this thread spent in the model since the last call, and reset."""
@@ -100,8 +109,9 @@ def read_digit(reader: Reader, max_pixels: int, kind: str, body: bytes, top: int
         answer = {"status": NO_DIGIT, "label": None, "confidence": 0.0, "top": []}
         answer |= {"probabilities": [], "input": None}
     else:
-        p = reader.probabilities(digit[None])[0]
-        answer = reader.answer(p, top) | width_note(steps) | {"probabilities": p.tolist()}
+        p, unlike = reader.judged(digit[None])
+        answer = reader.answer(p[0], top) | novelty_note(unlike[0]) | width_note(steps)
+        answer["probabilities"] = p[0].tolist()
         answer["input"] = digit.tolist()
     return answer | {"source": source_of(given), "timing": timing(started, reader)}
 

@@ -36,7 +36,8 @@ class DigitAnswer(BaseModel):
     note: str | None = Field(
         default=None,
         description="present when the status needs a reason: an uploaded image whose ink is "
-        "wider than one digit is 'unsure' with a note to read it as a number",
+        "wider than one digit is 'unsure' with a note to read it as a number; one unlike every "
+        "digit the model learned (a letter or a symbol) is 'unsure' with a note saying so",
     )
     probabilities: list[float] = Field(
         description="every class's probability, in the order of /api/model's `classes` "
