@@ -90,3 +90,15 @@ def test_evaluating_the_reader_writes_beside_the_user_and_never_recalibrates_it(
     assert (tmp_path / "reader-evaluation" / "report.html").is_file()
     with pytest.raises(DigitlabError, match="calibrated already"):
         evaluate_run("reader", calibrate=True, data=few)
+
+
+def test_every_file_of_the_reader_goes_into_the_wheel():
+    """package-data names each of the reader's files: one left out is missing from an installed
+    digitlab, which then fails to read anything (novelty.safetensors was, at first)."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["package-data"]["digitlab"])
+    shipped = {f"reader/{p.name}" for p in reader.FOLDER.iterdir() if p.suffix != ".py"}
+    shipped.discard("reader/__pycache__")
+    assert shipped <= listed, shipped - listed
