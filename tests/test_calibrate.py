@@ -54,7 +54,7 @@ def test_the_readers_ok_on_paper_is_right_where_the_old_threshold_was_not(mnist)
 def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     out = tmp_path / "real"
     args = ["train", "--model", "mlp-32", "--augment", "real", "--epochs", "1"]
-    result = CliRunner().invoke(app, [*args, "--limit", "1500", "--out", str(out)])
+    result = CliRunner().invoke(app, [*args, "--limit", "6000", "--out", str(out)])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model.json").read_text())
     record = info["calibration"]["paper"]
@@ -64,7 +64,7 @@ def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     # and its check of "is it a digit at all", written beside the weights, fitted on the same
     check = info["novelty"]
     assert (out / check["file"]).is_file() and 0 < check["held_out_digits"] <= record["images"]
-    assert check["kept"] == 1500 - info["calibration"]["images"]  # every training image
+    assert check["kept"] == 6000 - info["calibration"]["images"]  # every training image
     assert Predictor(out).novelty.threshold == check["threshold"]
     # the same digits on paper again: the same record (seeded), from evaluate --calibrate too
     refit = CliRunner().invoke(app, ["evaluate", str(out), "--calibrate", "--split", "val"])

@@ -41,6 +41,7 @@ DIMS = 64  # principal directions kept
 KEEP = 10_000  # training images whose features are kept
 FIT_IMAGES = 20_000  # training images the directions are found from (at most)
 QUANTILE = 0.99  # of the held-out digits' scores: the threshold
+MIN_DIGITS = 100  # held-out digits answered "ok" needed to set it (as jobs.calibrate asks)
 NOTE = "unlike the digits it learned: a letter or a symbol?"
 MAX_BYTES = 50_000_000
 
@@ -93,6 +94,15 @@ class Check:
     def unlike(self, feats: np.ndarray) -> np.ndarray:
         return self.scores(feats) > self.threshold
 
+    def fits(self, width: int, path: Path) -> Check:
+        """Itself when it reads features `width` wide (the model's), else a one-line RunError."""
+        if self.directions.shape[0] != width:
+            raise RunError(
+                f"{path}: made for features {self.directions.shape[0]} wide, and this model's "
+                f"last layer reads {width}: it belongs to another model"
+            )
+        return self
+
     def arrays(self) -> dict[str, np.ndarray]:
         """What novelty.safetensors holds (float16: half the bytes, the same answers), in C
         order: safetensors writes an array's buffer as it lies, and a transposed one would come
@@ -106,12 +116,17 @@ def fit(
 ) -> tuple[Check, dict] | None:
     """A check fitted on a model's training images, with its threshold from held-out `digits`
     (prepared uint8, as predict prepares photos) and which of them it `answered` "ok"; None for
-    a model without a last Dense layer, or too few images to fit one."""
+    a model without a last Dense layer, or too few images to fit one (fewer than MIN_DIGITS
+    held-out digits answered: one image would set the threshold)."""
+    if answered.sum() < MIN_DIGITS:
+        return None
     model = on_numpy(model)
     rng = np.random.default_rng(seed)
+    # in the drawn order: the first KEEP are a sample of every part of the training images,
+    # even where they are stored class by class
     pick = rng.permutation(len(train_images))[:FIT_IMAGES]
-    feats = features(model, train_images[np.sort(pick)])
-    if feats is None or len(feats) <= DIMS or not answered.any():
+    feats = features(model, train_images[pick])
+    if feats is None or len(feats) <= DIMS:
         return None
     f = unit(feats)
     centre = f.mean(axis=0)
@@ -143,8 +158,9 @@ def save(run: Path, check: Check) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def load(run: Path, info: dict) -> Check | None:
-    """The run's check (None when model.json records none), verified against its digest."""
+def load(run: Path, info: dict, model=None) -> Check | None:
+    """The run's check (None when model.json records none), verified against its digest and,
+    given the run's (NumPy-engine) model, against the width of the features it reads."""
     record = info.get("novelty")
     if record is None:
         return None
@@ -160,4 +176,7 @@ def load(run: Path, info: dict) -> Check | None:
     dims = check.directions.shape
     if check.centre.shape != dims[:1] or check.kept.shape[0] != dims[1]:
         raise RunError(f"{path}: its arrays do not fit together ({dims}, {check.kept.shape})")
-    return check
+    layers = getattr(model, "layers", None)
+    if not layers or type(layers[-1]).__name__ != "Dense":
+        return check if model is None else None  # nothing to read features under: no check
+    return check.fits(layers[-1].params["weight"].data.shape[1], path)

@@ -140,7 +140,7 @@ class Predictor:
         if not 0 <= self.unsure_below <= 1:  # NaN fails this too
             raise DigitlabError(f"--unsure {unsure_below}: must be a probability in [0, 1]")
         # None: every image is taken for a digit
-        self.novelty = novelty_check.load(run, self.info) if novelty else None
+        self.novelty = novelty_check.load(run, self.info, self.model) if novelty else None
 
     @functools.cached_property
     def lines(self) -> sequence.LineReader | None:

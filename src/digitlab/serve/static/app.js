@@ -235,7 +235,7 @@ function show(answer, ok, roundTripMs) {
       ? `Next guesses: ${answer.top.slice(1).map((g) => `${g.label} (${percent(g.p)})`).join(", ")}`
       : answer.status === "unsure"
         ? answer.note
-          ? `Unsure: ${answer.note}.`
+          ? `Unsure: ${answer.note}${/[.?!]$/.test(answer.note) ? "" : "."}`
           : "Unsure: the model's top guess is below its confidence threshold."
         : "Draw a digit, or upload a photo of one.";
   setBars(answer.probabilities, found ? answer.label : null);
