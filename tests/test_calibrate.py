@@ -66,6 +66,7 @@ def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     assert (out / check["file"]).is_file() and 0 < check["held_out_digits"] <= record["images"]
     assert check["kept"] == 6000 - info["calibration"]["images"]  # every training image
     assert Predictor(out).novelty.threshold == check["threshold"]
+    assert f"unlike its training digits answer unsure ({check['file']}" in result.output
     # the same digits on paper again: the same record (seeded), from evaluate --calibrate too
     refit = CliRunner().invoke(app, ["evaluate", str(out), "--calibrate", "--split", "val"])
     assert refit.exit_code == 0, refit.output

@@ -340,9 +340,15 @@ def calibration_note(info: dict) -> str:
     """One line on what the run's confidences mean: fitted on held-out images, or not, and why."""
     fit = info.get("calibration", {})
     if "temperature" in info:
+        check = info.get("novelty")
         return (
             f"confidence calibrated on {fit.get('images', 0):,} held-out images: temperature "
             f"{info['temperature']:.3f}, unsure below {info['unsure_below']:.2f}"
+        ) + (
+            f"; images unlike its training digits answer unsure ({check['file']}, fitted on "
+            f"{check['held_out_digits']:,} held-out digits)"
+            if check
+            else ""
         )
     from digitlab.predict import UNSURE_BELOW
 
