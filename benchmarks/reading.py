@@ -357,6 +357,8 @@ def run(quick: bool = False) -> dict:
         "tesseract": readers[-1].version,
         "unsure_below": readers[0].predictor.unsure_below,
         "not_digits": {"n": len(strangers), "answered": answered},
+        # every font on the machine: the printed set's size follows what is installed
+        "fonts": {"printed": [f.name for f in printed], "handwriting": [f.name for f in hand]},
     }
     save("reading", results, markdown(results, [r.name for r in readers]))
     return results
