@@ -159,3 +159,12 @@ def test_too_few_held_out_digits_fit_no_check(mnist):
     few = np.zeros(300, bool)
     few[: novelty.MIN_DIGITS - 1] = True  # 99 answered "ok": one digit would move the threshold
     assert novelty.fit(model, mnist.train.images[:1000], mnist.test.images[:300], few) is None
+
+
+def test_the_readmes_letter_reads_as_the_readme_says():
+    letter = Path(__file__).parents[1] / "docs" / "images" / "letter_m.png"
+    result = CliRunner().invoke(app, ["predict", str(letter)])
+    assert result.exit_code == 0, result.output
+    assert "4 (96.7%, unsure)" in result.output and f"[{novelty.NOTE}]" in result.output
+    plain = Predictor(novelty=False).read(letter)
+    assert (plain["label"], plain["status"]) == ("4", "ok")  # what it said without the check

@@ -29,10 +29,20 @@ DIGITLAB = Path(sys.executable).with_name("digitlab")
 
 @pytest.fixture(scope="module")
 def url(mlp_run, tmp_path_factory):
+    yield from served(mlp_run, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def reader_url(tmp_path_factory):
+    """The built-in reader served: the run with a novelty check."""
+    yield from served("reader", tmp_path_factory)
+
+
+def served(run, tmp_path_factory):
     """A real `digitlab serve` process; stopped by its PID afterwards, its log free of errors."""
     log = tmp_path_factory.mktemp("serve") / "stderr.txt"
     server = subprocess.Popen(
-        [str(DIGITLAB), "serve", str(mlp_run), "--port", "0"],
+        [str(DIGITLAB), "serve", str(run), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,
@@ -218,6 +228,23 @@ def test_uploading_a_photo_reads_it_as_the_api_does(page, mnist, mlp_run):
     )
     settled(page)
     assert page.is_visible("#error") and "not an image" in page.inner_text("#error")
+
+
+def test_a_letter_is_unsure_and_the_page_says_why(browser, reader_url):
+    page = browser.new_page(viewport={"width": 1100, "height": 780})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(reader_url + "/")
+    page.wait_for_load_state("networkidle")
+    letter = (ROOT / "docs" / "images" / "letter_m.png").read_bytes()  # the README's M
+    page.set_input_files(
+        "#upload", files=[{"name": "m.png", "mimeType": "image/png", "buffer": letter}]
+    )
+    settled(page)
+    status = page.inner_text("#status")
+    assert status == "Unsure: unlike the digits it learned: a letter or a symbol?", status
+    assert errors == []
+    page.close()
 
 
 def test_number_mode_reads_a_photographed_number_and_boxes_each_digit(page, mnist, mlp_run):
