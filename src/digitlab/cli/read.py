@@ -60,6 +60,15 @@ def predict(
         Path | None,
         typer.Option(help="PNG of every preprocessing step (NAME-1.png, ... for several)."),
     ] = None,
+    novelty: Annotated[
+        bool,
+        typer.Option(
+            "--novelty/--no-novelty",
+            help="Answer 'unsure' an image unlike every digit the run learned (a letter, a "
+            "symbol), where the run has that check (runs trained for photos, the built-in "
+            "reader); --no-novelty takes every image for a digit.",
+        ),
+    ] = True,
     tta: TtaFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -86,7 +95,7 @@ def predict(
         raise DigitlabError("--lines reads whole numbers: add --number")
     if number and deskew:
         raise DigitlabError("--deskew straightens one digit; --number reads a row as it is slanted")
-    reader = Predictor(run, unsure, tta=tta, lines=lines)
+    reader = Predictor(run, unsure, tta=tta, lines=lines, novelty=novelty)
     images = expand_folders(images)
     if number and tta and reader.lines is not None:
         raise DigitlabError(
