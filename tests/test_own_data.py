@@ -113,6 +113,32 @@ def test_an_mnist_run_fine_tunes_onto_a_folder_of_other_classes_with_a_new_last_
     assert runs.read_info(tmp_path / "tuned")["init_from"] == str(tmp_path / "mnist")
 
 
+def test_the_last_layer_is_kept_only_for_the_same_classes(mnist, tmp_path):
+    """Ten letters are not the ten digits: with as many classes but other names, the last layer
+    once kept the digits' rows; the same digits in another order keep theirs, reordered."""
+    from digitlab.engines import numpy_engine
+
+    spec = S.parse_shorthand("mlp:16")
+    jobs.start(tmp_path / "mnist", spec, "numpy", TrainConfig(epochs=1), mnist, limit=2000)
+    source = runs.load_model(tmp_path / "mnist").state_dict()
+    last = f"layers.{len(spec.layers) - 1}."
+    letters = numpy_engine.build(spec, seed=5)
+    fresh = letters.state_dict()
+    runs.init_from(letters, tmp_path / "mnist", list("abcdefghij"))
+    for name, value in letters.state_dict().items():
+        np.testing.assert_array_equal(value, (fresh if name.startswith(last) else source)[name])
+    reordered = numpy_engine.build(spec, seed=5)
+    runs.init_from(reordered, tmp_path / "mnist", list("9876543210"))
+    for name, value in reordered.state_dict().items():
+        np.testing.assert_array_equal(
+            value, source[name][::-1] if name.startswith(last) else source[name]
+        )
+    same = numpy_engine.build(spec, seed=5)
+    runs.init_from(same, tmp_path / "mnist", list("0123456789"))
+    for name, value in same.state_dict().items():
+        np.testing.assert_array_equal(value, source[name])
+
+
 def test_a_folder_is_known_by_its_images_not_by_its_name(mnist, tmp_path):
     """Another folder called tt/ was taken for the run's own and its metrics.json rewritten on
     other images; a copy of the run's own folder under another name was refused."""

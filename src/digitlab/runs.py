@@ -333,10 +333,12 @@ def fit_weights(run: Path, info: dict, weights: dict, engine: str | None, device
     return model
 
 
-def init_from(model, run: str | os.PathLike[str]) -> None:
+def init_from(model, run: str | os.PathLike[str], classes: list[str] | None = None) -> None:
     """Copy a finished run's weights into `model` (fine-tuning), whose spec must be the same,
     or differ only in its last Dense's outputs: an MNIST run fine-tuned on a folder of other
-    classes, whose last layer then starts afresh."""
+    classes, whose last layer then starts afresh. Given the new data's `classes`, the last
+    layer keeps its rows only for the same classes: reordered to the new order when the names
+    are the same, afresh when they differ (ten letters are not the ten digits)."""
     info = read_info(run)
     require_finished(run, info)
     source, spec = ModelSpec.from_dict(info["spec"]), model.spec
@@ -350,8 +352,12 @@ def init_from(model, run: str | os.PathLike[str]) -> None:
             f"layers than {spec.name or 'this model'}; fine-tuning needs the same spec"
         )
     weights = load_model(run, engine=model.engine, device="cpu").state_dict()
-    if source.num_classes != spec.num_classes:  # another folder's classes: a new last layer
-        head = f"layers.{len(spec.layers) - 1}."
+    head = f"layers.{len(spec.layers) - 1}."
+    old, new = list(info["classes"]), list(classes) if classes is not None else None
+    if new is not None and sorted(old) == sorted(new) and len(old) == source.num_classes:
+        rows = [old.index(name) for name in new]  # the same classes, perhaps in another order
+        weights = {k: v[rows] if k.startswith(head) else v for k, v in weights.items()}
+    elif source.num_classes != spec.num_classes or new is not None:  # other classes: afresh
         fresh = {k: v for k, v in model.state_dict().items() if k.startswith(head)}
         weights = {k: v for k, v in weights.items() if not k.startswith(head)} | fresh
     model.load_state_dict(weights)

@@ -303,7 +303,7 @@ def start(
     if world is not None:
         extra["processes"] = world.size
     if init_from is not None:
-        runs.init_from(model, init_from)  # the parameter has the function's name
+        runs.init_from(model, init_from, ds.classes)  # the parameter has the function's name
         extra["init_from"] = str(init_from)
     with writing(run) if main else nullcontext():  # a second writer is refused meanwhile
         if main:
