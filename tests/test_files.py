@@ -186,6 +186,30 @@ def test_a_digit_on_a_page_is_imported_as_predict_will_read_it(tmp_path):
         load_files(tmp_path)
 
 
+def test_an_off_centre_28x28_is_centred_as_predict_centres_a_photo(tmp_path):
+    """A 28x28 drawn in a corner was taken as MNIST-style and trained as it was, though predict
+    centres every digit it reads; one placed as MNIST's are is kept as it is, pixel for pixel."""
+    from digitlab.data.files import mnist_style
+    from digitlab.ink import prepare
+
+    (tmp_path / "1").mkdir()
+    corner = np.zeros((28, 28), np.uint8)
+    corner[2:14, 3:6] = 255  # a short stroke, top left
+    Image.fromarray(255 - corner).save(tmp_path / "1" / "corner.png")  # dark ink on white
+    centred = np.zeros((28, 28), np.uint8)
+    centred[8:20, 13:16] = 255
+    Image.fromarray(centred).save(tmp_path / "1" / "centred.png")
+    assert not mnist_style(corner) and mnist_style(centred)
+    picture = np.zeros((28, 28), np.uint8)
+    picture[1:27, 1:22] = 200  # a picture filling the square, weighted left (Fashion-MNIST's)
+    assert mnist_style(picture)  # kept as it is: nothing to centre
+    ds = load_files(tmp_path)
+    got = dict(zip(["centred", "corner"], ds.train.images, strict=True))  # files in name order
+    np.testing.assert_array_equal(got["centred"], centred)
+    np.testing.assert_array_equal(got["corner"], prepare(tmp_path / "1" / "corner.png")[0])
+    assert mnist_style(got["corner"])
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(DataError, match="no class subfolders"):
         load_files(tmp_path)
