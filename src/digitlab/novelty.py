@@ -1,8 +1,8 @@
 """Is it a digit at all? A check of each image against the digits a model learned from, so
 that a letter, a symbol or a scribble is answered "unsure" instead of a confident digit.
 
-    >>> arrays, record = novelty.fit(model, train_images, held_out_digits, held_out_answered)
-    >>> check = novelty.load(run, info)              # None for a run fitted without one
+    >>> check, record = novelty.fit(model, train_images, held_out_digits, held_out_answered)
+    >>> check = novelty.load(run, info, model)       # None for a run fitted without one
     >>> check.unlike(features)                       # True where an image is unlike them all
 
 A network trained on digits alone answers every image with a digit: of letters and symbols in
@@ -33,6 +33,7 @@ from safetensors.numpy import save as st_save
 
 from digitlab.atomic import write_bytes
 from digitlab.engines import build
+from digitlab.engines.numpy_layers import Dense
 from digitlab.preprocess import check_images, normalise
 from digitlab.run_schema import RunError, read_regular
 
@@ -46,18 +47,24 @@ NOTE = "unlike the digits it learned: a letter or a symbol?"
 MAX_BYTES = 50_000_000
 
 
-def features(model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def head(model) -> Dense | None:
+    """The model's last layer when the check can read features under it: a NumPy-engine Dense
+    layer (None for an ensemble, or a network ending otherwise)."""
+    layers = getattr(model, "layers", None)
+    return layers[-1] if layers and isinstance(layers[-1], Dense) else None
+
+
+def features(model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray | None:
     """Evaluation-mode features (N, D) of uint8 images (N, 28, 28): the input of the model's last
     layer, for a NumPy-engine model whose last layer is Dense (None otherwise)."""
-    layers = getattr(model, "layers", None)
-    if not layers or type(layers[-1]).__name__ != "Dense":
+    if head(model) is None:
         return None
     images = check_images(images, "images")
     out = []
     for i in range(0, len(images), batch_size):
         x = normalise(images[i : i + batch_size], model.mean, model.std)
         x = np.asarray(x, np.float32)
-        for layer in layers[:-1]:
+        for layer in model.layers[:-1]:
             x = layer.infer(x)
         out.append(x.reshape(len(x), -1))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -85,6 +92,11 @@ class Check:
         self.directions = np.asarray(directions, np.float32)  # (D, DIMS)
         self.kept = np.asarray(kept, np.float32)  # (DIMS, KEEP), unit columns
         self.threshold = float(threshold)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], threshold) -> Check:
+        """A check from what novelty.safetensors holds (`arrays`), in float32."""
+        return cls(arrays["centre"], arrays["directions"], arrays["kept"], threshold)
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """1 - the cosine similarity of each image to its nearest kept training image."""
@@ -134,8 +146,7 @@ def fit(
     directions = vt[:DIMS].T
     kept = unit((f[:KEEP] - centre) @ directions).T
     # the threshold comes from the arrays as stored (float16), as predict will compare them
-    stored = Check(centre, directions, kept, 0.0).arrays()
-    check = Check(**{k: v.astype(np.float32) for k, v in stored.items()}, threshold=0.0)
+    check = Check.from_arrays(Check(centre, directions, kept, 0.0).arrays(), 0.0)
     scores = check.scores(features(model, digits)[answered])
     check.threshold = float(np.quantile(scores, QUANTILE))
     record = {
@@ -169,14 +180,13 @@ def load(run: Path, info: dict, model=None) -> Check | None:
     if hashlib.sha256(payload).hexdigest() != record.get("sha256"):
         raise RunError(f"{path}: does not match the checksum in model.json (damaged?)")
     try:
-        arrays = {k: v.astype(np.float32) for k, v in st_load(payload).items()}
-        check = Check(arrays["centre"], arrays["directions"], arrays["kept"], record["threshold"])
+        check = Check.from_arrays(st_load(payload), record["threshold"])
     except Exception as e:  # a missing array or safetensors' own error types
         raise RunError(f"{path}: not a novelty check digitlab wrote ({e})") from None
     dims = check.directions.shape
     if check.centre.shape != dims[:1] or check.kept.shape[0] != dims[1]:
         raise RunError(f"{path}: its arrays do not fit together ({dims}, {check.kept.shape})")
-    layers = getattr(model, "layers", None)
-    if not layers or type(layers[-1]).__name__ != "Dense":
-        return check if model is None else None  # nothing to read features under: no check
-    return check.fits(layers[-1].params["weight"].data.shape[1], path)
+    if model is None:
+        return check
+    last = head(model)  # None: nothing to read features under, so no check
+    return None if last is None else check.fits(last.params["weight"].data.shape[1], path)
