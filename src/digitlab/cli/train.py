@@ -115,6 +115,15 @@ def config_options() -> list[inspect.Parameter]:
     return params
 
 
+def leave_quietly() -> None:
+    """End a worker rank now, its output flushed, skipping the interpreter's teardown: there gloo's
+    C++ threads can be destroyed still joinable and abort the process ("terminate called
+    without an active exception", seen under load after a finished run), failing torchrun."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def launch(nproc: int) -> int:
     """Run this `digitlab train` command again, without --nproc, as `nproc` processes under
     torchrun; returns its exit status."""
@@ -310,8 +319,8 @@ def train(
                 preset=plan.preset,
                 world=world,
             )
-    if not main:
-        return
+    if not main:  # rank 0 wrote and reports; this rank's group is left and it has nothing to keep
+        leave_quietly()
     final = history.rows[-1]
     summary = {
         "run": str(run_dir),
