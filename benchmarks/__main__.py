@@ -25,9 +25,10 @@ BENCHMARKS = [
 ]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2);
-# ensembles about 70 (five `reader` networks, reused once trained)
+# ensembles about 70 (five `reader` networks, reused once trained); cnn_vgg about 50 (five
+# `cnn-vgg` networks, reused once trained: the best single network and its ensembles)
 # gpu: on a CUDA machine only (about 8 minutes on an H200; benchmarks/gpu.sh adds the CUDA tests)
-SLOW = ["cnn_best", "training", "distributed", "ensembles", "gpu"]
+SLOW = ["cnn_best", "training", "distributed", "ensembles", "cnn_vgg", "gpu"]
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from digitlab import data, jobs, reader, runs
 from digitlab.engines import logits
 from digitlab.jobs.evaluate import split_data
 from digitlab.predict import Predictor
-from digitlab.presets import RECIPES
+from digitlab.presets import PRESETS, RECIPES
 from digitlab.train import TrainConfig
 
 WORK = Path("runs/bench-ensembles")
@@ -36,27 +36,44 @@ SEEDS = range(5)
 DEGRADED = 3000
 
 
-def recipe(seed: int) -> TrainConfig:
-    return dataclasses.replace(RECIPES["reader"][1], seed=seed, split_seed=0)
+def recipe(seed: int, base: TrainConfig = RECIPES["reader"][1]) -> TrainConfig:
+    return dataclasses.replace(base, seed=seed, split_seed=0)
 
 
-def is_member(folder: Path, seed: int) -> bool:
-    """A finished run trained by the reader's recipe with this seed, on the shared split."""
+def is_member(folder: Path, config: TrainConfig) -> bool:
+    """A finished run trained by exactly this recipe (seed and shared split included)."""
     if not (folder / "model.json").is_file():
         return False
     info = runs.read_info(folder)
-    config = TrainConfig.from_dict(info["train_config"])
-    config = dataclasses.replace(config, split_seed=config.val_seed)  # -1 spelled out
-    return info["training"].get("finished") is True and config == recipe(seed)
+    trained = TrainConfig.from_dict(info["train_config"])
+    trained = dataclasses.replace(trained, split_seed=trained.val_seed)  # -1 spelled out
+    return info["training"].get("finished") is True and trained == config
 
 
-def member(seed: int, ds) -> Path:
-    folder = WORK / f"reader-{seed}"
-    if seed == 0 and not is_member(folder, 0) and is_member(reader.FOLDER, 0):
-        shutil.copytree(reader.FOLDER, folder, dirs_exist_ok=True)  # the built-in reader
-    if not is_member(folder, seed):
-        jobs.start(folder, RECIPES["reader"][0], "torch", recipe(seed), ds, overwrite=True)
+def member(seed: int, ds, work: Path = WORK, name: str = "reader") -> Path:
+    """Seed `seed` of the named recipe (or preset) in WORK/NAME-SEED, trained unless a finished
+    one is there."""
+    spec, base = RECIPES[name] if name in RECIPES else (PRESETS[name].spec, PRESETS[name].config)
+    folder, config = work / f"{name}-{seed}", recipe(seed, base)
+    built_in = name == "reader" and seed == 0 and is_member(reader.FOLDER, config)
+    if built_in and not is_member(folder, config):  # the built-in reader is seed 0 of its recipe
+        shutil.copytree(reader.FOLDER, folder, dirs_exist_ok=True)
+    if not is_member(folder, config):
+        jobs.start(folder, spec, "torch", config, ds, overwrite=True)
     return folder
+
+
+def measure(folders: list[Path], ds, work: Path) -> dict:
+    """Each member and the ensembles of the first 3 and 5: test, validation, degraded digits,
+    and the ensembles with test-time augmentation."""
+    images, labels = split_data(runs.read_info(folders[0]), "val", ds)
+    degraded = degraded_split(images, labels)
+    results: dict = {"members": [scores(f, ds, degraded) for f in folders], "ensembles": {}}
+    for k in (3, 5):
+        out = work / f"ensemble-{k}"
+        jobs.make_ensemble(folders[:k], out, data=ds, overwrite=True)
+        results["ensembles"][str(k)] = scores(out, ds, degraded) | {"tta": with_tta(out, ds)}
+    return results
 
 
 def degraded_split(images: np.ndarray, labels: np.ndarray) -> tuple[list, np.ndarray]:
@@ -96,14 +113,7 @@ def with_tta(folder: Path, ds) -> dict:
 
 def run() -> dict:
     ds = data.load("mnist")
-    folders = [member(seed, ds) for seed in SEEDS]
-    images, labels = split_data(runs.read_info(folders[0]), "val", ds)
-    degraded = degraded_split(images, labels)
-    results: dict = {"members": [scores(f, ds, degraded) for f in folders], "ensembles": {}}
-    for k in (3, 5):
-        out = WORK / f"ensemble-{k}"
-        jobs.make_ensemble(folders[:k], out, data=ds, overwrite=True)
-        results["ensembles"][str(k)] = scores(out, ds, degraded) | {"tta": with_tta(out, ds)}
+    results = measure([member(seed, ds) for seed in SEEDS], ds, WORK)
     save("ensembles", results, markdown(results))
     return results
 

@@ -209,7 +209,8 @@ def test_the_ensemble_benchmark_counts_the_built_in_reader_as_its_seed_0():
 
     from digitlab import reader
 
-    assert ensembles.is_member(reader.FOLDER, 0) and not ensembles.is_member(reader.FOLDER, 1)
+    assert ensembles.is_member(reader.FOLDER, ensembles.recipe(0))
+    assert not ensembles.is_member(reader.FOLDER, ensembles.recipe(1))
     member = {"test": 0.996, "val": 0.995, "degraded": 0.976, "seconds": 700.0, "run": "m"}
     result = {
         "members": [member] * 5,
@@ -218,3 +219,22 @@ def test_the_ensemble_benchmark_counts_the_built_in_reader_as_its_seed_0():
     rows = [line for line in ensembles.markdown(result).splitlines() if line.startswith("| 3 ")]
     assert "**99.66%**" in rows[0] and rows[0].endswith("| **no** |")
     assert ensembles.markdown(result).splitlines()[-1].endswith("| **yes** |")
+
+
+def test_the_best_network_benchmark_judges_the_mean_of_three_seeds_and_chooses_tta_on_validation():
+    from benchmarks import cnn_vgg
+
+    def member(test: float, val: float, tta_val: float, minutes: float = 9.0) -> dict:
+        tta = {"test": test + 0.0002, "val": tta_val}
+        return {"test": test, "val": val, "degraded": 0.97, "seconds": minutes * 60, "tta": tta}
+
+    members = [member(0.9970, 0.995, 0.996), member(0.9968, 0.995, 0.996), member(0.9974, 0.9, 1)]
+    result = {"members": members, "ensembles": {"3": members[0] | {"test": 0.9974}}}
+    text = cnn_vgg.markdown(result)
+    single = next(line for line in text.splitlines() if line.startswith("| best single"))
+    assert "**99.71%**" in single and single.endswith("| **yes** |")
+    assert "chosen with `--tta`" in text  # validation 0.9987 on average against 0.9633
+    assert next(x for x in text.splitlines() if x.startswith("| 3 |")).endswith("| **no** |")
+    members[2] = member(0.9974, 0.995, 0.996, minutes=16.0)  # one seed over the budget
+    single = next(x for x in cnn_vgg.markdown(result).splitlines() if x.startswith("| best"))
+    assert single.endswith("| **no** |")

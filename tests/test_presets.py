@@ -24,6 +24,7 @@ FLOORS = {
     "lenet5": 0.70,
     "cnn-small": 0.85,
     "cnn-best": 0.85,
+    "cnn-vgg": 0.85,
 }
 
 

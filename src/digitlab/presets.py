@@ -178,6 +178,30 @@ def _presets() -> dict[str, Preset]:
             "torch",
             replace(MLP_RECIPE, epochs=20, lr=0.1, weight_decay=5e-4, augment="affine"),
         ),
+        Preset(
+            "cnn-vgg",
+            "the best single network: two 3x3 convolutions per block (32, 64, 128, VGG-style) "
+            "with batch norm, affine augmentation, 15 epochs (about 9 minutes on 2 cores)",
+            ModelSpec(
+                name="cnn-vgg",
+                layers=[
+                    *conv_block(32, pool=False),
+                    *conv_block(32),
+                    *conv_block(64, pool=False),
+                    *conv_block(64),
+                    *conv_block(128, pool=False),
+                    *conv_block(128),
+                    S.Flatten(),
+                    S.Dropout(0.3),
+                    S.Dense(10),
+                ],
+            ),
+            "torch",
+            # cnn-best's recipe on four times its arithmetic, 15 epochs where cnn-best has 20 (the
+            # 15-minute budget). Chosen on the held-out 10% of seed 0: 99.58% there against
+            # cnn-best's 99.53%, validation loss 0.107 against 0.119
+            replace(MLP_RECIPE, epochs=15, lr=0.1, weight_decay=5e-4, augment="affine"),
+        ),
     ]
     return {p.name: p for p in presets}
 
