@@ -3,7 +3,7 @@ seed on the CPU) and ensembles of it (issue 18: ≥ 99.75% with at most 5 networ
 
     python -m benchmarks cnn_vgg      # trains the members missing from runs/bench-cnn-vgg/
 
-Slow: a `cnn-vgg` network takes about 9 minutes to train on 2 cores; finished members are
+Slow: a `cnn-vgg` network takes about 8 minutes to train on 2 cores; finished members are
 reused, so an interrupted pass continues (`digitlab train --model cnn-vgg --seed S
 --split-seed 0 --out runs/bench-cnn-vgg/cnn-vgg-S` trains one the same way). Every seed holds
 out the same 10% of the training images, on which test-time augmentation is chosen or not;
@@ -16,60 +16,84 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import save
-from benchmarks.ensembles import DEGRADED, SEEDS, measure, member, tta_lines, with_tta
+from benchmarks.ensembles import (
+    DEGRADED,
+    SEEDS,
+    combined,
+    degraded_of,
+    measure,
+    member,
+    scores,
+    tta_lines,
+    with_tta,
+)
 from digitlab import data
 
 WORK = Path("runs/bench-cnn-vgg")
 SINGLE = 3  # the issue's single-network figure: the mean of the first 3 seeds
+# members that differ: the same layers and recipe with elastic augmentation; the ensemble of 5
+# is either seeds 0-4 or seeds 0-2 with these two, whichever reads more validation digits
+ELASTIC = (5, 6)
 
 
 def run() -> dict:
     ds = data.load("mnist")
-    folders = [member(seed, ds, WORK, "cnn-vgg") for seed in SEEDS]
-    results = measure(folders, ds, WORK)
-    for folder, row in zip(folders, results["members"], strict=True):
+    affine = [member(seed, ds, WORK, "cnn-vgg") for seed in SEEDS]
+    elastic = [member(seed, ds, WORK, "cnn-vgg", "elastic") for seed in ELASTIC]
+    results = measure(affine, ds, WORK)
+    degraded = degraded_of(affine[0], ds)
+    results["elastic"] = [scores(f, ds, degraded) for f in elastic]
+    for folder, row in zip(affine + elastic, results["members"] + results["elastic"], strict=True):
         row["tta"] = with_tta(folder, ds)
+    mixed = combined(affine[:3] + elastic, WORK / "ensemble-mixed", ds, degraded)
+    results["ensembles"]["mixed"] = mixed
     save("cnn_vgg", results, markdown(results))
     return results
 
 
 def markdown(r: dict) -> str:
-    m = r["members"]
-    rows = [
-        f"| {seed} | {x['seconds'] / 60:.1f} min | {x['test']:.2%} | {x['tta']['test']:.2%} | "
-        f"{x['val']:.2%} | {x['tta']['val']:.2%} | {x['degraded']:.2%} |"
-        for seed, x in enumerate(m)
-    ]
+    m, elastic = r["members"], r.get("elastic", [])
+    rows = [member_row(str(seed), x) for seed, x in enumerate(m)]
+    rows += [member_row(f"{seed}, elastic", x) for seed, x in zip(ELASTIC, elastic, strict=False)]
     first = m[:SINGLE]
-    mean = statistics.mean(x["test"] for x in first)
-    slowest = max(x["seconds"] for x in first) / 60
+    mean = round(statistics.mean(x["test"] for x in first), 4)  # judged as shown
+    slowest = max(x["seconds"] or float("inf") for x in first) / 60
     met = "**yes**" if mean >= 0.997 and slowest <= 15 else "**no**"
     tta_val = statistics.mean(x["tta"]["val"] for x in first)
     val = statistics.mean(x["val"] for x in first)
     chosen = "with `--tta`" if tta_val > val else "without test-time augmentation"
     tta_mean = statistics.mean(x["tta"]["test"] for x in first)
+    ensembles = r["ensembles"]
+    members = {"3": m[:3], "5": m[:5], "mixed": m[:3] + elastic}
+    names = {"3": "3: seeds 0-2", "5": "5: seeds 0-4", "mixed": "5: seeds 0-2 and the 2 elastic"}
+    fives = [k for k in ("5", "mixed") if k in ensembles]
+    best = max(fives, key=lambda k: ensembles[k]["val"])  # the first of equals: seeds 0-4
     ens = []
-    for k, e in r["ensembles"].items():
-        k = int(k)
-        members = [x["test"] for x in m[:k]]
-        verdict = "**yes**" if e["test"] >= 0.9975 else "**no**"
+    for k, e in ensembles.items():
+        tests = [x["test"] for x in members[k]]
+        verdict = "**yes**" if round(e["test"], 4) >= 0.9975 else "**no**"
+        pick = ("chosen" if k == best else "not chosen") if k in fives and len(fives) > 1 else ""
+        if pick == "not chosen":  # what validation did not choose does not meet the target
+            verdict = f"not counted ({'reached' if verdict == '**yes**' else 'missed'})"
         ens.append(
-            f"| {k} | {statistics.mean(members):.2%} ({min(members):.2%}–{max(members):.2%}) | "
-            f"**{e['test']:.2%}** | {e['val']:.2%} | {e['degraded']:.2%} | ≥ 99.75% | {verdict} |"
+            f"| {names[k]} | {statistics.mean(tests):.2%} ({min(tests):.2%}–{max(tests):.2%}) "
+            f"| {e['val']:.2%} | {pick} | **{e['test']:.2%}** | {e['degraded']:.2%} | ≥ 99.75% "
+            f"| {verdict} |"
         )
     return "\n".join(
         [
             "## The best single network and its ensembles on the CPU (issues 19 and 18)",
             "",
             "`digitlab train --model cnn-vgg`: two 3×3 convolutions per block (32, 64, 128) with "
-            "batch norm, affine augmentation, 15 epochs. Seeds 0-4, every one holding out the "
-            "same 5,999 training images (`--split-seed 0`). `--tta`: each digit and its 4 "
-            f"one-pixel shifts. Degraded: {DEGRADED:,} validation digits with the reading "
-            "benchmark's faults.",
+            "batch norm, affine augmentation, 15 epochs. Seeds 0-4, and two more (seeds "
+            f"{', '.join(map(str, ELASTIC))}) trained with `--augment elastic` to err "
+            "differently, every one holding out the same 5,999 training images "
+            "(`--split-seed 0`). `--tta`: each digit and its 4 one-pixel shifts. Degraded: "
+            f"{DEGRADED:,} validation digits with the reading benchmark's faults.",
             "",
             "| seed | training | MNIST test | test, `--tta` | validation | validation, `--tta` | "
             "degraded |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
             "| figure | measured | target | met |",
@@ -79,10 +103,22 @@ def markdown(r: dict) -> str:
             f"| the same with `--tta` (validation: {tta_val:.2%} against {val:.2%}; chosen "
             f"{chosen}) | {tta_mean:.2%} | measured, no target | |",
             "",
-            "| members | members, MNIST test | ensemble, MNIST test | ensemble, validation | "
-            "ensemble, degraded | target (test) | met |",
-            "|---:|---:|---:|---:|---:|---|---|",
+            "Ensembles (the mean of their members' calibrated probabilities). Of the two "
+            "ensembles of 5, the one that reads more of the validation digits is chosen before "
+            "the test set is scored (a tie goes to seeds 0-4, the plain one):",
+            "",
+            "| members | members, MNIST test | ensemble, validation | of the fives | ensemble, "
+            "MNIST test | ensemble, degraded | target (test) | met |",
+            "|---|---:|---:|---|---:|---:|---|---|",
             *ens,
-            *tta_lines(r["ensembles"]),
+            *tta_lines(ensembles),
         ]
+    )
+
+
+def member_row(seed: str, x: dict) -> str:
+    minutes = f"{x['seconds'] / 60:.1f} min" if x["seconds"] else "-"
+    return (
+        f"| {seed} | {minutes} | {x['test']:.2%} | {x['tta']['test']:.2%} | {x['val']:.2%} | "
+        f"{x['tta']['val']:.2%} | {x['degraded']:.2%} |"
     )

@@ -1,5 +1,5 @@
-"""Issue 18's ensemble on the 2-core CPU: 3 and 5 networks of the best recipe (`reader`, the
-built-in reader's), each seed holding out the same 10% of MNIST's training images
+"""Issue 18's ensemble on the 2-core CPU: 3 and 5 networks of the built-in reader's recipe
+(`reader`), each seed holding out the same 10% of MNIST's training images
 (`--split-seed 0`), so the ensembles are judged on validation images none of them trained on.
 
     python -m benchmarks ensembles      # trains the members missing from runs/bench-ensembles/
@@ -29,6 +29,7 @@ from digitlab.engines import logits
 from digitlab.jobs.evaluate import split_data
 from digitlab.predict import Predictor
 from digitlab.presets import PRESETS, RECIPES
+from digitlab.spec import ModelSpec
 from digitlab.train import TrainConfig
 
 WORK = Path("runs/bench-ensembles")
@@ -40,40 +41,59 @@ def recipe(seed: int, base: TrainConfig = RECIPES["reader"][1]) -> TrainConfig:
     return dataclasses.replace(base, seed=seed, split_seed=0)
 
 
-def is_member(folder: Path, config: TrainConfig) -> bool:
-    """A finished run trained by exactly this recipe (seed and shared split included)."""
+def is_member(folder: Path, config: TrainConfig, spec: ModelSpec | None = None) -> bool:
+    """A finished run trained by exactly this recipe (seed and shared split included) on all of
+    MNIST's training images, with these layers when `spec` is given (their names aside)."""
     if not (folder / "model.json").is_file():
         return False
     info = runs.read_info(folder)
     trained = TrainConfig.from_dict(info["train_config"])
     trained = dataclasses.replace(trained, split_seed=trained.val_seed)  # -1 spelled out
-    return info["training"].get("finished") is True and trained == config
+    whole = info["data"].get("dataset") == "mnist" and info["data"].get("limit") is None
+    layers = spec is None or ModelSpec.from_dict(info["spec"]).layers == spec.layers
+    return info["training"].get("finished") is True and trained == config and whole and layers
 
 
-def member(seed: int, ds, work: Path = WORK, name: str = "reader") -> Path:
-    """Seed `seed` of the named recipe (or preset) in WORK/NAME-SEED, trained unless a finished
-    one is there."""
-    spec, base = RECIPES[name] if name in RECIPES else (PRESETS[name].spec, PRESETS[name].config)
-    folder, config = work / f"{name}-{seed}", recipe(seed, base)
-    built_in = name == "reader" and seed == 0 and is_member(reader.FOLDER, config)
-    if built_in and not is_member(folder, config):  # the built-in reader is seed 0 of its recipe
+def member(
+    seed: int, ds, work: Path = WORK, name: str = "reader", augment: str | None = None
+) -> Path:
+    """Seed `seed` of the named recipe or preset (with another augmentation, if given) in
+    WORK/NAME[-AUGMENT]-SEED, trained unless a finished one is there."""
+    if name in RECIPES:
+        (spec, base), engine = RECIPES[name], "torch"
+    else:
+        spec, base, engine = PRESETS[name].spec, PRESETS[name].config, PRESETS[name].engine
+    if augment is not None:
+        base = dataclasses.replace(base, augment=augment)
+    folder = work / "-".join([name, *([augment] if augment else []), str(seed)])
+    config = recipe(seed, base)
+    built_in = name == "reader" and seed == 0 and is_member(reader.FOLDER, config, spec)
+    if built_in and not is_member(folder, config, spec):  # the reader is seed 0 of its recipe
         shutil.copytree(reader.FOLDER, folder, dirs_exist_ok=True)
-    if not is_member(folder, config):
-        jobs.start(folder, spec, "torch", config, ds, overwrite=True)
+    if not is_member(folder, config, spec):
+        jobs.start(folder, spec, engine, config, ds, overwrite=True)
     return folder
 
 
 def measure(folders: list[Path], ds, work: Path) -> dict:
     """Each member and the ensembles of the first 3 and 5: test, validation, degraded digits,
     and the ensembles with test-time augmentation."""
-    images, labels = split_data(runs.read_info(folders[0]), "val", ds)
-    degraded = degraded_split(images, labels)
+    degraded = degraded_of(folders[0], ds)
     results: dict = {"members": [scores(f, ds, degraded) for f in folders], "ensembles": {}}
     for k in (3, 5):
-        out = work / f"ensemble-{k}"
-        jobs.make_ensemble(folders[:k], out, data=ds, overwrite=True)
-        results["ensembles"][str(k)] = scores(out, ds, degraded) | {"tta": with_tta(out, ds)}
+        results["ensembles"][str(k)] = combined(folders[:k], work / f"ensemble-{k}", ds, degraded)
     return results
+
+
+def combined(folders: list[Path], out: Path, ds, degraded: tuple[list, np.ndarray]) -> dict:
+    """The ensemble of these members, written to `out` and scored, with and without --tta."""
+    jobs.make_ensemble(folders, out, data=ds, overwrite=True)
+    return scores(out, ds, degraded) | {"tta": with_tta(out, ds)}
+
+
+def degraded_of(folder: Path, ds) -> tuple[list, np.ndarray]:
+    """The degraded digits of a run's validation split (the members share it)."""
+    return degraded_split(*split_data(runs.read_info(folder), "val", ds))
 
 
 def degraded_split(images: np.ndarray, labels: np.ndarray) -> tuple[list, np.ndarray]:

@@ -208,9 +208,13 @@ def test_the_ensemble_benchmark_counts_the_built_in_reader_as_its_seed_0():
     from benchmarks import ensembles
 
     from digitlab import reader
+    from digitlab.presets import PRESETS, RECIPES
 
-    assert ensembles.is_member(reader.FOLDER, ensembles.recipe(0))
-    assert not ensembles.is_member(reader.FOLDER, ensembles.recipe(1))
+    layers = RECIPES["reader"][0]
+    assert ensembles.is_member(reader.FOLDER, ensembles.recipe(0), layers)
+    assert not ensembles.is_member(reader.FOLDER, ensembles.recipe(1), layers)
+    # another model's member with the same settings is not one: cnn-vgg's layers differ
+    assert not ensembles.is_member(reader.FOLDER, ensembles.recipe(0), PRESETS["cnn-vgg"].spec)
     member = {"test": 0.996, "val": 0.995, "degraded": 0.976, "seconds": 700.0, "run": "m"}
     result = {
         "members": [member] * 5,
@@ -229,12 +233,24 @@ def test_the_best_network_benchmark_judges_the_mean_of_three_seeds_and_chooses_t
         return {"test": test, "val": val, "degraded": 0.97, "seconds": minutes * 60, "tta": tta}
 
     members = [member(0.9970, 0.995, 0.996), member(0.9968, 0.995, 0.996), member(0.9974, 0.9, 1)]
-    result = {"members": members, "ensembles": {"3": members[0] | {"test": 0.9974}}}
-    text = cnn_vgg.markdown(result)
-    single = next(line for line in text.splitlines() if line.startswith("| best single"))
+    members += [member(0.9970, 0.995, 0.995)] * 2
+    ensembles = {
+        "3": members[0] | {"test": 0.9974},
+        "5": members[0] | {"test": 0.9980, "val": 0.9950},
+        "mixed": members[0] | {"test": 0.9973, "val": 0.9951},
+    }
+    result = {"members": members, "elastic": members[:2], "ensembles": ensembles}
+    lines = cnn_vgg.markdown(result).splitlines()
+    single = next(line for line in lines if line.startswith("| best single"))
     assert "**99.71%**" in single and single.endswith("| **yes** |")
-    assert "chosen with `--tta`" in text  # validation 0.9987 on average against 0.9633
-    assert next(x for x in text.splitlines() if x.startswith("| 3 |")).endswith("| **no** |")
+    assert any("chosen with `--tta`" in x for x in lines)  # validation 0.9973 against 0.9633
+    assert next(x for x in lines if x.startswith("| 3: seeds 0-2 ")).endswith("| **no** |")
+    # of the two fives, validation chooses the mixed one, whatever the test set says
+    plain = next(x for x in lines if x.startswith("| 5: seeds 0-4 "))
+    assert "| not chosen |" in plain and plain.endswith("| not counted (reached) |")
+    mixed = next(x for x in lines if x.startswith("| 5: seeds 0-2 "))
+    assert "| chosen |" in mixed and mixed.endswith("| **no** |")
+    assert any(x.startswith("| 5, elastic |") for x in lines)
     members[2] = member(0.9974, 0.995, 0.996, minutes=16.0)  # one seed over the budget
     single = next(x for x in cnn_vgg.markdown(result).splitlines() if x.startswith("| best"))
     assert single.endswith("| **no** |")

@@ -145,7 +145,7 @@ def ensemble_cmd(
     """Combine finished runs into one ensemble run: the mean of their calibrated probabilities.
 
     Example: digitlab ensemble runs/a runs/b runs/c --out runs/ens   (or --top 3 --sweep sweeps/x,
-    or --seeds 5 --model cnn-best --workers 2)
+    or --seeds 5 --model cnn-vgg --workers 2)
     """
     from digitlab.jobs.ensemble import make_ensemble, seeds_space, top_of_sweep
 
