@@ -40,8 +40,8 @@ def run() -> dict:
     ds = data.load("mnist")
     affine = [member(seed, ds, WORK, "cnn-vgg") for seed in SEEDS]
     elastic = [member(seed, ds, WORK, "cnn-vgg", "elastic") for seed in ELASTIC]
-    results = measure(affine, ds, WORK)
     degraded = degraded_of(affine[0], ds)
+    results = measure(affine, ds, WORK, degraded)
     results["elastic"] = [scores(f, ds, degraded) for f in elastic]
     for folder, row in zip(affine + elastic, results["members"] + results["elastic"], strict=True):
         row["tta"] = with_tta(folder, ds)

@@ -67,18 +67,18 @@ def member(
         base = dataclasses.replace(base, augment=augment)
     folder = work / "-".join([name, *([augment] if augment else []), str(seed)])
     config = recipe(seed, base)
-    built_in = name == "reader" and seed == 0 and is_member(reader.FOLDER, config, spec)
-    if built_in and not is_member(folder, config, spec):  # the reader is seed 0 of its recipe
-        shutil.copytree(reader.FOLDER, folder, dirs_exist_ok=True)
-    if not is_member(folder, config, spec):
+    if is_member(folder, config, spec):
+        return folder
+    if name == "reader" and seed == 0 and is_member(reader.FOLDER, config, spec):
+        shutil.copytree(reader.FOLDER, folder, dirs_exist_ok=True)  # seed 0 of its recipe
+    else:
         jobs.start(folder, spec, engine, config, ds, overwrite=True)
     return folder
 
 
-def measure(folders: list[Path], ds, work: Path) -> dict:
-    """Each member and the ensembles of the first 3 and 5: test, validation, degraded digits,
-    and the ensembles with test-time augmentation."""
-    degraded = degraded_of(folders[0], ds)
+def measure(folders: list[Path], ds, work: Path, degraded: tuple[list, np.ndarray]) -> dict:
+    """Each member and the ensembles of the first 3 and 5: test, validation, `degraded` digits
+    (degraded_of), and the ensembles with test-time augmentation."""
     results: dict = {"members": [scores(f, ds, degraded) for f in folders], "ensembles": {}}
     for k in (3, 5):
         results["ensembles"][str(k)] = combined(folders[:k], work / f"ensemble-{k}", ds, degraded)
@@ -133,7 +133,8 @@ def with_tta(folder: Path, ds) -> dict:
 
 def run() -> dict:
     ds = data.load("mnist")
-    results = measure([member(seed, ds) for seed in SEEDS], ds, WORK)
+    folders = [member(seed, ds) for seed in SEEDS]
+    results = measure(folders, ds, WORK, degraded_of(folders[0], ds))
     save("ensembles", results, markdown(results))
     return results
 
