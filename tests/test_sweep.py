@@ -3,6 +3,7 @@ through a real PostgreSQL server, and a worker killed mid-trial. No trial is los
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -257,3 +258,18 @@ def test_a_sweep_whose_every_trial_failed_can_be_mended(mnist, tmp_path):
     states = [t["state"] for t in trials]
     assert states.count("FAIL") == 1 and len(states) == 3  # the failed one, then 2 finished
     assert len({t["number"] for t in trials}) == len(trials)
+
+
+def test_a_grid_point_another_worker_runs_is_not_drawn_again(mnist, tmp_path):
+    """`ensemble --seeds 2 --workers 2` once trained seed 0 twice: the worker that finished first
+    started a third trial while the other still ran its point, and the grid, every point given
+    out, drew a used one. A running point now counts, so that worker stops."""
+    from digitlab.jobs.ensemble import seeds_space
+
+    out = tmp_path / "members"
+    space = dataclasses.replace(sw.load_space(seeds_space("mlp:16", 2, out)), limit=800)
+    elsewhere = sw.open_study(space, out).ask()  # another worker's trial, still running
+    taken = elsewhere.suggest_categorical("seed", [0, 1])  # the grid's point it was given
+    summary = sw.sweep(space, out, mnist, trials=2)
+    ran = [t["params"]["seed"] for t in summary["trials"] if t["state"] == "COMPLETE"]
+    assert ran == [1 - taken], summary["trials"]  # only the free point, once

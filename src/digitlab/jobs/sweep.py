@@ -361,8 +361,11 @@ def sweep(
     study = open_study(space, out, storage, join)
     fail_dead_trials(study)
     total = trials or space.trials
+    # a grid's point that another worker is running is taken: counted, or a worker that finished
+    # first would start a trial with nothing left to draw but points already given out (twice)
+    counted = (*STOP_STATES, "RUNNING") if space.sampler == "grid" else STOP_STATES
     stop = op.study.MaxTrialsCallback(
-        total, states=tuple(getattr(op.trial.TrialState, s) for s in STOP_STATES)
+        total, states=tuple(getattr(op.trial.TrialState, s) for s in counted)
     )
 
     def failed(study) -> int:
@@ -374,7 +377,7 @@ def sweep(
         if failed(study) - before >= total:
             study.stop()
 
-    if finished(study) < total:
+    if finished(study, counted) < total:
         study.optimize(
             objective(space, out, data, on_event),
             callbacks=[stop, give_up],
@@ -384,5 +387,5 @@ def sweep(
     return summarise(study, space, out, data, on_event)
 
 
-def finished(study) -> int:
-    return sum(t.state.name in STOP_STATES for t in study.get_trials(deepcopy=False))
+def finished(study, states: tuple[str, ...] = STOP_STATES) -> int:
+    return sum(t.state.name in states for t in study.get_trials(deepcopy=False))
