@@ -139,6 +139,20 @@ def test_members_with_their_own_splits_leave_the_ensemble_none(members, mnist, t
         jobs.evaluate_run(tmp_path / "ens", split="val", calibrate=True, data=mnist)
 
 
+def test_members_that_held_out_nothing_say_so(mnist_home, mnist, tmp_path, monkeypatch):
+    """Members trained on every image (--val-split 0, the final fit once validation has chosen)
+    make an ensemble; asked for a validation split, it names why it has none."""
+    monkeypatch.setenv("DIGITLAB_HOME", str(mnist_home))
+    for seed in (1, 2):
+        config = TrainConfig(epochs=1, seed=seed, val_split=0.0)
+        jobs.start(tmp_path / f"all{seed}", mlp([16]), "numpy", config, limit=1000)
+    info = jobs.make_ensemble([tmp_path / "all1", tmp_path / "all2"], tmp_path / "ens", data=mnist)
+    assert info["train_config"] == {"val_split": 0.0} and info["temperature"] == 1.0
+    assert info["test"]["acc"] > 0.5
+    with pytest.raises(DigitlabError, match=r"held out no images \(--val-split 0\)"):
+        jobs.evaluate_run(tmp_path / "ens", split="val", data=mnist)
+
+
 def test_runs_from_before_split_seed_are_still_seeds_of_one_experiment(split_members):
     from digitlab.jobs.compare import seed_group
 

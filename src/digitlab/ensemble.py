@@ -59,3 +59,11 @@ class Ensemble:
 def member_weights(weights: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     prefix = f"m{i}."
     return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def no_split_why(info: dict) -> str:
+    """Why an ensemble's model.json has no validation split: its members held out no images,
+    or different ones."""
+    if all((m.get("train_config") or {}).get("val_split") == 0 for m in info.get("members", [])):
+        return "its members held out no images (--val-split 0)"
+    return "its members held out different images"

@@ -147,6 +147,7 @@ def ensemble_cmd(
     Example: digitlab ensemble runs/a runs/b runs/c --out runs/ens   (or --top 3 --sweep sweeps/x,
     or --seeds 5 --model cnn-vgg --workers 2)
     """
+    from digitlab.ensemble import no_split_why
     from digitlab.jobs.ensemble import make_ensemble, seeds_space, top_of_sweep
 
     if sum([bool(runs), top is not None, seeds is not None]) != 1:
@@ -183,6 +184,6 @@ def ensemble_cmd(
         )
     else:
         typer.echo(
-            "the members held out different images, so the ensemble has no validation split: "
-            "it keeps their calibration (train them with one --split-seed to fit its own)"
+            f"{no_split_why(info)}, so the ensemble has no validation split: it keeps their "
+            "calibration (train them with one --split-seed to fit its own)"
         )

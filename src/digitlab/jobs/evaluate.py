@@ -21,6 +21,7 @@ from digitlab import plots, reader, report, runs
 from digitlab.atomic import json_safe, write_bytes, write_text
 from digitlab.data import Dataset, is_built_in
 from digitlab.engines import logits
+from digitlab.ensemble import no_split_why
 from digitlab.errors import DigitlabError
 from digitlab.jobs import calibrate as calibration
 from digitlab.jobs.train import run_dataset, same_training_images, training_data
@@ -71,8 +72,8 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
     config = TrainConfig.from_dict(info["train_config"])
     if info.get("kind") == "ensemble" and (config.val_split == 0 or not info["train_config"]):
         raise DigitlabError(
-            "this ensemble's members held out different images: it has no validation split "
-            "(train its members with one --split-seed)"
+            f"this ensemble has no validation split: {no_split_why(info)} (train its members "
+            "with one --split-seed)"
         )
     if config.val_split == 0:
         raise DigitlabError(
