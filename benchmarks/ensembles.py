@@ -55,17 +55,26 @@ def is_member(folder: Path, config: TrainConfig, spec: ModelSpec | None = None) 
 
 
 def member(
-    seed: int, ds, work: Path = WORK, name: str = "reader", augment: str | None = None
+    seed: int,
+    ds,
+    work: Path = WORK,
+    name: str = "reader",
+    augment: str | None = None,
+    whole: bool = False,
 ) -> Path:
-    """Seed `seed` of the named recipe or preset (with another augmentation, if given) in
-    WORK/NAME[-AUGMENT]-SEED, trained unless a finished one is there."""
+    """Seed `seed` of the named recipe or preset (with another augmentation, if given; on all
+    of the training images, holding none out, when `whole`) in WORK/NAME[-AUGMENT][-full]-SEED,
+    trained unless a finished one is there."""
     if name in RECIPES:
         (spec, base), engine = RECIPES[name], "torch"
     else:
         spec, base, engine = PRESETS[name].spec, PRESETS[name].config, PRESETS[name].engine
     if augment is not None:
         base = dataclasses.replace(base, augment=augment)
-    folder = work / "-".join([name, *([augment] if augment else []), str(seed)])
+    if whole:
+        base = dataclasses.replace(base, val_split=0.0)
+    parts = [name, *([augment] if augment else []), *(["full"] if whole else []), str(seed)]
+    folder = work / "-".join(parts)
     config = recipe(seed, base)
     if is_member(folder, config, spec):
         return folder
