@@ -1,8 +1,8 @@
-"""The reading benchmark's parts (benchmarks/reading.py, reading_sets.py), on a few images: its
-sets hold what they say, Tesseract is asked as the table says, and a reader's share of
-non-digits answered as digits is counted with and without the built-in reader's check. No
-timing is asserted, and nothing touches the network (digit-recognizer-py's weights come from
-PyPI: the benchmark itself fetches them)."""
+"""The reading benchmark's parts (benchmarks/reading.py, reading_peers.py, reading_sets.py), on
+a few images: its sets hold what they say, Tesseract is asked as the table says, and a reader's
+share of non-digits answered as digits is counted with and without the built-in reader's
+check. No timing is asserted, and nothing touches the network (digit-recognizer-py's weights
+come from PyPI: the benchmark itself fetches them)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ lives in the checkout, not in the installed package
 
-from benchmarks import reading  # noqa: E402
+from benchmarks import reading, reading_peers  # noqa: E402
 from benchmarks import reading_sets as sets  # noqa: E402
 
 
@@ -43,12 +43,12 @@ def test_a_printed_digit_is_drawn_as_that_digit(fonts):
     """The built-in reader reads DejaVu's or Liberation's digits: the set is what it says."""
     items = sets.font_digits(fonts[:1], 1, seed=6)
     assert [i.text for i in items] == list("0123456789")
-    got = [label for label, _ in reading.Digitlab("reader").digits([i.image for i in items])]
+    got = [label for label, _ in reading_peers.Digitlab("reader").digits([i.image for i in items])]
     assert sum(g == i.text for g, i in zip(got, items, strict=True)) >= 9
 
 
 def test_answered_as_digits_counts_the_check_and_puts_it_back(fonts):
-    readers = [reading.Digitlab("digitlab reader (built in)")]
+    readers = [reading_peers.Digitlab("digitlab reader (built in)")]
     check = readers[0].predictor.novelty
     images = [i.image for i in sets.not_digits(fonts, 12, seed=8)]
     shares = reading.answered_as_digits(readers, images)
@@ -59,7 +59,7 @@ def test_answered_as_digits_counts_the_check_and_puts_it_back(fonts):
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
 def test_tesseract_is_asked_for_digits_only(fonts):
-    tesseract = reading.Tesseract()
+    tesseract = reading_peers.Tesseract()
     assert tesseract.version.startswith("tesseract 5")
     items = sets.font_digits(fonts[:1], 1, seed=6)
     answers = tesseract.digits([i.image for i in items])
