@@ -149,8 +149,11 @@ def test_members_that_held_out_nothing_say_so(mnist_home, mnist, tmp_path, monke
     info = jobs.make_ensemble([tmp_path / "all1", tmp_path / "all2"], tmp_path / "ens", data=mnist)
     assert info["train_config"] == {"val_split": 0.0} and info["temperature"] == 1.0
     assert info["test"]["acc"] > 0.5
-    with pytest.raises(DigitlabError, match=r"held out no images \(--val-split 0\)"):
+    with pytest.raises(DigitlabError, match=r"held out no images \(--val-split 0\)") as e:
         jobs.evaluate_run(tmp_path / "ens", split="val", data=mnist)
+    assert str(e.value).startswith(f"{tmp_path / 'ens'}: ")  # names the run
+    with pytest.raises(DigitlabError, match=r"^\S+all1: this run trained on all its training"):
+        jobs.evaluate_run(tmp_path / "all1", split="val", data=mnist)
 
 
 def test_runs_from_before_split_seed_are_still_seeds_of_one_experiment(split_members):

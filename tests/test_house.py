@@ -236,6 +236,18 @@ def test_predict_answers_every_good_file_of_a_batch_and_reads_folders(mlp_run, m
         assert (tmp_path / f"steps-{i}.png").read_bytes()[:4] == b"\x89PNG"
     svg = CliRunner().invoke(app, ["predict", str(mlp_run), str(folder), "--show-steps", "x.svg"])
     assert svg.exit_code == 1 and "name a .png file" in svg.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for number in ([], ["--number"]):  # a folder with no images fails alone, in either mode
+        result = CliRunner().invoke(
+            app, ["predict", str(mlp_run), str(empty), str(bad.with_name("x.png")), *number]
+        )
+        assert result.exit_code == 1 and result.stderr.count("error: ") == 2
+        assert f"{empty}: a folder with no images (.bmp, .gif," in result.stderr
+        result = CliRunner().invoke(
+            app, ["predict", str(mlp_run), str(empty), str(folder), *number]
+        )
+        assert result.exit_code == 1 and len(result.stdout.strip().splitlines()) == 3
 
 
 def test_help_starts_users_off_and_lists_what_train_accepts():

@@ -112,9 +112,10 @@ def predict(
             path = next(paths, None)
             if r["status"] == ERROR:
                 failed = True
-                typer.echo(f"error: {one_line(r['error'])}", err=True)
+                error = error_of(r["image"], r["error"])
+                typer.echo(f"error: {error}", err=True)
                 if json_out:  # the array keeps one entry per image, in order
-                    answers.append({"image": r["image"], "status": ERROR, "error": r["error"]})
+                    answers.append({"image": r["image"], "status": ERROR, "error": error})
                 continue
             if path is not None:
                 write_bytes(path, plots.figure_bytes(plots.steps_figure(r["steps"], r["image"])))
@@ -169,19 +170,21 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".we
 
 
 def expand_folders(paths: list[Path]) -> list[Path]:
-    """Each folder replaced by the image files in it (sorted); files as given."""
+    """Each folder replaced by the image files in it (sorted); files as given, and a folder
+    with no images too, so that it fails alone (error_of) while the others are read."""
     out = []
     for path in paths:
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not inside:
-                raise DigitlabError(
-                    f"{path}: a folder with no images ({', '.join(IMAGE_SUFFIXES)})"
-                )
-            out += inside
-        else:
-            out.append(path)
+        inside = path.is_dir() and [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        out += sorted(inside) if inside else [path]
     return out
+
+
+def error_of(image, error) -> str:
+    """The one-line error for an image that could not be read; a folder left in the list by
+    expand_folders holds no images."""
+    if Path(str(image)).is_dir():
+        return f"{image}: a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+    return one_line(str(error))
 
 
 def steps_paths(show_steps: Path | None, n: int) -> list[Path]:
@@ -254,10 +257,11 @@ def read_numbers(
         try:
             r = reader.read_number(image, str(image), top)
         except ink.ImageError as e:
-            typer.echo(f"error: {one_line(str(e))}", err=True)
+            error = error_of(image, e)
+            typer.echo(f"error: {error}", err=True)
             failed = True
             if json_out:  # the array keeps one entry per image, in order
-                results.append({"image": str(image), "status": "error", "error": str(e)})
+                results.append({"image": str(image), "status": "error", "error": error})
             continue
         if show_steps is not None and r["digits"]:
             steps = {"input": ink.shrink(ink.load(image), 480)}

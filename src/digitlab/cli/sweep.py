@@ -171,7 +171,11 @@ def ensemble_cmd(
         return
     for m in info["members"]:
         acc = (m.get("test") or {}).get("acc")
-        typer.echo(f"  {m['name']}: test {acc:.2%}  ({m['run']})" if acc else f"  {m['name']}")
+        typer.echo(
+            f"  {m['name']}: test {acc:.2%}  ({m['run']})"
+            if acc
+            else f"  {m['name']}  ({m['run']})"
+        )
     test = (info.get("test") or {}).get("acc")
     scored = f"test {test:.2%}" if test is not None else "no labeled test split"
     typer.echo(f"ensemble of {len(info['members'])}: {scored}; run {out}")
@@ -183,7 +187,8 @@ def ensemble_cmd(
             f"held out: temperature {info['temperature']:.3f}"
         )
     else:
+        temperatures = ", ".join(f"{m['temperature']:.3g}" for m in info["members"])
         typer.echo(
-            f"{no_split_why(info)}, so the ensemble has no validation split: it keeps their "
-            "calibration (train them with one --split-seed to fit its own)"
+            f"no validation split: {no_split_why(info)}. It reads with its members' "
+            f"temperatures ({temperatures}; 1 is uncalibrated)"
         )

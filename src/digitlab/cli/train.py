@@ -352,7 +352,7 @@ def calibration_note(info: dict) -> str:
         check = info.get("novelty")
         return (
             f"confidence calibrated on {fit.get('images', 0):,} held-out images: temperature "
-            f"{info['temperature']:.3f}, unsure below {info['unsure_below']:.2f}"
+            f"{info['temperature']:.3f}, unsure below {info['unsure_below']:.4g}"
         ) + (
             f"; images unlike its training digits answer unsure ({check['file']}, fitted on "
             f"{check['held_out_digits']:,} held-out digits)"

@@ -70,17 +70,21 @@ def split_data(info: dict, split: str, ds: Dataset) -> tuple[np.ndarray, np.ndar
     images, labels, given = training_data(ds, info["data"].get("limit"))
     same_data(info, ds, given)
     config = TrainConfig.from_dict(info["train_config"])
-    if info.get("kind") == "ensemble" and (config.val_split == 0 or not info["train_config"]):
-        raise DigitlabError(
-            f"this ensemble has no validation split: {no_split_why(info)} (train its members "
-            "with one --split-seed)"
-        )
-    if config.val_split == 0:
-        raise DigitlabError(
-            "this run trained on all its training images: it has no validation split"
-        )
+    if (missing := no_validation(info)) is not None:
+        raise DigitlabError(missing)
     _, val_idx = stratified_split(labels, config.val_split, config.val_seed)
     return images[val_idx], labels[val_idx]
+
+
+def no_validation(info: dict) -> str | None:
+    """Why a run has no validation split, or None when it has one."""
+    if info.get("kind") == "ensemble":
+        if (info.get("train_config") or {}).get("val_split", 0) > 0:
+            return None
+        return f"this ensemble has no validation split: {no_split_why(info)}"
+    if TrainConfig.from_dict(info["train_config"]).val_split == 0:
+        return "this run trained on all its training images (--val-split 0): no validation split"
+    return None
 
 
 def train_command(info: dict, run: Path) -> str:
@@ -168,6 +172,8 @@ def evaluation(
     info = runs.read_info(run)
     runs.require_finished(run, info)
     model = runs.load_model(run)
+    if (split == "val" or calibrate) and (missing := no_validation(info)) is not None:
+        raise DigitlabError(f"{run}: {missing}")
     ds = run_dataset(info, data, on_event)
     images, labels = split_data(info, split, ds)
     classes = info["classes"]
