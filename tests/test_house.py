@@ -301,3 +301,26 @@ def test_serve_refuses_bad_settings_in_one_line_and_defaults_to_the_reader():
         assert result.stderr.count("\n") == 1
     help_text = CliRunner().invoke(app, ["serve", "--help"]).stdout
     assert "built-in reader" in help_text
+
+
+def test_help_prose_is_reflowed_for_the_terminal_and_examples_are_kept():
+    """Typer keeps a docstring's line breaks, which break ragged on an 80-column terminal:
+    prose is joined into one line per paragraph, examples and indented blocks stay."""
+    from digitlab.cli.app import reflowed
+
+    doc = """Read it.
+
+        A folder stands for the images in it. An unreadable
+        file gets a one-line error.
+
+        Example: digitlab predict a.png
+                 digitlab predict b.png
+        """
+    assert reflowed(doc).split("\n\n") == [
+        "Read it.",
+        "A folder stands for the images in it. An unreadable file gets a one-line error.",
+        "Example: digitlab predict a.png\n         digitlab predict b.png",
+    ]
+    predict = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "80"})
+    assert "error and the others" in " ".join(predict.stdout.split())
+    assert not any(line.strip().endswith("and the") for line in predict.stdout.splitlines())

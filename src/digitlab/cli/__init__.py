@@ -10,6 +10,8 @@ Each module registers its verbs on the one Typer app (app.py); the order below i
 
 from digitlab.cli import jobs  # noqa: F401, I001  (first: `run` leads the help)
 from digitlab.cli import data, train, read, sweep  # noqa: F401  (registers the verbs)
-from digitlab.cli.app import app
+from digitlab.cli.app import app, data_app, reflow_help
+
+reflow_help(app, data_app)
 
 __all__ = ["app"]

@@ -208,3 +208,26 @@ class Progress:
             f"{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s",
             err=True,  # stdout stays clean for --json
         )
+
+
+def reflowed(doc: str) -> str:
+    """A command's docstring as its --help: each paragraph of prose on one line, for the
+    terminal to wrap at its own width (Typer keeps the source's line breaks, which break
+    ragged on 80 columns); examples and indented blocks stay as written."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    keep = ("Example", "$ ", "digitlab ")
+    return "\n\n".join(
+        p if p.startswith(keep) or any(line[:1].isspace() for line in p.splitlines()) else
+        " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )  # fmt: skip
+
+
+def reflow_help(*typers: typer.Typer) -> None:
+    """Every command's --help from its docstring, reflowed (reflowed); an explicit help stays."""
+    for t in typers:
+        for command in t.registered_commands:
+            if command.help is None and command.callback is not None and command.callback.__doc__:
+                command.help = reflowed(command.callback.__doc__)

@@ -77,7 +77,7 @@ def predict(
     A folder stands for the images in it. An unreadable file gets a one-line error and the
     others are still read (exit status 1 if any failed).
 
-    Example: digitlab predict my_seven.jpg                      (the built-in reader)
+    Example: digitlab predict my_seven.jpg      (the built-in reader)
              digitlab predict runs/cnn my_seven.jpg --show-steps steps.png
              digitlab predict postcode.jpg --number
              digitlab predict runs/cnn amount.jpg --number --lines reader
