@@ -25,3 +25,13 @@ def test_new_files_follow_the_umask_not_mkstemps_0600(tmp_path):
     os.umask(umask)
     write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_folder_that_cannot_hold_the_file_is_named_by_the_file_asked_for(tmp_path):
+    """The error names the user's file, not the hidden temporary one beside it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError) as e:
+        write_text(blocker / "model.onnx", "x")
+    assert e.value.filename == str(blocker / "model.onnx")
+    assert ".tmp" not in str(e.value)

@@ -107,13 +107,19 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
 
 
 def test_two_local_workers_share_the_journal_file(mnist, tmp_path):
-    out = tmp_path / "sweep"
-    done = digitlab("sweep", space_file(tmp_path), "--out", out, "--workers", "2", "--trials", "5")
+    out, space = tmp_path / "sweep", space_file(tmp_path)
+    done = digitlab("sweep", space, "--out", out, "--workers", "2", "--trials", "5")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     summary = check_trials(out, 5)
     assert len({t["run"] for t in summary["trials"]}) == len(summary["trials"])
     html = (out / "sweep.html").read_text()
+    # the report's command continues this sweep; another --limit is refused, saying which
+    assert summary["command"] == f"digitlab sweep {space} --out {out} --trials 5"
+    assert summary["command"] in html
+    again = digitlab("sweep", space, "--out", out, "--trials", "5", "--limit", "900")
+    assert again.returncode == 1
+    assert "--limit 900 here: sweep 'tiny' was started with no --limit" in again.stderr
     assert "optimisation history" in html and "data:image/png;base64," in html
     assert 'src="http' not in html  # self-contained
 

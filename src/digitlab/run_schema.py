@@ -31,13 +31,13 @@ class RunError(DigitlabError):
     """A run directory that is missing, incomplete or damaged."""
 
 
-def read_regular(path: Path, limit: int) -> bytes:
+def read_regular(path: Path, limit: int, kind: str = "a file of a run") -> bytes:
     """The bytes of `path`, which must be a regular file of at most `limit` bytes: a FIFO, a
     device or a huge sparse file is refused before anything is read (data.safe_io's check)."""
     if not os.path.lexists(path):
         raise RunError(f"{path}: missing")
     try:
-        with open_regular(path, "a file of a run") as f:
+        with open_regular(path, kind) as f:
             size = os.fstat(f.fileno()).st_size
             if size > limit:
                 raise RunError(f"{path}: {size:,} bytes, more than the {limit:,} allowed")

@@ -62,7 +62,8 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
         if any(codes):
             progress(f"warning: workers exited with {codes}; their running trials are failed")
         data = open_dataset("mnist", on_event=progress)
-        return sw.summarise(sw.open_study(plan, out, storage, True), plan, out, data)
+        study = sw.open_study(plan, out, storage, True)
+        return sw.summarise(study, plan, out, data, trials=trials)
     data = open_dataset("mnist", on_event=progress)
     return sw.sweep(plan, out, data, trials, storage, join, on_event=progress)
 

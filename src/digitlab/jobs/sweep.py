@@ -73,7 +73,7 @@ def optuna():
 def load_space(path: str | os.PathLike[str]) -> Space:
     """Read and check a space file; every mistake is one line naming the file and the field."""
     path = Path(path)
-    text = read_text(path, "space")
+    text = read_text(path, "a sweep space (.toml)")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -85,6 +85,8 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         )
     model = raw.get("model")
     models = (model,) if isinstance(model, str) else tuple(model or ())
+    if model is None:
+        raise DigitlabError(f"{path}: model is missing (a preset or shorthand, or a list of them)")
     if not models or not all(isinstance(m, str) and m for m in models):
         raise DigitlabError(f"{path}: model must be a preset or shorthand, or a list of them")
     fixed, search = raw.get("fixed", {}), raw.get("search", {})
@@ -160,7 +162,9 @@ def check_rule(path: Path, name: str, rule, placeholders: set[str]) -> None:
     if name not in TRAIN_FIELDS and name not in placeholders:
         raise DigitlabError(f"{where}: not a training setting nor a {{{name}}} in model")
     if name in ("split_seed", "val_split"):  # the score would reward the easiest held-out images
-        raise DigitlabError(f"{where}: trials are compared on one validation split; fix it")
+        raise DigitlabError(
+            f"{where}: trials are compared on one validation split: set it in [fixed], not [search]"
+        )
     if not isinstance(rule, dict) or sum(k in rule for k in KINDS) != 1:
         raise DigitlabError(f"{where}: give one of float = [low, high], int = [low, high], choices")
     if unknown := sorted(set(rule) - {*KINDS, "log"}):  # a typo would search as if unsaid
@@ -277,11 +281,16 @@ def open_study(space: Space, out: Path, storage: str | None = None, join: bool =
     trials = study.get_trials(deepcopy=False)
     if "space" not in study.user_attrs or all(t.state.name == "FAIL" for t in trials):
         study.set_user_attr("space", space.text)  # a sweep that never finished a trial is mended
-    elif study.user_attrs["space"] != space.text:
-        raise DigitlabError(
-            f"{space.path}: differs from the space (or --limit) sweep {space.name!r} was "
-            "started with; give it another name, or another --out"
-        )
+    elif (old := study.user_attrs["space"]) != space.text:
+        (was, _, before), (now, _, given) = (t.partition("\n# --limit ") for t in (old, space.text))
+        started = f"sweep {space.name!r} was started with"
+        why = f"{space.path}: {started} another space"
+        if was == now:  # only the --limit the command line added differs
+            before, given = (
+                f"--limit {x.strip()}" if x.strip() else "no --limit" for x in (before, given)
+            )
+            why = f"{given} here: {started} {before}"
+        raise DigitlabError(f"{why}; give it another name, or another --out")
     return study
 
 
@@ -384,7 +393,7 @@ def sweep(
             catch=(DigitlabError,),
             gc_after_trial=True,
         )
-    return summarise(study, space, out, data, on_event)
+    return summarise(study, space, out, data, on_event, total)
 
 
 def finished(study, states: tuple[str, ...] = STOP_STATES) -> int:

@@ -101,18 +101,20 @@ def write_report(study, summary: dict, out: Path) -> str:
             report.section("Trials", table=(header, rows)),
             report.section("Search", figures=figures_of(study)),
         ],
-        provenance=[("run again", f"digitlab sweep {summary['space']} --out {out}")],
+        provenance=[("run again", summary.get("command") or f"digitlab sweep {summary['space']}")],
     )
 
 
-def summarise(study, space, out: Path, data, on_event=None) -> dict:
-    """sweep.json and sweep.html: every trial, the best, and its test score (measured once)."""
+def summarise(study, space, out: Path, data, on_event=None, trials: int | None = None) -> dict:
+    """sweep.json and sweep.html: every trial, the best, and its test score (measured once);
+    `trials`: the number the command asked for, when not the space's."""
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
     done = [r for r in rows if r["state"] == "COMPLETE"]
     states = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
     summary = {
         "name": space.name,
         "space": str(space.path),
+        "command": command_of(study, space, out, trials),
         "trials": rows,
         "counts": {s: sum(r["state"] == s for r in rows) for s in states},
         "epochs": {
@@ -134,6 +136,19 @@ def summarise(study, space, out: Path, data, on_event=None) -> dict:
     write_json(out / "sweep.json", summary)
     write_text(out / "sweep.html", write_report(study, summary, out))
     return summary | {"report": str(out / "sweep.html")}
+
+
+def command_of(study, space, out: Path, trials: int | None) -> str:
+    """The command that continues this sweep: what it was started with (a --limit given on the
+    command line is kept in the space's text; a database's URL is not written down)."""
+    words = ["digitlab sweep", str(space.path), "--out", str(out)]
+    if trials and trials != space.trials:
+        words += ["--trials", str(trials)]
+    if "\n# --limit " in space.text:
+        words += ["--limit", str(space.limit)]
+    if type(study._storage).__name__ != "JournalStorage":
+        words += ["--storage", "DATABASE_URL"]
+    return " ".join(words)
 
 
 def trial_row(t) -> dict:

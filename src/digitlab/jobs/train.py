@@ -51,11 +51,12 @@ MAX_TEXT_BYTES = 10_000_000  # a spec or settings file is a few KB
 
 
 def read_text(path: Path, what: str) -> str:
-    """A small UTF-8 text file (a spec or a settings file), or a one-line error."""
+    """A small UTF-8 text file (`what`: "a model spec", "a settings file"), or a one-line
+    error naming the file."""
     try:
-        raw = read_regular(path, MAX_TEXT_BYTES)
+        raw = read_regular(path, MAX_TEXT_BYTES, what)
     except RunError as e:
-        raise DigitlabError(f"--{what}: {e}") from None
+        raise DigitlabError(str(e)) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -66,7 +67,7 @@ def load_spec_file(path: str | os.PathLike[str]) -> ModelSpec:
     """A ModelSpec from a .json or .toml file (the layout of ModelSpec.to_dict()), or from a
     run's model.json (its "spec")."""
     path = Path(path)
-    text = read_text(path, "spec")
+    text = read_text(path, "a model spec (.json or .toml)")
     try:
         d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
@@ -113,7 +114,7 @@ def load_config_file(path: str | os.PathLike[str], base: TrainConfig) -> TrainCo
     """`base` with the settings of a TOML file applied (keys of TrainConfig, or under [train])."""
     path = Path(path)
     try:
-        loaded = tomllib.loads(read_text(path, "config"))
+        loaded = tomllib.loads(read_text(path, "a settings file (.toml)"))
     except tomllib.TOMLDecodeError as e:
         raise DigitlabError(f"{path}: not valid TOML ({e})") from None
     except (ValueError, RecursionError) as e:
