@@ -80,7 +80,8 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
     cases = {
         'model = "mlp:{h}"\n': "model names {h} but [search.h] is missing",
         'model = "mlp:8"\n[search.nope]\nint = [1, 2]\n': "search.nope: not a training setting",
-        'model = "mlp:8"\n[search.split_seed]\nchoices = [0, 1]\n': "on one validation split",
+        'model = "mlp:8"\n[search.split_seed]\nchoices = [0, 1]\n': "in [fixed], not [search]",
+        'name = "x"\n[fixed]\nepochs = 1\n': "bad.toml: model is missing",
         'model = "mlp:8"\n[search.lr]\nfloat = [0.3, 0.1]\n': "search.lr: float must be",
         'model = "mlp:8"\n[search.lr]\nfloat = [0, 1]\nlog = true\n': "(> 0 for log)",
         'model = "mlp:8"\n[fixed]\nepoch = 3\n': "fixed.epoch: not a training setting",
@@ -104,6 +105,10 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
         bad.write_text(text)
         with pytest.raises(DigitlabError, match=re.escape(message)):
             sw.load_space(bad)
+    with pytest.raises(
+        DigitlabError, match=f"^{re.escape(str(tmp_path))}: is a directory, expected a sweep space"
+    ):
+        sw.load_space(tmp_path)
 
 
 def test_two_local_workers_share_the_journal_file(mnist, tmp_path):
