@@ -246,6 +246,7 @@ def test_a_sweep_refuses_a_run_folder_a_file_and_too_few_images(mnist, tmp_path)
         (("--out", run), "holds a training run"),  # wrote journal.log and trials/ into it
         (("--out", afile), "afile: exists and is not a folder"),
         (("--out", tmp_path / "s", "--limit", "5"), "--limit 5: a sweep needs at least 100"),
+        (("--out", tmp_path / "s", "--workers", str((os.cpu_count() or 1) + 1)), "cores here"),
     ]:
         done = digitlab("sweep", space, *args)
         assert done.returncode == 1 and why in done.stderr, done.stderr

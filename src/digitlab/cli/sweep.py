@@ -50,6 +50,11 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
 
     if workers < 1 or (trials is not None and trials < 1):
         raise DigitlabError("--workers and --trials must be at least 1")
+    if workers > (cores := os.cpu_count() or 1):  # each would train on a share of no core
+        raise DigitlabError(
+            f"--workers {workers}: more than the {cores} cores here; more machines join with "
+            "--storage URL --join"
+        )
     plan = sw.load_space(space)
     if limit is not None and limit < 100:  # as the space file's limit: 10% held out to choose on
         raise DigitlabError(f"--limit {limit}: a sweep needs at least 100 images")
