@@ -160,6 +160,53 @@ def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home
     assert json.loads((cut / "model.json").read_text())["resumed_from_epoch"] == stopped_at
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killing_digitlab_stops_torchrun_and_its_workers(mnist_home, tmp_path):
+    """Slow (about 15 s): torchrun runs in a session of its own, so a SIGKILL of `digitlab
+    train --nproc 2` used to leave it and its workers training with no one watching."""
+    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
+    flags = ["--model", CNN, "--engine", "torch", "--epochs", "400", *FAST, "--nproc", "2"]
+    command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--out", str(tmp_path / "k")]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 50
+    while time.monotonic() < deadline and not (tmp_path / "k" / "history.csv").exists():
+        time.sleep(0.05)  # the workers are training
+    launcher = children_of(proc.pid)
+    workers = [w for pid in launcher for w in children_of(pid)]
+    assert len(launcher) == 1 and len(workers) == 2, (launcher, workers)
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(map(running, launcher + workers)):
+        time.sleep(0.1)
+    alive = [p for p in launcher + workers if running(p)]
+    for p in alive:  # not left behind by a failing test
+        os.kill(p, signal.SIGKILL)
+    assert not alive, "torchrun or a worker outlived digitlab"
+
+
 @pytest.mark.slow
 def test_the_readme_torchrun_form_runs_two_nodes(mnist_home, tmp_path):
     """README's multi-node command, as two one-process "nodes" on this machine meeting at a c10d

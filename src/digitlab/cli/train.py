@@ -11,7 +11,6 @@ import inspect
 import json
 import os
 import signal
-import subprocess
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -132,8 +131,7 @@ def launch(nproc: int) -> int:
         raise DigitlabError("--nproc: works from the command line (digitlab train ... --nproc N)")
     threads = {"OMP_NUM_THREADS": str(torchrun.threads_per_process(nproc))}
     command = torchrun.torchrun_command(without_nproc(args), nproc)
-    # torchrun gets its own session, so that Ctrl-C reaches it once, passed on from here
-    launcher = subprocess.Popen(command, env=threads | os.environ, start_new_session=True)
+    launcher = torchrun.start(command, threads | os.environ)
     try:
         return launcher.wait()
     except KeyboardInterrupt:  # Ctrl-C: rank 0 marks the run stopped and says how to resume

@@ -11,6 +11,7 @@ RANK, WORLD_SIZE and LOCAL_RANK in each; engines.distributed is what runs inside
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 from digitlab.errors import DigitlabError
@@ -66,3 +67,21 @@ def torchrun_command(args: list[str], nproc: int) -> list[str]:
     (torch.distributed.run, which ships with torch; --standalone picks a free port)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return [*torchrun, f"--nproc-per-node={nproc}", "-m", "digitlab.cli", *args]
+
+
+def start(command: list[str], env: dict) -> subprocess.Popen:
+    """torchrun, started in its own session, so that Ctrl-C reaches it once (passed on by
+    `digitlab train`), and on Linux bound to die with it (dies_with_parent)."""
+    return subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=dies_with_parent)
+
+
+def dies_with_parent() -> None:
+    """In torchrun's process, before it starts: on Linux, the kernel sends it SIGTERM when
+    `digitlab train` dies, even by SIGKILL, so that it stops its workers rather than train on
+    with no one watching."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
