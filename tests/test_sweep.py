@@ -122,6 +122,10 @@ def test_two_local_workers_share_the_journal_file(mnist, tmp_path):
     # the report's command continues this sweep; another --limit is refused, saying which
     assert summary["command"] == f"digitlab sweep {space} --out {out} --trials 5"
     assert summary["command"] in html
+    from digitlab.jobs.sweep_report import command_of
+
+    on_db = command_of(sw.load_space(space), out, None, "postgresql://u:secret@db/sweeps")
+    assert on_db.endswith("--storage DATABASE_URL") and "secret" not in on_db
     again = digitlab("sweep", space, "--out", out, "--trials", "5", "--limit", "900")
     assert again.returncode == 1
     assert "--limit 900 here: sweep 'tiny' was started with no --limit" in again.stderr

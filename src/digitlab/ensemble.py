@@ -64,9 +64,10 @@ def member_weights(weights: dict[str, np.ndarray], i: int) -> dict[str, np.ndarr
 def no_split_why(info: dict) -> str:
     """Why an ensemble's model.json has no validation split, and how its members would give
     it one."""
-    held = {(m.get("train_config") or {}).get("val_split") == 0 for m in info.get("members", [])}
-    why = {
-        frozenset({True}): "its members held out no images (--val-split 0)",
-        frozenset({False}): "its members held out different images",
-    }.get(frozenset(held), "some of its members held out no images, the others different ones")
+    none = [(m.get("train_config") or {}).get("val_split") == 0 for m in info.get("members", [])]
+    why = "its members held out different images"
+    if all(none):
+        why = "its members held out no images (--val-split 0)"
+    elif any(none):
+        why = "some of its members held out no images, the others different ones"
     return f"{why}; members that hold out the same images (one --split-seed) give it one"

@@ -47,6 +47,7 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
     """The sweep in this process, or in `workers` local worker processes; its summary."""
     from digitlab.data import open_dataset
     from digitlab.jobs import sweep as sw
+    from digitlab.jobs.sweep_report import LIMIT_MARK
 
     if workers < 1 or (trials is not None and trials < 1):
         raise DigitlabError("--workers and --trials must be at least 1")
@@ -60,7 +61,7 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
         raise DigitlabError(f"--limit {limit}: a sweep needs at least 100 images")
     if limit is not None:
         # kept with the space, so a sweep is never continued on other data
-        plan = sw.dataclasses.replace(plan, limit=limit, text=f"{plan.text}\n# --limit {limit}\n")
+        plan = sw.dataclasses.replace(plan, limit=limit, text=f"{plan.text}{LIMIT_MARK}{limit}\n")
     if workers > 1:
         sw.open_study(plan, out, storage, join)  # created once, before the workers join it
         codes = run_workers(worker_command(space, out, trials, storage, limit), workers)
@@ -68,7 +69,7 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
             progress(f"warning: workers exited with {codes}; their running trials are failed")
         data = open_dataset("mnist", on_event=progress)
         study = sw.open_study(plan, out, storage, True)
-        return sw.summarise(study, plan, out, data, trials=trials)
+        return sw.summarise(study, plan, out, data, trials=trials, storage=storage)
     data = open_dataset("mnist", on_event=progress)
     return sw.sweep(plan, out, data, trials, storage, join, on_event=progress)
 
@@ -177,11 +178,7 @@ def ensemble_cmd(
         return
     for m in info["members"]:
         acc = (m.get("test") or {}).get("acc")
-        typer.echo(
-            f"  {m['name']}: test {acc:.2%}  ({m['run']})"
-            if acc
-            else f"  {m['name']}  ({m['run']})"
-        )
+        typer.echo(f"  {m['name']}{f': test {acc:.2%}' if acc else ''}  ({m['run']})")
     test = (info.get("test") or {}).get("acc")
     scored = f"test {test:.2%}" if test is not None else "no labeled test split"
     typer.echo(f"ensemble of {len(info['members'])}: {scored}; run {out}")

@@ -171,9 +171,9 @@ def evaluation(
     out = Path(BUILT_IN_REPORTS) if built_in else run
     info = runs.read_info(run)
     runs.require_finished(run, info)
-    model = runs.load_model(run)
     if (split == "val" or calibrate) and (missing := no_validation(info)) is not None:
-        raise DigitlabError(f"{run}: {missing}")
+        raise DigitlabError(f"{run}: {missing}")  # before split_data, to name the run
+    model = runs.load_model(run)
     ds = run_dataset(info, data, on_event)
     images, labels = split_data(info, split, ds)
     classes = info["classes"]

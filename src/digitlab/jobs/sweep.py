@@ -29,7 +29,7 @@ import numpy as np
 
 from digitlab.data import Dataset, Split
 from digitlab.errors import DigitlabError
-from digitlab.jobs.sweep_report import summarise
+from digitlab.jobs.sweep_report import split_limit, summarise
 from digitlab.jobs.train import plan_training, read_text, start
 from digitlab.train import TRAIN_FIELDS, Callback, TrainConfig
 
@@ -282,13 +282,11 @@ def open_study(space: Space, out: Path, storage: str | None = None, join: bool =
     if "space" not in study.user_attrs or all(t.state.name == "FAIL" for t in trials):
         study.set_user_attr("space", space.text)  # a sweep that never finished a trial is mended
     elif (old := study.user_attrs["space"]) != space.text:
-        (was, _, before), (now, _, given) = (t.partition("\n# --limit ") for t in (old, space.text))
+        (was, before), (now, given) = split_limit(old), split_limit(space.text)
         started = f"sweep {space.name!r} was started with"
         why = f"{space.path}: {started} another space"
         if was == now:  # only the --limit the command line added differs
-            before, given = (
-                f"--limit {x.strip()}" if x.strip() else "no --limit" for x in (before, given)
-            )
+            given, before = (f"--limit {x}" if x else "no --limit" for x in (given, before))
             why = f"{given} here: {started} {before}"
         raise DigitlabError(f"{why}; give it another name, or another --out")
     return study
@@ -393,7 +391,7 @@ def sweep(
             catch=(DigitlabError,),
             gc_after_trial=True,
         )
-    return summarise(study, space, out, data, on_event, total)
+    return summarise(study, space, out, data, on_event, total, storage)
 
 
 def finished(study, states: tuple[str, ...] = STOP_STATES) -> int:

@@ -105,16 +105,18 @@ def write_report(study, summary: dict, out: Path) -> str:
     )
 
 
-def summarise(study, space, out: Path, data, on_event=None, trials: int | None = None) -> dict:
+def summarise(
+    study, space, out: Path, data, on_event=None, trials: int | None = None, storage=None
+) -> dict:
     """sweep.json and sweep.html: every trial, the best, and its test score (measured once);
-    `trials`: the number the command asked for, when not the space's."""
+    `trials` and `storage`: what the command was given (for the command that continues it)."""
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
     done = [r for r in rows if r["state"] == "COMPLETE"]
     states = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
     summary = {
         "name": space.name,
         "space": str(space.path),
-        "command": command_of(study, space, out, trials),
+        "command": command_of(space, out, trials, storage),
         "trials": rows,
         "counts": {s: sum(r["state"] == s for r in rows) for s in states},
         "epochs": {
@@ -138,15 +140,24 @@ def summarise(study, space, out: Path, data, on_event=None, trials: int | None =
     return summary | {"report": str(out / "sweep.html")}
 
 
-def command_of(study, space, out: Path, trials: int | None) -> str:
-    """The command that continues this sweep: what it was started with (a --limit given on the
-    command line is kept in the space's text; a database's URL is not written down)."""
+LIMIT_MARK = "\n# --limit "  # how a command-line --limit is kept in the study's space text
+
+
+def split_limit(text: str) -> tuple[str, str | None]:
+    """A study's space text: the space file's, and the --limit the command line added (None)."""
+    space, _, limit = text.partition(LIMIT_MARK)
+    return space, limit.strip() or None
+
+
+def command_of(space, out: Path, trials: int | None, storage: str | None) -> str:
+    """The command that continues this sweep: what it was started with (a database's URL, which
+    may hold a password, is not written down)."""
     words = ["digitlab sweep", str(space.path), "--out", str(out)]
     if trials and trials != space.trials:
         words += ["--trials", str(trials)]
-    if "\n# --limit " in space.text:
+    if split_limit(space.text)[1]:
         words += ["--limit", str(space.limit)]
-    if type(study._storage).__name__ != "JournalStorage":
+    if storage:
         words += ["--storage", "DATABASE_URL"]
     return " ".join(words)
 
