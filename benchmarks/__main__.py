@@ -27,8 +27,9 @@ BENCHMARKS = [
 # rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2);
 # ensembles about 70 (five `reader` networks, reused once trained); cnn_vgg about 50 (five
 # `cnn-vgg` networks, reused once trained: the best single network and its ensembles)
+# reader_choice about 2 (validation fonts fetched by npm once; scores runs/reader-*/)
 # gpu: on a CUDA machine only (about 8 minutes on an H200; benchmarks/gpu.sh adds the CUDA tests)
-SLOW = ["cnn_best", "training", "distributed", "ensembles", "cnn_vgg", "gpu"]
+SLOW = ["cnn_best", "training", "distributed", "ensembles", "cnn_vgg", "reader_choice", "gpu"]
 
 
 def main() -> None:

@@ -100,3 +100,46 @@ def test_each_real_world_fault_does_what_it_says(mnist):
     assert noisy[background].std() > 0.005 and noisy.min() >= 0 and noisy.max() <= 1
     for out in (pen, blurred, faint, noisy):
         assert out.dtype == np.float32 and out.shape == x.shape
+
+
+def test_a_share_of_the_ones_get_a_flag_and_nothing_else_changes(mnist):
+    """aug.flag draws a stroke from the top of a 1 down to its left (MNIST's writers drew a bare
+    bar; print and European hands add a flag, which the reader took for a 7)."""
+    from digitlab.ink.flags import flag_ones
+
+    x, labels = digits(mnist, 600), mnist.train.labels[:600]
+    ones = labels == 1
+    y = flag_ones(x, labels, np.random.default_rng(5), 1.0)
+    np.testing.assert_array_equal(y[~ones], x[~ones])
+    added = y[ones] - x[ones]
+    assert (added >= 0).all() and (added.sum(axis=(1, 2)) > 3).all()  # every 1, some ink
+    cols = np.arange(28)
+    for before, gained in zip(x[ones], added, strict=True):  # the flag: down-left of the top
+        rows = np.flatnonzero((before > 0.5).any(axis=1))
+        top = (before[rows[0]] * cols).sum() / before[rows[0]].sum()
+        upper = gained[: (rows[0] + rows[-1]) // 2]
+        assert upper.sum() > 1 and (upper * cols).sum() / upper.sum() < top
+    half = flag_ones(x, labels, np.random.default_rng(5), 0.5)
+    changed = (half != x).any(axis=(1, 2))
+    assert 0.3 < changed[ones].mean() < 0.7 and not changed[~ones].any()
+    unlabelled = augment(x, np.random.default_rng(5), Augmentation(flag=1.0))
+    np.testing.assert_allclose(unlabelled, x, atol=1e-6)  # no labels, no flags
+
+
+def test_torch_flags_the_ones_as_numpy_does(mnist):
+    torch = pytest.importorskip("torch")
+    from digitlab.engines import torch_augment
+    from digitlab.ink.flags import flag_ones
+
+    x, labels = digits(mnist, 3000), mnist.train.labels[:3000]
+    ours = flag_ones(x, labels, np.random.default_rng(6), 1.0) - x
+    gen = torch.Generator().manual_seed(6)
+    theirs = (
+        torch_augment.flag_ones(
+            torch.from_numpy(x)[:, None], torch.from_numpy(labels.astype(np.int64)), gen, 1.0
+        )[:, 0].numpy()
+        - x
+    )
+    ones = labels == 1
+    assert not theirs[~ones].any()
+    assert theirs[ones].sum() == pytest.approx(ours[ones].sum(), rel=0.15)

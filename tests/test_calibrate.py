@@ -53,10 +53,13 @@ def test_the_readers_ok_on_paper_is_right_where_the_old_threshold_was_not(mnist)
 
 def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     out = tmp_path / "real"
-    args = ["train", "--model", "mlp-32", "--augment", "real", "--epochs", "1"]
+    # two epochs: after one, about 100 held-out digits are answered "ok", the fewest a novelty
+    # check is fitted from (novelty.MIN_DIGITS); after two, about 330
+    args = ["train", "--model", "mlp-32", "--augment", "real", "--epochs", "2"]
     result = CliRunner().invoke(app, [*args, "--limit", "6000", "--out", str(out)])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model.json").read_text())
+    assert info["augmentation"]["name"] == "real" and info["augmentation"]["flag"] > 0  # what
     record = info["calibration"]["paper"]
     assert record["images"] == info["calibration"]["images"] > 100  # every held-out digit
     assert info["unsure_below"] == record["risk_coverage"]["threshold"]
@@ -76,7 +79,8 @@ def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     plain = tmp_path / "plain"  # a run not trained for photos keeps the plain fit
     args = ["train", "--model", "mlp-32", "--epochs", "1", "--limit", "1500"]
     assert CliRunner().invoke(app, [*args, "--out", str(plain)]).exit_code == 0
-    assert "paper" not in json.loads((plain / "model.json").read_text())["calibration"]
+    plain_info = json.loads((plain / "model.json").read_text())
+    assert "paper" not in plain_info["calibration"] and "augmentation" not in plain_info
     assert not (plain / "novelty.safetensors").exists()
 
 

@@ -6,7 +6,9 @@ and the ways real digits differ from MNIST's (pen width, blur, contrast, paper n
 Every image gets its own random affine map (and, for "elastic", a smooth random
 displacement field); pixels are resampled bilinearly, with background outside. "real" adds,
 each to its own random share of the images: a thicker or thinner pen, the blur of a digit
-written small or photographed far, faint ink, and paper texture with sensor noise. The torch
+written small or photographed far, faint ink, and paper texture with sensor noise; and, given
+the labels, a share of the 1s are drawn as printed and European hands draw them, with a flag at
+the top and sometimes a foot (MNIST's writers drew a bare bar, so a flagged 1 read as 7). The torch
 engine does the same on its device (torch_engine.augment); the two use different random
 streams, so they agree in distribution, not pixel for pixel.
 """
@@ -17,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from digitlab.ink.flags import flag_ones
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,13 @@ class Augmentation:
     blur: float = 0.0  # share blurred as if written small or photographed far (sigma 0.5-1.2 px)
     faint: float = 0.0  # share with fainter ink (peak 0.5-1.0 of full)
     noise: float = 0.0  # share with paper texture and sensor noise added (std up to 0.08)
+    flag: float = 0.0  # share of the 1s given a flag (a third of those a foot too); needs labels
 
     @property
     def active(self) -> bool:
-        return bool(self.shift or self.rotate or self.scale or self.elastic_alpha or self.real)
+        return bool(
+            self.shift or self.rotate or self.scale or self.elastic_alpha or self.real or self.flag
+        )
 
     @property
     def real(self) -> bool:
@@ -58,6 +65,7 @@ AUGMENTATIONS = {
         blur=0.25,
         faint=0.2,
         noise=0.2,
+        flag=0.4,
     ),
 }
 
@@ -119,10 +127,18 @@ def warp(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return (a * (1 - fc) + bb * fc) * (1 - fr) + (c * (1 - fc) + d * fc) * fr
 
 
-def augment(images: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
-    """Randomly transform a batch of float images (B, H, W); returns a new float32 array."""
+def augment(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    aug: Augmentation,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Randomly transform a batch of float images (B, H, W); returns a new float32 array.
+    `labels` (B,) let aug.flag find the 1s; without them no 1 gets a flag."""
     if not aug.active:
         return images
+    if aug.flag and labels is not None:
+        images = flag_ones(images.astype(np.float32), labels, rng, aug.flag)
     b, h, w = images.shape
     matrix, shift = affine_params(rng, b, aug)
     centre = np.array([(h - 1) / 2, (w - 1) / 2])

@@ -261,9 +261,10 @@ RECIPES: dict[str, tuple[ModelSpec, TrainConfig]] = {
         replace(PRESETS["cnn-small"].config, val_split=0.0),
     ),
     # the built-in reader (digitlab/reader/): cnn-best on MNIST's training images alone, with
-    # the "real" augmentation (elastic hand wobble, pen width, blur, faint ink, paper noise),
-    # 20 epochs (about 25 minutes on 2 CPU cores); 10% held out to fit its temperature and
-    # unsure threshold
+    # the "real" augmentation (elastic hand wobble, pen width, blur, faint ink, paper noise, and
+    # a flag on 40% of the 1s, chosen on validation fonts: benchmarks/reader_choice.py), 20
+    # epochs (5 to 25 minutes on 2 CPU cores); 10% held out to fit its temperature and unsure
+    # threshold
     "reader": (
         replace(PRESETS["cnn-best"].spec, name="reader"),
         replace(PRESETS["cnn-best"].config, epochs=20, augment="real", val_split=0.1),

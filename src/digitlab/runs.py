@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import math
@@ -33,6 +34,7 @@ from safetensors.numpy import save as st_save
 
 from digitlab import reader
 from digitlab.atomic import json_safe, write_bytes, write_json, write_text
+from digitlab.augment import AUGMENTATIONS
 from digitlab.engines import build
 from digitlab.ensemble import KIND, Ensemble, member_weights
 from digitlab.run_schema import (
@@ -193,6 +195,7 @@ def model_info(
             "std": config.std,
         },
         "train_config": config.to_dict(),
+        **augmentation_of(config.augment),
         "training": {
             "finished": finished,
             "epochs": len(history.rows),
@@ -202,6 +205,14 @@ def model_info(
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
+
+
+def augmentation_of(name: str) -> dict:
+    """{"augmentation": its parameters} for a run trained with augmentation: the name alone
+    would not say what a later digitlab means by it (issue 17 gave "real" a flag on 1s)."""
+    if name == "none" or name not in AUGMENTATIONS:
+        return {}
+    return {"augmentation": {"name": name, **dataclasses.asdict(AUGMENTATIONS[name])}}
 
 
 RESULT_FILES = (

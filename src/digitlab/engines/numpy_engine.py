@@ -193,7 +193,7 @@ class Model:
             idx = order[start : start + batch_size]
             x = to_float(images[idx])
             if aug.active:
-                x = augment(x[:, 0], rng, aug)[:, None]
+                x = augment(x[:, 0], rng, aug, labels[idx])[:, None]
             yield standardise(x, mean, std), labels[idx]
 
     def evaluate(

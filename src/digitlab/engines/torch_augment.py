@@ -3,7 +3,8 @@
     >>> x = augment(x, gen, AUGMENTATIONS["affine"])   # (B, 1, 28, 28) in [0, 1], on its device
 
 One affine map per image (and an elastic field, for "elastic"), resampled with grid_sample;
-"real" then degrades a random share of the images as digitlab.augment.degrade does. The random
+"real" then degrades a random share of the images as digitlab.augment.degrade does, and gives a
+share of the 1s a flag (given the labels) as digitlab.ink.flags.flag_ones does. The random
 numbers come from `gen`, a torch.Generator on the images' device, so a seed fixes them.
 """
 
@@ -16,12 +17,17 @@ from torch.nn import functional as F
 
 from digitlab import augment as A
 from digitlab.augment import Augmentation, gaussian_kernel
+from digitlab.ink import flags as FL
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, gen: torch.Generator, aug: Augmentation, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """On-device twin of digitlab.augment.augment for x (B, 1, H, W) in [0, 1]."""
     b, _, h, w = x.shape
     dev = x.device
+    if aug.flag and labels is not None:
+        x = flag_ones(x, labels, gen, aug.flag)
 
     def uniform(lo, hi, *shape):
         return torch.rand(*shape, generator=gen, device=dev) * (hi - lo) + lo
@@ -86,3 +92,60 @@ def degrade(x: torch.Tensor, gen: torch.Generator, aug: Augmentation) -> torch.T
         grain = torch.randn(x.shape, generator=gen, device=dev)
         x = x + std * (texture + grain) / 2
     return x.clamp(0, 1)
+
+
+def segment_ink(
+    grid: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width: torch.Tensor
+) -> torch.Tensor:
+    """Twin of digitlab.ink.flags.segment_ink; grid (H, W, 2) of pixel centres (row, col)."""
+    p = grid[None]
+    a, d = start[:, None, None, :], (end - start)[:, None, None, :]
+    t = (((p - a) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+    distance = (p - (a + t[..., None] * d)).norm(dim=-1)
+    return (width[:, None, None] / 2 + 0.5 - distance).clamp(0, 1)
+
+
+def flag_ones(
+    x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, share: float
+) -> torch.Tensor:
+    """Twin of digitlab.ink.flags.flag_ones on (B, 1, H, W): a flag, sometimes a foot, on 1s."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def uniform(lo, hi, n):
+        return torch.rand(n, generator=gen, device=dev) * (hi - lo) + lo
+
+    pick = (labels == 1) & (torch.rand(b, generator=gen, device=dev) < share)
+    pick &= (x[:, 0] > 0.5).flatten(1).any(1)
+    chosen = pick.nonzero().flatten()
+    n = len(chosen)
+    if n == 0:
+        return x
+    ones = x[chosen, 0]
+    ink_rows = (ones > 0.5).any(2)
+    top = ink_rows.float().argmax(1)
+    bottom = h - 1 - ink_rows.flip(1).float().argmax(1)
+    height = (bottom - top + 1).float()
+    pen = ((ones > 0.5).sum((1, 2)) / height).clamp(1.5, 4.0)
+    cols = torch.arange(w, device=dev, dtype=torch.float32)
+    every = torch.arange(n, device=dev)
+
+    def centre(row):
+        weights = ones[every, row] + 1e-6
+        return (weights * cols).sum(1) / weights.sum(1)
+
+    length = uniform(*FL.FLAG_LENGTH, n) * height
+    angle = uniform(*FL.FLAG_ANGLE, n) * (math.pi / 180)
+    start = torch.stack([top.float(), centre(top)], -1)
+    end = start + torch.stack([torch.sin(angle), -torch.cos(angle)], -1) * length[:, None]
+    rows = torch.arange(h, device=dev, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), -1)
+    stroke = segment_ink(grid, start, end, pen)
+    footed = torch.rand(n, generator=gen, device=dev) < FL.FOOT_SHARE
+    half = uniform(*FL.FOOT_HALF, n) * height
+    base = torch.stack([bottom.float(), centre(bottom)], -1)
+    across = torch.stack([torch.zeros_like(half), half], -1)
+    foot = segment_ink(grid, base - across, base + across, pen) * footed[:, None, None]
+    out = x.clone()
+    out[chosen, 0] = torch.maximum(torch.maximum(ones, stroke), foot)
+    return out

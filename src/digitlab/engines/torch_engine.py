@@ -227,7 +227,7 @@ class Model:
             idx = order_t[start : min(start + batch_size, stop)]
             x = x_all[idx].unsqueeze(1).float().div_(255)  # preprocess.to_float, on the device
             if aug.active:
-                x = augment(x, self.aug_gen, aug)
+                x = augment(x, self.aug_gen, aug, y_all[idx])
             yield standardise(x, mean, std), y_all[idx]
 
     def train_step(

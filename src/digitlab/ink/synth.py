@@ -5,7 +5,8 @@
 
 The text is a number as people write them on forms: plain digit strings (1-9 long), amounts
 (`1,234.56`), dates (`12/03/2026`, `12-03-26`, `12.03.2026`), codes with a dash (`555-0142`)
-and decimals. Each digit is an MNIST training image of that label; separators are drawn here
+and decimals. Each digit is an MNIST training image of that label (40% of the 1s given a flag,
+as the built-in reader's augmentation does: `ink.flags`); separators are drawn here
 as pen strokes of random width, length and place. The row is written as people write: uneven
 gaps from wide to overlapping (about one row in three has a touching pair), digits of uneven
 size on a wandering baseline, then the whole row slanted, thickened or thinned, blurred,
@@ -19,12 +20,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from digitlab.ink.flags import flag_ones
 from digitlab.ink.prepare import otsu
 from digitlab.ink.row import strip
 
 ALPHABET = "0123456789,./-"  # what a line reader writes; index + 1 is its class (0: blank)
 LENGTHS = (1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 8, 9)  # plain digit strings: mostly 4-6 long
 DRAW_SCALE = 4  # separators are drawn this much larger, then reduced (anti-aliased like MNIST)
+FLAGGED_ONES = 0.4  # the share of 1s written with a flag, as augmentation "real" gives them
 
 
 def text(rng: np.random.Generator) -> str:
@@ -96,6 +99,9 @@ class RowMaker:
         if not char.isdigit():
             return separator(char, rng).astype(np.float32)
         digit = self.images[rng.choice(self.by_label[int(char)])]
+        if char == "1" and rng.random() < FLAGGED_ONES:
+            ink = flag_ones(digit[None] / np.float32(255), np.ones(1, int), rng, 1.0)[0]
+            digit = np.rint(ink * 255).astype(np.uint8)
         cols = np.flatnonzero(digit.max(axis=0) > 0)
         part = digit[:, cols[0] : cols[-1] + 1].astype(np.float32)
         size = float(rng.uniform(0.8, 1.12))

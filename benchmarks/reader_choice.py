@@ -1,0 +1,189 @@
+"""How the built-in reader's recipe is chosen (issue 17), on validation data only: fonts that are
+in none of the reading benchmark's test sets, and the 10% of MNIST's training images the reader
+held out.
+
+    python -m benchmarks reader_choice     # scores the shipped reader and runs/reader-*/
+
+The validation fonts are Google Fonts from the npm registry (`@fontsource/*`, fetched once into
+digitlab's data folder; a machine without npm or the registry gets a clear error): 28
+handwriting-style families and 30 printed ones, none of them installed on this machine, where
+the reading benchmark's printed and handwriting-style sets come from. Each digit is rendered and
+photographed as `reading_sets.font_digits` does. Beside them: accuracy on the reader's held-out
+MNIST digits, as they are and on paper (`calibration.paper` in model.json). No test image is
+read here; the chosen run is then measured once by `python -m benchmarks reading`.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+from pathlib import Path
+
+from benchmarks import reading_sets as sets
+from benchmarks.common import save
+from benchmarks.reading_peers import Digitlab
+from digitlab import data, runs
+
+HANDWRITING = [
+    "caveat",
+    "indie-flower",
+    "patrick-hand",
+    "shadows-into-light",
+    "kalam",
+    "gloria-hallelujah",
+    "architects-daughter",
+    "homemade-apple",
+    "reenie-beanie",
+    "covered-by-your-grace",
+    "rock-salt",
+    "permanent-marker",
+    "just-another-hand",
+    "coming-soon",
+    "schoolbell",
+    "nothing-you-could-do",
+    "sue-ellen-francisco",
+    "zeyada",
+    "gochi-hand",
+    "handlee",
+    "neucha",
+    "short-stack",
+    "annie-use-your-telescope",
+    "walter-turncoat",
+    "crafty-girls",
+    "loved-by-the-king",
+    "mansalva",
+    "nanum-pen-script",
+]
+PRINTED = [
+    "roboto",
+    "inter",
+    "lato",
+    "open-sans",
+    "montserrat",
+    "source-sans-3",
+    "noto-sans",
+    "ibm-plex-sans",
+    "fira-sans",
+    "pt-sans",
+    "work-sans",
+    "ubuntu",
+    "oswald",
+    "raleway",
+    "poppins",
+    "nunito",
+    "merriweather",
+    "playfair-display",
+    "roboto-slab",
+    "roboto-mono",
+    "source-code-pro",
+    "pt-serif",
+    "libre-baskerville",
+    "crimson-text",
+    "eb-garamond",
+    "barlow",
+    "karla",
+    "rubik",
+    "josefin-sans",
+    "quicksand",
+]
+
+
+def fonts_folder() -> Path:
+    """node_modules/@fontsource of the validation fonts, installed by npm on first use."""
+    folder = data.home() / "validation-fonts"
+    where = folder / "node_modules" / "@fontsource"
+    if not all((where / name).is_dir() for name in HANDWRITING + PRINTED):
+        if shutil.which("npm") is None:
+            raise SystemExit("reader_choice: npm is needed to fetch the validation fonts")
+        folder.mkdir(parents=True, exist_ok=True)
+        packages = [f"@fontsource/{name}" for name in HANDWRITING + PRINTED]
+        subprocess.run(
+            ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", *packages],
+            check=True,
+            capture_output=True,
+        )
+    return where
+
+
+def font_files(where: Path, names: list[str], weights: tuple[str, ...]) -> list[Path]:
+    return [
+        where / name / "files" / f"{name}-latin-{weight}-normal.woff"
+        for name in names
+        for weight in weights
+        if (where / name / "files" / f"{name}-latin-{weight}-normal.woff").exists()
+    ]
+
+
+def validation_sets() -> dict[str, list]:
+    where = fonts_folder()
+    hand, printed = (
+        font_files(where, HANDWRITING, ("400",)),
+        font_files(where, PRINTED, ("400", "700")),
+    )
+    return {
+        f"{len(HANDWRITING)} handwriting-style fonts": sets.font_digits(hand, 3, seed=107),
+        f"{len(PRINTED)} printed fonts, 2 weights": sets.font_digits(printed, 1, seed=106),
+    }
+
+
+def score(run, collections_: dict[str, list]) -> dict:
+    info = runs.read_info(run)
+    reader = Digitlab(str(run), run)
+    row = {
+        "run": str(run),
+        "augment": info["train_config"].get("augment"),
+        "seed": info["train_config"].get("seed"),
+        "held-out MNIST": info["training"]["final"]["val_acc"],
+        "held-out MNIST on paper": info["calibration"]["paper"]["accuracy"],
+    }
+    for name, items in collections_.items():
+        answers = reader.answers([i.image for i in items])
+        wrong = [(i.text, a[0]) for i, a in zip(items, answers, strict=True) if a[0] != i.text]
+        row[name] = 1 - len(wrong) / len(items)
+        row[f"{name}: mistakes"] = collections.Counter(f"{t}→{g}" for t, g in wrong).most_common(3)
+    return row
+
+
+def run() -> dict:
+    collections_ = validation_sets()
+    candidates = sorted(p for p in Path("runs").glob("reader-*") if (p / "model.json").exists())
+    rows = [score(c, collections_) for c in [*candidates, "reader"]]
+    results = {"sets": {k: len(v) for k, v in collections_.items()}, "rows": rows}
+    save("reader_choice", results, markdown(results))
+    return results
+
+
+def markdown(results: dict) -> str:
+    names = list(results["sets"])
+    head = [
+        "run",
+        "held-out MNIST",
+        "held-out MNIST on paper",
+        *names,
+        "commonest mistakes (fonts)",
+    ]
+    lines = [
+        "## Choosing the built-in reader's recipe (issue 17, validation only)",
+        "",
+        "Fonts in none of the reading benchmark's sets (Google Fonts from npm, "
+        "`benchmarks/reader_choice.py`), and the reader's held-out 10% of MNIST's training "
+        "images; no test image is read. " + ", ".join(f"{n}: {k} digits" for n, k in
+                                                      results["sets"].items()) + ". "
+        "`reader-flag-sN`: `digitlab train --recipe reader --seed N` (augmentation `real` gives "
+        "40% of the 1s a flag); `reader-noflag-sN`: the same before 1s had flags "
+        "(`real` with flag 0, the recipe of the reader shipped until 2026-12-01); `reader`: "
+        "the reader shipped now.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 2) + "---|",
+    ]  # fmt: skip
+    for row in results["rows"]:
+        mistakes = "; ".join(
+            n.split(" ")[1] + ": " + ", ".join(f"{m} ×{k}" for m, k in row[f"{n}: mistakes"][:2])
+            for n in names
+        )
+        cells = [f"`{row['run']}` (seed {row['seed']})"]
+        cells += [f"{row[k]:.2%}" for k in head[1:-1]]
+        lines.append("| " + " | ".join([*cells, mistakes]) + " |")
+    return "\n".join(lines)
