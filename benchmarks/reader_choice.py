@@ -1,6 +1,6 @@
-"""How the built-in reader's recipe is chosen (issue 17), on validation data only: fonts that are
-in none of the reading benchmark's test sets, and the 10% of MNIST's training images the reader
-held out.
+"""How the built-in reader's recipes are chosen (issue 17), on validation data only: fonts that
+are in none of the reading benchmark's test sets, and the 10% of MNIST's training images the
+reader held out; for its line reader, numbers in those fonts and rows of the held-out digits.
 
     python -m benchmarks reader_choice     # scores the shipped reader and runs/reader-*/
 
@@ -16,14 +16,18 @@ read here; the chosen run is then measured once by `python -m benchmarks reading
 from __future__ import annotations
 
 import collections
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import reading_sets as sets
 from benchmarks.common import save
 from benchmarks.reading_peers import Digitlab
-from digitlab import data, runs
+from digitlab import data, reader, runs
+from digitlab.predict import Predictor
 
 HANDWRITING = [
     "caveat",
@@ -127,6 +131,36 @@ def validation_sets() -> dict[str, list]:
     }
 
 
+def font_numbers(count_per_font: int = 4, seed: int = 200) -> list:
+    """4-6 digit numbers in every validation font (400 weight), photographed as digits are."""
+    where = fonts_folder()
+    rng = np.random.default_rng(seed)
+    items = []
+    for font in font_files(where, HANDWRITING, ("400",)) + font_files(where, PRINTED, ("400",)):
+        for _ in range(count_per_font):
+            written = "".join(rng.choice(list("0123456789"), int(rng.integers(4, 7))))
+            drawing = sets.render(written, font, int(rng.integers(60, 120)), rng)
+            h, w = drawing.shape
+            items.append(sets.Item(sets.photograph(drawing, (w, h), rng), written))
+    return items
+
+
+def score_lines(folder, items: list) -> dict:
+    """A line reader (with the shipped reader's digits) on `items`: exact, with and without a 1."""
+    predictor = Predictor("reader", lines=folder)
+    info = json.loads((Path(reader.run_folder(folder)) / "lines.json").read_text())
+    right = [(predictor.read_number(i.image)["number"] or "") == i.text for i in items]
+    ones = np.array(["1" in i.text for i in items])
+    return {
+        "run": str(folder),
+        "seed": info["train_config"]["seed"],
+        "held-out rows on paper": info["validation"]["exact"],
+        "font numbers": float(np.mean(right)),
+        "with a 1": float(np.mean(np.array(right)[ones])),
+        "without a 1": float(np.mean(np.array(right)[~ones])),
+    }
+
+
 def score(run, collections_: dict[str, list]) -> dict:
     info = runs.read_info(run)
     reader = Digitlab(str(run), run)
@@ -149,7 +183,14 @@ def run() -> dict:
     collections_ = validation_sets()
     candidates = sorted(p for p in Path("runs").glob("reader-*") if (p / "model.json").exists())
     rows = [score(c, collections_) for c in [*candidates, "reader"]]
-    results = {"sets": {k: len(v) for k, v in collections_.items()}, "rows": rows}
+    numbers = font_numbers()
+    lines = sorted(p for p in Path("runs").glob("lines-*") if (p / "lines.json").exists())
+    results = {
+        "sets": {k: len(v) for k, v in collections_.items()},
+        "rows": rows,
+        "numbers": len(numbers),
+        "lines": [score_lines(folder, numbers) for folder in [*lines, "reader"]],
+    }
     save("reader_choice", results, markdown(results))
     return results
 
@@ -186,4 +227,20 @@ def markdown(results: dict) -> str:
         cells = [f"`{row['run']}` (seed {row['seed']})"]
         cells += [f"{row[k]:.2%}" for k in head[1:-1]]
         lines.append("| " + " | ".join([*cells, mistakes]) + " |")
+    lines += [
+        "",
+        f"Line readers, reading {results['numbers']} numbers of 4-6 digits in the validation "
+        "fonts (4 in each, 400 weight) with the shipped reader's digits: `lines-flag-sN` is "
+        "`digitlab train --recipe reader-lines --seed N` (40% of its rows' 1s have a flag), "
+        "`lines-noflag-sN` the same before 1s had flags; held-out rows on paper are its "
+        "validation (lines.json), made from the reader's held-out MNIST digits.",
+        "",
+        "| line reader | held-out rows on paper | font numbers | with a 1 | without a 1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in results["lines"]:
+        cells = [f"`{row['run']}` (seed {row['seed']})"]
+        cells += [f"{row[k]:.1%}" for k in ("held-out rows on paper", "font numbers")]
+        cells += [f"{row[k]:.1%}" for k in ("with a 1", "without a 1")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

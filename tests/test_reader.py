@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import digitlab
 from digitlab import reader, runs
+from digitlab.augment import AUGMENTATIONS
 from digitlab.cli import app
 from digitlab.data import Split
 from digitlab.jobs.export import agreement, onnx_model
@@ -35,6 +36,8 @@ def test_the_reader_ships_with_its_provenance_and_digest():
     assert info["preset"] == "reader" and info["data"]["dataset"] == "mnist"
     assert info["data"]["limit"] is None  # MNIST's training images, all of them, nothing else
     assert TrainConfig.from_dict(info["train_config"]) == digitlab.RECIPES["reader"][1]
+    real = dataclasses.asdict(AUGMENTATIONS["real"])
+    assert info["augmentation"] == {"name": "real", **real}  # what "real" means today
     assert info["test"]["acc"] >= 0.996  # measured 99.64%
     assert info["temperature"] > 0 and info["calibration"]["split"] == "validation"
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digitlab.ink.flags import flag_ones
-
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -138,6 +136,8 @@ def augment(
     if not aug.active:
         return images
     if aug.flag and labels is not None:
+        from digitlab.ink.flags import flag_ones  # digitlab.ink imports SciPy: only when needed
+
         images = flag_ones(images.astype(np.float32), labels, rng, aug.flag)
     b, h, w = images.shape
     matrix, shift = affine_params(rng, b, aug)

@@ -32,7 +32,7 @@ from digitlab.data.dataset import Split
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import reliability_of
 from digitlab.ink import paper, row_ink
-from digitlab.ink.synth import ALPHABET, RowMaker
+from digitlab.ink.synth import ALPHABET, FLAGGED_ONES, RowMaker
 from digitlab.sequence import (
     ALTERNATIVES,
     FILES,
@@ -250,7 +250,8 @@ def train_lines(
         "data": {"dataset": "mnist", "digits": "train, less the reader's 10% validation split",
                  "train_digits": len(train_idx), "validation_digits": len(digits)},
         "train_config": {"samples": samples, "epochs": epochs, "batch_size": BATCH, "lr": LR,
-                         "optimizer": "adamw", "schedule": "onecycle", "seed": seed},
+                         "optimizer": "adamw", "schedule": "onecycle", "seed": seed,
+                         "flagged_ones": FLAGGED_ONES},
         "temperature": 1.0,
         "weights_sha256": hashlib.sha256(payload).hexdigest(),
     }  # fmt: skip
