@@ -232,7 +232,8 @@ def markdown(results: dict) -> str:
         f"Line readers, reading {results['numbers']} numbers of 4-6 digits in the validation "
         "fonts (4 in each, 400 weight) with the shipped reader's digits: `lines-flag-sN` is "
         "`digitlab train --recipe reader-lines --seed N` (40% of its rows' 1s have a flag), "
-        "`lines-noflag-sN` the same before 1s had flags; held-out rows on paper are its "
+        "`lines-noflag-sN` the same before 1s had flags, `lines-e8-sN` with flags and "
+        "`--epochs 8` (twice the default); held-out rows on paper are its "
         "validation (lines.json), made from the reader's held-out MNIST digits.",
         "",
         "| line reader | held-out rows on paper | font numbers | with a 1 | without a 1 |",

@@ -67,3 +67,20 @@ def test_tesseract_is_asked_for_digits_only(fonts):
     assert all(np.isnan(confidence) for _, confidence in answers)  # it gives none
     right = sum(label == i.text for (label, _), i in zip(answers, items, strict=True))
     assert right >= 5  # measured: 8 of 10 in URW's C059 (a 7 and a 9 read as 4 and 6)
+
+
+def test_the_validation_fonts_are_none_of_the_fonts_the_test_sets_use(fonts):
+    """benchmarks/reader_choice.py chooses the reader's recipe on npm's Google Fonts: none of
+    them may be a font the reading benchmark draws its printed or handwriting sets from."""
+    from benchmarks import reader_choice
+
+    printed, hand = sets.font_files()
+
+    def squashed(name: str) -> str:
+        return "".join(c for c in name.lower() if c.isalnum())
+
+    installed = {squashed(p.stem.split("-")[0]) for p in printed + hand}
+    chosen_on = reader_choice.HANDWRITING + reader_choice.PRINTED
+    assert len(chosen_on) == len(set(chosen_on)) == 58
+    assert not installed & {squashed(name) for name in chosen_on}
+    assert all(p.suffix in (".ttf", ".otf") for p in printed + hand)  # never npm's .woff
