@@ -102,21 +102,36 @@ def fonts_folder() -> Path:
             raise SystemExit("reader_choice: npm is needed to fetch the validation fonts")
         folder.mkdir(parents=True, exist_ok=True)
         packages = [f"@fontsource/{name}" for name in HANDWRITING + PRINTED]
-        subprocess.run(
+        done = subprocess.run(
             ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", *packages],
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            said = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise SystemExit(f"reader_choice: npm could not fetch the validation fonts: {said}")
     return where
 
 
 def font_files(where: Path, names: list[str], weights: tuple[str, ...]) -> list[Path]:
-    return [
+    """Each family's Latin .woff in each weight; every one must be there."""
+    files = [
         where / name / "files" / f"{name}-latin-{weight}-normal.woff"
         for name in names
         for weight in weights
-        if (where / name / "files" / f"{name}-latin-{weight}-normal.woff").exists()
     ]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise SystemExit(f"reader_choice: {len(missing)} validation fonts missing: {missing[:3]}")
+    return files
+
+
+def versions(where: Path) -> dict[str, str]:
+    """The version npm installed of each validation font's package."""
+    return {
+        name: json.loads((where / name / "package.json").read_text())["version"]
+        for name in HANDWRITING + PRINTED
+    }
 
 
 def validation_sets() -> dict[str, list]:
@@ -189,6 +204,7 @@ def run() -> dict:
         "sets": {k: len(v) for k, v in collections_.items()},
         "rows": rows,
         "numbers": len(numbers),
+        "font_versions": versions(fonts_folder()),
         "lines": [score_lines(folder, numbers) for folder in [*lines, "reader"]],
     }
     save("reader_choice", results, markdown(results))
@@ -209,7 +225,7 @@ def markdown(results: dict) -> str:
         "",
         "Fonts in none of the reading benchmark's sets (Google Fonts from npm, "
         "`benchmarks/reader_choice.py`), and the reader's held-out 10% of MNIST's training "
-        "images; no test image is read. " + ", ".join(f"{n}: {k} digits" for n, k in
+        "images; no test image is read (the npm packages' versions are in reader_choice.json). " + ", ".join(f"{n}: {k} digits" for n, k in
                                                       results["sets"].items()) + ". "
         "`reader-flag-sN`: `digitlab train --recipe reader --seed N` (augmentation `real` gives "
         "40% of the 1s a flag); `reader-noflag-sN`: the same before 1s had flags "

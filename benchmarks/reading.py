@@ -227,7 +227,9 @@ def markdown(results: dict, names: list[str]) -> str:
         "",
         "Test sets built by `benchmarks/reading_sets.py` from sources other than MNIST's "
         "training images; exact accuracy (the digit, or the whole string). No reader was tuned "
-        "on them.",
+        "on them, but the built-in reader's errors here were seen: flagged 1s read as 7s on the "
+        "printed set led to its flagged-1 augmentation, which was then chosen on fonts none of "
+        "these sets use (`benchmarks/reader_choice.py`).",
         "",
         "| set | n | " + " | ".join(names) + " |",
         "|---|---:|" + "---:|" * len(names),

@@ -143,3 +143,23 @@ def test_torch_flags_the_ones_as_numpy_does(mnist):
     ones = labels == 1
     assert not theirs[~ones].any()
     assert theirs[ones].sum() == pytest.approx(ours[ones].sum(), rel=0.15)
+
+
+def test_labels_that_do_not_match_the_images_are_refused():
+    """Labels shaped (B, 1) would broadcast against the batch and flag the wrong images."""
+    torch = pytest.importorskip("torch")
+    from digitlab.engines import torch_augment
+    from digitlab.ink.flags import flag_ones
+
+    x = np.zeros((4, 28, 28), np.float32)
+    x[:, 4:24, 13:16] = 1
+    ones = np.array([[1], [0], [1], [0]])  # (B, 1): read as B labels
+    y = flag_ones(x, ones, np.random.default_rng(0), 1.0)
+    assert (y[[0, 2]] != x[[0, 2]]).any() and (y[[1, 3]] == x[[1, 3]]).all()
+    with pytest.raises(ValueError, match="3 labels for 4 images"):
+        flag_ones(x, np.ones(3, int), np.random.default_rng(0), 1.0)
+    gen = torch.Generator().manual_seed(0)
+    t = torch_augment.flag_ones(torch.from_numpy(x)[:, None], torch.from_numpy(ones), gen, 1.0)
+    assert (t[[1, 3], 0].numpy() == x[[1, 3]]).all() and (t[[0, 2], 0].numpy() != x[[0, 2]]).any()
+    with pytest.raises(ValueError, match="3 labels for 4 images"):
+        torch_augment.flag_ones(torch.from_numpy(x)[:, None], torch.ones(3), gen, 1.0)

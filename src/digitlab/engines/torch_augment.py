@@ -108,9 +108,15 @@ def segment_ink(
 def flag_ones(
     x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, share: float
 ) -> torch.Tensor:
-    """Twin of digitlab.ink.flags.flag_ones on (B, 1, H, W): a flag, sometimes a foot, on 1s."""
+    """Twin of digitlab.ink.flags.flag_ones on (B, 1, H, W): a flag, sometimes a foot, on 1s.
+    It draws as many random numbers as the batch has chosen 1s, so on a GPU it waits once a
+    batch to count them; drawing for every image instead would not reproduce the shipped
+    reader's training stream."""
     b, _, h, w = x.shape
     dev = x.device
+    labels = labels.reshape(-1)
+    if len(labels) != b:
+        raise ValueError(f"flag_ones: {len(labels)} labels for {b} images")
 
     def uniform(lo, hi, n):
         return torch.rand(n, generator=gen, device=dev) * (hi - lo) + lo

@@ -33,7 +33,10 @@ def flag_ones(
     """A share of the 1s (B, H, W float) drawn as print and European hands draw them: a flag
     from the top of the bar down to the left, and for a third of those a foot under it, each
     as wide as the digit's own pen."""
-    chosen = np.flatnonzero((np.asarray(labels) == 1) & (rng.random(len(x)) < share))
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(x):
+        raise ValueError(f"flag_ones: {len(labels)} labels for {len(x)} images")
+    chosen = np.flatnonzero((labels == 1) & (rng.random(len(x)) < share))
     chosen = chosen[(x[chosen] > 0.5).any(axis=(1, 2))]
     if chosen.size == 0:
         return x
