@@ -145,14 +145,14 @@ def running_trial(out: Path, name: str = "tiny", timeout: float = 60) -> int | N
                         return t.number
             except KeyError:
                 pass
-        time.sleep(0.2)
+        time.sleep(0.05)  # a trial can last under a second on today's 2 cores
     return None
 
 
 @pytest.mark.slow  # three worker processes in turn, each training: about 40 s on 2 cores
 def test_a_worker_killed_mid_trial_loses_only_that_trial(mnist, tmp_path):
     out = tmp_path / "sweep"
-    space = space_file(tmp_path, limit=4000, epochs=3)  # trials long enough to be caught running
+    space = space_file(tmp_path, limit=12000, epochs=6)  # trials long enough to be caught running
     worker = subprocess.Popen(
         [sys.executable, "-m", "digitlab.cli", "sweep", str(space), "--out", str(out),
          "--trials", "3"],
