@@ -27,7 +27,6 @@ from benchmarks import reading_sets as sets
 from benchmarks.common import save
 from benchmarks.reading_peers import Digitlab
 from digitlab import data, reader, runs
-from digitlab.predict import Predictor
 
 HANDWRITING = [
     "caveat",
@@ -134,8 +133,7 @@ def versions(where: Path) -> dict[str, str]:
     }
 
 
-def validation_sets() -> dict[str, list]:
-    where = fonts_folder()
+def validation_sets(where: Path) -> dict[str, list]:
     hand, printed = (
         font_files(where, HANDWRITING, ("400",)),
         font_files(where, PRINTED, ("400", "700")),
@@ -146,9 +144,8 @@ def validation_sets() -> dict[str, list]:
     }
 
 
-def font_numbers(count_per_font: int = 4, seed: int = 200) -> list:
+def font_numbers(where: Path, count_per_font: int = 4, seed: int = 200) -> list:
     """4-6 digit numbers in every validation font (400 weight), photographed as digits are."""
-    where = fonts_folder()
     rng = np.random.default_rng(seed)
     items = []
     for font in font_files(where, HANDWRITING, ("400",)) + font_files(where, PRINTED, ("400",)):
@@ -162,9 +159,9 @@ def font_numbers(count_per_font: int = 4, seed: int = 200) -> list:
 
 def score_lines(folder, items: list) -> dict:
     """A line reader (with the shipped reader's digits) on `items`: exact, with and without a 1."""
-    predictor = Predictor("reader", lines=folder)
+    with_lines = Digitlab(str(folder), "reader", lines=folder)
     info = json.loads((Path(reader.run_folder(folder)) / "lines.json").read_text())
-    right = [(predictor.read_number(i.image)["number"] or "") == i.text for i in items]
+    right = [with_lines.number(i.image) == i.text for i in items]
     ones = np.array(["1" in i.text for i in items])
     return {
         "run": str(folder),
@@ -181,7 +178,6 @@ def score(run, collections_: dict[str, list]) -> dict:
     reader = Digitlab(str(run), run)
     row = {
         "run": str(run),
-        "augment": info["train_config"].get("augment"),
         "seed": info["train_config"].get("seed"),
         "held-out MNIST": info["training"]["final"]["val_acc"],
         "held-out MNIST on paper": info["calibration"]["paper"]["accuracy"],
@@ -195,16 +191,17 @@ def score(run, collections_: dict[str, list]) -> dict:
 
 
 def run() -> dict:
-    collections_ = validation_sets()
+    where = fonts_folder()
+    collections_ = validation_sets(where)
     candidates = sorted(p for p in Path("runs").glob("reader-*") if (p / "model.json").exists())
     rows = [score(c, collections_) for c in [*candidates, "reader"]]
-    numbers = font_numbers()
+    numbers = font_numbers(where)
     lines = sorted(p for p in Path("runs").glob("lines-*") if (p / "lines.json").exists())
     results = {
         "sets": {k: len(v) for k, v in collections_.items()},
         "rows": rows,
         "numbers": len(numbers),
-        "font_versions": versions(fonts_folder()),
+        "font_versions": versions(where),
         "lines": [score_lines(folder, numbers) for folder in [*lines, "reader"]],
     }
     save("reader_choice", results, markdown(results))
@@ -220,13 +217,14 @@ def markdown(results: dict) -> str:
         *names,
         "commonest mistakes (fonts)",
     ]
+    sizes = ", ".join(f"{name}: {n} digits" for name, n in results["sets"].items())
     lines = [
         "## Choosing the built-in reader's recipe (issue 17, validation only)",
         "",
         "Fonts in none of the reading benchmark's sets (Google Fonts from npm, "
         "`benchmarks/reader_choice.py`), and the reader's held-out 10% of MNIST's training "
-        "images; no test image is read (the npm packages' versions are in reader_choice.json). " + ", ".join(f"{n}: {k} digits" for n, k in
-                                                      results["sets"].items()) + ". "
+        "images; no test image is read (the npm packages' versions are in reader_choice.json). "
+        f"{sizes}. "
         "`reader-flag-sN`: `digitlab train --recipe reader --seed N` (augmentation `real` gives "
         "40% of the 1s a flag); `reader-noflag-sN`: the same before 1s had flags "
         "(`real` with flag 0, the recipe of the reader shipped until 2026-12-01); `reader`: "
@@ -234,7 +232,7 @@ def markdown(results: dict) -> str:
         "",
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 2) + "---|",
-    ]  # fmt: skip
+    ]
     for row in results["rows"]:
         mistakes = "; ".join(
             n.split(" ")[1] + ": " + ", ".join(f"{m} ×{k}" for m, k in row[f"{n}: mistakes"][:2])
@@ -257,7 +255,7 @@ def markdown(results: dict) -> str:
     ]
     for row in results["lines"]:
         cells = [f"`{row['run']}` (seed {row['seed']})"]
-        cells += [f"{row[k]:.1%}" for k in ("held-out rows on paper", "font numbers")]
-        cells += [f"{row[k]:.1%}" for k in ("with a 1", "without a 1")]
+        figures = ("held-out rows on paper", "font numbers", "with a 1", "without a 1")
+        cells += [f"{row[k]:.1%}" for k in figures]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

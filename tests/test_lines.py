@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from digitlab import reader
+from digitlab import reader, sequence_train
 from digitlab.cli import app
 from digitlab.errors import DigitlabError
 from digitlab.ink import row as rows
@@ -70,13 +70,15 @@ def test_synthetic_rows_hold_their_text_and_are_strips(mnist):
 
 
 def test_a_share_of_the_ones_in_rows_are_written_with_a_flag(mnist):
-    """As the reader's augmentation does (ink.synth.FLAGGED_ONES): a bar three columns wide as
-    every 1, so a piece wider than the bar, even written at 0.8-1.12 times its size, has a flag."""
+    """The line reader's recipe flags its rows' 1s as the reader's augmentation does
+    (sequence_train.FLAGGED_ONES). A bar three columns wide as every 1, so a piece wider than
+    the bar, even written at 0.8-1.12 times its size, has a flag."""
     images, labels = mnist.train.images[:2000].copy(), mnist.train.labels[:2000]
     bar = np.zeros((28, 28), np.uint8)
     bar[4:24, 13:16] = 255
     images[labels == 1] = bar
-    maker, rng = RowMaker(images, labels), np.random.default_rng(2)
+    maker = RowMaker(images, labels, sequence_train.FLAGGED_ONES)
+    rng = np.random.default_rng(2)
     widths = np.array([maker.piece("1", rng).shape[1] for _ in range(400)])
     assert set(np.unique(widths[widths <= 3])) <= {2, 3}  # plain bars stay bars
     assert 0.3 < (widths > 3).mean() < 0.5  # FLAGGED_ONES = 0.4 of them got a flag

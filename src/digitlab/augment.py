@@ -138,7 +138,7 @@ def augment(
     if aug.flag and labels is not None:
         from digitlab.ink.flags import flag_ones  # digitlab.ink imports SciPy: only when needed
 
-        images = flag_ones(images.astype(np.float32), labels, rng, aug.flag)
+        images = flag_ones(images, labels, rng, aug.flag)
     b, h, w = images.shape
     matrix, shift = affine_params(rng, b, aug)
     centre = np.array([(h - 1) / 2, (w - 1) / 2])

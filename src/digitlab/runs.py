@@ -210,7 +210,7 @@ def model_info(
 def augmentation_of(name: str) -> dict:
     """{"augmentation": its parameters} for a run trained with augmentation: the name alone
     would not say what a later digitlab means by it (issue 17 gave "real" a flag on 1s)."""
-    if name == "none" or name not in AUGMENTATIONS:
+    if name == "none":
         return {}
     return {"augmentation": {"name": name, **dataclasses.asdict(AUGMENTATIONS[name])}}
 

@@ -28,11 +28,12 @@ import numpy as np
 from safetensors.numpy import save as save_arrays
 
 from digitlab import atomic, version
+from digitlab.augment import AUGMENTATIONS
 from digitlab.data.dataset import Split
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import reliability_of
 from digitlab.ink import paper, row_ink
-from digitlab.ink.synth import ALPHABET, FLAGGED_ONES, RowMaker
+from digitlab.ink.synth import ALPHABET, RowMaker
 from digitlab.sequence import (
     ALTERNATIVES,
     FILES,
@@ -52,13 +53,14 @@ BATCH = 64
 LR = 2e-3
 VALIDATION_ROWS = 2000  # synthetic rows from the held-out digits
 PAPER_ROWS = 1000  # rows on paper from the held-out digits, that fit the temperature
+FLAGGED_ONES = AUGMENTATIONS["real"].flag  # rows' 1s flagged as the reader's digits are
 PAPER_SEED = 100  # the reading benchmark's sets use seeds 2-9 (and MNIST's test digits)
 _maker: RowMaker | None = None  # each generating process's own
 
 
 def _start(images: np.ndarray, labels: np.ndarray) -> None:
     global _maker
-    _maker = RowMaker(images, labels)
+    _maker = RowMaker(images, labels, FLAGGED_ONES)
 
 
 def _make(job: tuple[int, int, int]) -> list[tuple[np.ndarray, str]]:

@@ -5,8 +5,8 @@
 
 The text is a number as people write them on forms: plain digit strings (1-9 long), amounts
 (`1,234.56`), dates (`12/03/2026`, `12-03-26`, `12.03.2026`), codes with a dash (`555-0142`)
-and decimals. Each digit is an MNIST training image of that label (40% of the 1s given a flag,
-as the built-in reader's augmentation does: `ink.flags`); separators are drawn here
+and decimals. Each digit is an MNIST training image of that label (a share of the 1s given a
+flag, `flagged_ones`: `ink.flags`); separators are drawn here
 as pen strokes of random width, length and place. The row is written as people write: uneven
 gaps from wide to overlapping (about one row in three has a touching pair), digits of uneven
 size on a wandering baseline, then the whole row slanted, thickened or thinned, blurred,
@@ -27,7 +27,6 @@ from digitlab.ink.row import strip
 ALPHABET = "0123456789,./-"  # what a line reader writes; index + 1 is its class (0: blank)
 LENGTHS = (1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 8, 9)  # plain digit strings: mostly 4-6 long
 DRAW_SCALE = 4  # separators are drawn this much larger, then reduced (anti-aliased like MNIST)
-FLAGGED_ONES = 0.4  # the share of 1s written with a flag, as augmentation "real" gives them
 
 
 def text(rng: np.random.Generator) -> str:
@@ -89,8 +88,9 @@ def separator(char: str, rng: np.random.Generator) -> np.ndarray:
 class RowMaker:
     """Synthetic rows from a set of digit images (uint8 (N, 28, 28), light on black)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images = images
+    def __init__(self, images: np.ndarray, labels: np.ndarray, flagged_ones: float = 0.0) -> None:
+        """`flagged_ones`: the share of 1s written with a flag (ink.flags)."""
+        self.images, self.flagged_ones = images, flagged_ones
         self.by_label = {d: np.flatnonzero(labels == d) for d in range(10)}
         if any(len(v) == 0 for v in self.by_label.values()):
             raise ValueError("synthetic rows need images of every digit 0-9")
@@ -99,7 +99,7 @@ class RowMaker:
         if not char.isdigit():
             return separator(char, rng).astype(np.float32)
         digit = self.images[rng.choice(self.by_label[int(char)])]
-        if char == "1" and rng.random() < FLAGGED_ONES:
+        if char == "1" and rng.random() < self.flagged_ones:
             ink = flag_ones(digit[None] / np.float32(255), np.ones(1, int), rng, 1.0)[0]
             digit = np.rint(ink * 255).astype(np.uint8)
         cols = np.flatnonzero(digit.max(axis=0) > 0)
