@@ -75,7 +75,7 @@ class TrainConfig:
     step_epochs: int = setting(3, "step schedule: multiply the lr by gamma every N epochs.")
     gamma: float = setting(0.1, "step schedule: the factor.")
     label_smoothing: float = setting(0.0, "Label smoothing, 0 to <1.")
-    augment: str = setting("none", "none, shift, affine or elastic.")
+    augment: str = setting("none", "none, shift, affine, elastic or real (photos: the reader's).")
     val_split: float = setting(0.1, "Share of train held out for validation (stratified).")
     split_seed: int = setting(
         -1, "Seeds the validation split (-1: the seed); an ensemble's members share one."
