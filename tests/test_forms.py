@@ -118,6 +118,11 @@ def test_slanted_strokes_are_a_dates_slashes_only_where_the_string_is_a_date():
     assert forms.date_slashes("31121999", [2]) == []  # one slash is not a date
     assert forms.date_slashes("311199", [1, 3]) == [1, 3]  # 3/1/99
     assert forms.date_slashes("12103112026", [2, 5]) == []  # ... but 12/03/12026 is not
+    assert forms.date_slashes("019198", [1, 3]) == []  # 0/9/98: no day 0, so 019198
+    assert forms.date_slashes("211107", [1, 3]) == [1, 3]  # 2/1/07
+    assert forms.plausible_date("12/31/2026") and forms.plausible_date("31/12/26")  # m/d, d/m
+    assert not forms.plausible_date("13/13/2026") and not forms.plausible_date("12/00/26")
+    assert not forms.plausible_date("12-03-26") and not forms.plausible_date("1/2/3/04")
 
 
 def test_long_runs_is_a_morphological_opening_with_a_line():

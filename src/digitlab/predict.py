@@ -300,15 +300,18 @@ class Predictor:
             if cols.size == 0:
                 continue
             box = row.back(lo + cols[0], rows[0], lo + cols[-1] + 1, rows[-1] + 1)
-            if c.char.isdigit() and fixed.get(i, c.char).isdigit():
+            label = fixed.get(i, c.char)
+            if label.isdigit():  # read as a digit, or a slash where the string is no date
                 # the alternatives' shares among symbols, scaled so that the first is the
                 # digit's calibrated confidence (which also counts the chance of no symbol)
-                scale = c.p / max(dict(c.top).get(c.char, 0.0), 1e-12)
-                alternatives = [(a, p * scale) for a, p in c.top if a.isdigit()][:top]
+                sure_of = sequence.chance(c, fixed.get(i))
+                scale = sure_of / max(dict(c.top).get(label, 0.0), 1e-12)
+                alternatives = [(a, p * scale) for a, p in c.top if a.isdigit() and a != label]
+                alternatives = [(label, sure_of), *alternatives][:top]
                 answer = {
-                    "status": "ok" if c.p >= self.unsure_below else "unsure",
-                    "label": c.char,
-                    "confidence": c.p,
+                    "status": "ok" if sure_of >= self.unsure_below else "unsure",
+                    "label": label,
+                    "confidence": sure_of,
                     "top": [{"label": a, "p": p} for a, p in alternatives],
                     "digit": ink.to_mnist(ink.crop_digit(row.ink[:, lo:], keep, 2)),
                     "box": box,

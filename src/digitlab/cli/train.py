@@ -384,10 +384,11 @@ def train_line_reader(out: Path, settings: dict, limit, overwrite: bool, json_ou
         return
     v = info["validation"]
     typer.echo(
-        f"trained a line reader in {info['seconds']:.0f}s: {v['exact']:.2%} of {v['rows']:,} "
-        f"validation rows read exactly"
+        f"trained a line reader ({len(info['members'])} members, seeds "
+        f"{', '.join(map(str, info['train_config']['seeds']))}) in {info['seconds']:.0f}s: "
+        f"{v['exact']:.2%} of {v['rows']:,} validation rows read exactly"
     )
-    typer.echo(f"wrote {out}/ (lines.json, lines.safetensors)")
+    typer.echo(f"wrote {out}/ (lines.json, lines.safetensors; each member in {out}/members/)")
 
 
 _signature = inspect.signature(train, eval_str=True)

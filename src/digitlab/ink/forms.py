@@ -12,7 +12,7 @@ cell by cell: `cells` are the column ranges between the verticals.
 Separators are told from digits by their size and place in the row: a dot or comma is small and
 sits on the baseline (a comma reaches below it), a dash is short, flat and at mid-height, a slash
 may be a long straight stroke leaning right; it is one only where the string then reads as a
-date (`date_slashes`), since many handwritten 1s lean as far.
+date (`date_slashes`, `plausible_date`), since many handwritten 1s lean as far.
 """
 
 from __future__ import annotations
@@ -177,18 +177,26 @@ def slash_like(piece: np.ndarray, tall: float) -> bool:
     return angle >= SLASH_SLANT and spread < SLASH_SPREAD
 
 
+def plausible_date(text: str) -> bool:
+    """Whether `text` is a date written d/m/y (or m/d/y): 1-2 digits, 1-2 digits, then 2 or 4,
+    its day and month both from 1 to 31 and one of them at most 12."""
+    parts = text.split("/")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return False
+    day, month, year = parts
+    if not (1 <= len(day) <= 2 and 1 <= len(month) <= 2 and len(year) in (2, 4)):
+        return False
+    a, b = int(day), int(month)
+    return 1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12
+
+
 def date_slashes(text: str, candidates: list[int]) -> list[int]:
     """Which of the candidate positions in `text` (digits read from slash-like strokes, and any
-    slash already read) are a date's slashes: exactly two, splitting the digits as d/m/y (1-2,
-    1-2, then 2 or 4 digits). Otherwise none: they were 1s."""
+    slash already read) are a date's slashes: exactly two, making the whole a `plausible_date`.
+    Otherwise none: they were 1s."""
     for first, second in itertools.combinations(candidates, 2):
-        day, month, year = text[:first], text[first + 1 : second], text[second + 1 :]
-        if (
-            1 <= len(day) <= 2
-            and 1 <= len(month) <= 2
-            and len(year) in (2, 4)
-            and (day + month + year).isdigit()
-        ):
+        amended = "".join("/" if i in (first, second) else c for i, c in enumerate(text))
+        if plausible_date(amended):
             return [first, second]
     return []
 
