@@ -119,6 +119,7 @@ def test_a_run_resumed_in_two_processes_ends_as_if_never_stopped(mnist, mnist_ho
         )
     resumed = digitlab("train", "--resume", str(tmp_path / "cut"), "--nproc", "2", home=mnist_home)
     assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count(f"after epoch 1 of {CNN_CONFIG.epochs}") == 1  # rank 0 says it
     assert_close_weights(tmp_path / "whole", tmp_path / "cut")
     info = json.loads((tmp_path / "cut" / "model.json").read_text())
     assert info["training"]["finished"] and info["resumed_from_epoch"] == 1

@@ -162,6 +162,7 @@ def test_resume_after_sigkill_ends_with_the_same_weights(mnist_home, tmp_path):
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {killed} after epoch {stopped_at} of 8" in resumed.stderr
     assert_same_weights(tmp_path / "whole", killed)
     info = json.loads((killed / "model.json").read_text())
     assert info["training"]["finished"] and info["resumed_from_epoch"] == stopped_at

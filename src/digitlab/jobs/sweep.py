@@ -384,7 +384,11 @@ def sweep(
         if failed(study) - before >= total:
             study.stop()
 
-    if finished(study, counted) < total:
+    done = finished(study, counted)
+    if done >= total and on_event is not None:
+        on_event(f"the study already holds {done} finished trials of {total}: nothing to run "
+                 "(--trials N asks for more)")  # fmt: skip
+    if done < total:
         study.optimize(
             objective(space, out, data, on_event),
             callbacks=[stop, give_up],

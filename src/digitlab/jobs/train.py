@@ -377,6 +377,8 @@ def resume(
             raise RunError(
                 f"{run / 'checkpoint'}: does not fit this run ({str(e).splitlines()[0][:150]})"
             ) from None
+        if on_event is not None and main:
+            on_event(f"resuming {run} after epoch {trainer.epoch} of {config.epochs}")
         extra = {k: info[k] for k in ("preset", "device", "init_from") if k in info} | {
             "resumed_from_epoch": trainer.epoch
         }
