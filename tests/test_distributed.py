@@ -149,7 +149,7 @@ def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home
         time.sleep(0.005)
     stderr = proc.communicate(timeout=60)[1].decode()
     assert proc.returncode == 130, stderr
-    assert f"digitlab train --resume {cut}" in stderr
+    assert f"digitlab train --resume {cut}" in stderr and "Traceback" not in stderr
     info = json.loads((cut / "model.json").read_text())
     assert not info["training"]["finished"] and info["stopped"] == "interrupted"
     stopped_at = json.loads(latest.read_text())["epoch"]
@@ -159,6 +159,53 @@ def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home
     assert resumed.returncode == 0, resumed.stderr
     assert_close_weights(tmp_path / "whole", cut)
     assert json.loads((cut / "model.json").read_text())["resumed_from_epoch"] == stopped_at
+
+
+def test_ctrl_c_under_torchrun_ends_in_one_line_with_no_traceback(mnist_home, tmp_path):
+    """torchrun answers SIGINT with its agent's log lines and the traceback of the exception it
+    raises; `digitlab train --nproc 2` leaves them out and says how to resume (Relay)."""
+    out = tmp_path / "cut"
+    flags = ["--model", "mlp:64", "--engine", "torch", "--epochs", "60", "--limit", "20000"]
+    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
+    command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
+    proc = subprocess.Popen(
+        [*command, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    latest = out / "checkpoint" / "latest.json"
+    deadline = time.monotonic() + 50
+    while time.monotonic() < deadline and proc.poll() is None and not latest.exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # 60 epochs of 20,000 images: far from the end
+    stderr = proc.communicate(timeout=40)[1].decode()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert f"digitlab train --resume {out}" in stderr
+    assert "Traceback" not in stderr and "SignalException" not in stderr, stderr[-3000:]
+    assert "torch/distributed/elastic" not in stderr and "terminate called" not in stderr
+    assert json.loads((out / "model.json").read_text())["stopped"] == "interrupted"
+
+
+def test_the_relay_leaves_out_torchruns_report_of_ctrl_c_and_nothing_else():
+    import io
+
+    from digitlab.engines.torchrun import Relay
+
+    agent = b"W1201 04:48:34.243000 17934 /x/torch/distributed/elastic/agent/api.py:753] Received\n"
+    start = b"Traceback (most recent call last):\n"
+    signalled = [start, b'  File "run.py", line 1\n', b"    main()\n",
+                 b"torch.distributed.elastic.SignalException: got signal: 2\n"]  # fmt: skip
+    failed = [start, b'  File "a.py", line 9\n', b"ValueError: a real failure\n"]
+    text = [b"epoch 1/4\n", agent, *signalled, *failed, b"terminate called without x\n", b"end"]
+    for stopping in (False, True):
+        sink = io.BytesIO()
+        relay = Relay(io.BytesIO(b"".join(text)), sink)
+        if stopping:
+            relay.stopping.set()
+        relay.run()
+        kept = sink.getvalue()
+        if not stopping:  # before Ctrl-C: every byte, in order
+            assert kept == b"".join(text)
+        else:
+            assert kept == b"epoch 1/4\n" + b"".join(failed) + b"end"
 
 
 def children_of(pid: int) -> list[int]:

@@ -131,10 +131,11 @@ def launch(nproc: int) -> int:
         raise DigitlabError("--nproc: works from the command line (digitlab train ... --nproc N)")
     threads = {"OMP_NUM_THREADS": str(torchrun.threads_per_process(nproc))}
     command = torchrun.torchrun_command(without_nproc(args), nproc)
-    launcher = torchrun.start(command, threads | os.environ)
+    launcher, relay = torchrun.start(command, threads | os.environ, sys.stderr.buffer)
     try:
         return launcher.wait()
     except KeyboardInterrupt:  # Ctrl-C: rank 0 marks the run stopped and says how to resume
+        relay.stopping.set()
         launcher.send_signal(signal.SIGINT)
         launcher.wait()
         return 130
@@ -142,6 +143,8 @@ def launch(nproc: int) -> int:
         launcher.terminate()
         launcher.wait()
         raise
+    finally:
+        relay.join(timeout=10)  # the last lines, once every process writing them has ended
 
 
 @contextmanager

@@ -11,8 +11,10 @@ RANK, WORLD_SIZE and LOCAL_RANK in each; engines.distributed is what runs inside
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 
 from digitlab.errors import DigitlabError
 
@@ -69,10 +71,54 @@ def torchrun_command(args: list[str], nproc: int) -> list[str]:
     return [*torchrun, f"--nproc-per-node={nproc}", "-m", "digitlab.cli", *args]
 
 
-def start(command: list[str], env: dict) -> subprocess.Popen:
+def start(command: list[str], env: dict, sink) -> tuple[subprocess.Popen, Relay]:
     """torchrun, started in its own session, so that Ctrl-C reaches it once (passed on by
-    `digitlab train`), and on Linux bound to die with it (dies_with_parent)."""
-    return subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=dies_with_parent)
+    `digitlab train`), and on Linux bound to die with it (dies_with_parent); and the Relay
+    that copies its stderr, and its workers', to `sink` (a binary stream)."""
+    launcher = subprocess.Popen(
+        command, env=env, start_new_session=True, preexec_fn=dies_with_parent,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    relay = Relay(launcher.stderr, sink)
+    relay.start()
+    return launcher, relay
+
+
+# a log line of torchrun's own (its elastic agent's): "W1201 04:48:34.243000 17934 .../api.py:753]"
+AGENT_LOG = re.compile(rb"^[IWE]\d{4} [\d:.]+ +\d+ \S*torch/distributed/elastic/")
+
+
+class Relay(threading.Thread):
+    """Copies torchrun's stderr (and its workers', which share it) line by line to `sink` (a
+    binary stream). Once `stopping` is set (Ctrl-C passed on), torchrun's own report of the
+    signal is left out: its agent's log lines, the traceback of the SignalException it raises
+    and a worker's 'terminate called without an active exception'. Rank 0 has said how to
+    resume; any other line, and any other traceback, still gets through."""
+
+    def __init__(self, source, sink) -> None:
+        super().__init__(daemon=True)
+        self.source, self.sink = source, sink
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        held: list[bytes] = []  # a traceback, until its last line says what was raised
+        for line in iter(self.source.readline, b""):
+            if held or line.startswith(b"Traceback (most recent call last):"):
+                held.append(line)
+                if line[:1] not in (b" ", b"\t", b"T"):  # the exception's own line ends it
+                    if not (self.stopping.is_set() and b"SignalException" in line):
+                        self.write(held)
+                    held = []
+                continue
+            noise = AGENT_LOG.match(line) or line.startswith(b"terminate called without")
+            if not (self.stopping.is_set() and noise):
+                self.write([line])
+        self.write(held)
+
+    def write(self, lines: list[bytes]) -> None:
+        if lines:
+            self.sink.write(b"".join(lines))
+            self.sink.flush()
 
 
 def dies_with_parent() -> None:
