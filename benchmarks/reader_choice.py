@@ -165,7 +165,7 @@ def score_lines(folder, items: list) -> dict:
     ones = np.array(["1" in i.text for i in items])
     return {
         "run": str(folder),
-        "seed": info["train_config"]["seed"],
+        "seed": info["train_config"].get("seed", info["train_config"].get("seeds")),
         "held-out rows on paper": info["validation"]["exact"],
         "font numbers": float(np.mean(right)),
         "with a 1": float(np.mean(np.array(right)[ones])),
@@ -247,14 +247,21 @@ def markdown(results: dict) -> str:
         "fonts (4 in each, 400 weight) with the shipped reader's digits: `lines-flag-sN` is "
         "`digitlab train --recipe reader-lines --seed N` (40% of its rows' 1s have a flag), "
         "`lines-noflag-sN` the same before 1s had flags, `lines-e8-sN` with flags and "
-        "`--epochs 8` (twice the default); held-out rows on paper are its "
-        "validation (lines.json), made from the reader's held-out MNIST digits.",
+        "`--epochs 8` (twice the default); `lines-ens` the two flagged seeds averaged (the "
+        "recipe since 2026-12-01, shipped: `reader`), `lines-dist1` the same with rows drawn "
+        "also from a warped copy of every training digit (rotation, scale, elastic; not "
+        "taken); held-out rows on paper are its validation (lines.json), made from the "
+        "reader's held-out MNIST digits.",
         "",
         "| line reader | held-out rows on paper | font numbers | with a 1 | without a 1 |",
         "|---|---:|---:|---:|---:|",
     ]
     for row in results["lines"]:
-        cells = [f"`{row['run']}` (seed {row['seed']})"]
+        seeds = row["seed"]
+        seeds = (
+            f"seeds {', '.join(map(str, seeds))}" if isinstance(seeds, list) else f"seed {seeds}"
+        )
+        cells = [f"`{row['run']}` ({seeds})"]
         figures = ("held-out rows on paper", "font numbers", "with a 1", "without a 1")
         cells += [f"{row[k]:.1%}" for k in figures]
         lines.append("| " + " | ".join(cells) + " |")

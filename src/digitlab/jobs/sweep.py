@@ -384,10 +384,8 @@ def sweep(
         if failed(study) - before >= total:
             study.stop()
 
-    done = finished(study, counted)
-    if done >= total and on_event is not None:
-        on_event(f"the study already holds {done} finished trials of {total}: nothing to run "
-                 "(--trials N asks for more)")  # fmt: skip
+    if (done := finished(study, counted)) >= total and on_event is not None:
+        on_event(f"the study already holds {done} finished trials of {total}: nothing to run")
     if done < total:
         study.optimize(
             objective(space, out, data, on_event),
