@@ -38,6 +38,12 @@ CNN = "cnn:4/16"
 CNN_CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.05, augment="affine", seed=3)
 
 
+def hears_ctrl_c() -> None:
+    """In a child, before it starts: SIGINT handled again. A suite started in the background
+    (nohup, `&` in a script) ignores SIGINT, children inherit that, and Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def digitlab(*args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = os.environ | {"DIGITLAB_HOME": str(home)}
     command = [sys.executable, "-m", "digitlab.cli", *args]
@@ -138,8 +144,9 @@ def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home
     env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
     command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
     proc = subprocess.Popen(
-        [*command, "--out", str(cut)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+        [*command, "--out", str(cut)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=hears_ctrl_c,
+    )  # fmt: skip
     latest = cut / "checkpoint" / "latest.json"
     deadline = time.monotonic() + 100
     while time.monotonic() < deadline and proc.poll() is None:
@@ -169,8 +176,9 @@ def test_ctrl_c_under_torchrun_ends_in_one_line_with_no_traceback(mnist_home, tm
     env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
     command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
     proc = subprocess.Popen(
-        [*command, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+        [*command, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=hears_ctrl_c,
+    )  # fmt: skip
     latest = out / "checkpoint" / "latest.json"
     deadline = time.monotonic() + 50
     while time.monotonic() < deadline and proc.poll() is None and not latest.exists():
