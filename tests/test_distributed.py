@@ -141,25 +141,12 @@ def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home
     jobs.start(tmp_path / "whole", spec, "torch", config, mnist, limit=2000, device="cpu")
     cut = tmp_path / "cut"
     flags = ["--model", CNN, "--engine", "torch", "--epochs", "4", "--augment", "affine", *FAST]
-    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
-    command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
-    proc = subprocess.Popen(
-        [*command, "--out", str(cut)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=hears_ctrl_c,
-    )  # fmt: skip
-    latest = cut / "checkpoint" / "latest.json"
-    deadline = time.monotonic() + 100
-    while time.monotonic() < deadline and proc.poll() is None:
-        if latest.exists() and json.loads(latest.read_text())["epoch"] >= 1:
-            proc.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.005)
-    stderr = proc.communicate(timeout=60)[1].decode()
-    assert proc.returncode == 130, stderr
+    returncode, stderr = ctrl_c_after_an_epoch(flags, cut, mnist_home)
+    assert returncode == 130, stderr
     assert f"digitlab train --resume {cut}" in stderr and "Traceback" not in stderr
     info = json.loads((cut / "model.json").read_text())
     assert not info["training"]["finished"] and info["stopped"] == "interrupted"
-    stopped_at = json.loads(latest.read_text())["epoch"]
+    stopped_at = json.loads((cut / "checkpoint" / "latest.json").read_text())["epoch"]
     assert 1 <= stopped_at < 4
 
     resumed = digitlab("train", "--resume", str(cut), "--nproc", "2", home=mnist_home)
@@ -168,24 +155,31 @@ def test_a_two_process_run_stopped_with_ctrl_c_resumes_exactly(mnist, mnist_home
     assert json.loads((cut / "model.json").read_text())["resumed_from_epoch"] == stopped_at
 
 
+def ctrl_c_after_an_epoch(flags: list[str], out: Path, home: Path) -> tuple[int, str]:
+    """`digitlab train FLAGS --nproc 2 --out OUT`, sent Ctrl-C (SIGINT) once its first epoch's
+    checkpoint is written; (its exit status, its stderr)."""
+    env = os.environ | {"DIGITLAB_HOME": str(home)}
+    command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
+    proc = subprocess.Popen(
+        [*command, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=hears_ctrl_c,
+    )  # fmt: skip
+    latest = out / "checkpoint" / "latest.json"  # written at the end of each epoch, from 1
+    deadline = time.monotonic() + 100
+    while time.monotonic() < deadline and proc.poll() is None and not latest.exists():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)  # nothing, if it has already ended
+    stderr = proc.communicate(timeout=60)[1].decode()
+    return proc.returncode, stderr
+
+
 def test_ctrl_c_under_torchrun_ends_in_one_line_with_no_traceback(mnist_home, tmp_path):
     """torchrun answers SIGINT with its agent's log lines and the traceback of the exception it
     raises; `digitlab train --nproc 2` leaves them out and says how to resume (Relay)."""
     out = tmp_path / "cut"
     flags = ["--model", "mlp:64", "--engine", "torch", "--epochs", "60", "--limit", "20000"]
-    env = os.environ | {"DIGITLAB_HOME": str(mnist_home)}
-    command = [sys.executable, "-m", "digitlab.cli", "train", *flags, "--nproc", "2"]
-    proc = subprocess.Popen(
-        [*command, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=hears_ctrl_c,
-    )  # fmt: skip
-    latest = out / "checkpoint" / "latest.json"
-    deadline = time.monotonic() + 50
-    while time.monotonic() < deadline and proc.poll() is None and not latest.exists():
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)  # 60 epochs of 20,000 images: far from the end
-    stderr = proc.communicate(timeout=40)[1].decode()
-    assert proc.returncode == 130, stderr[-3000:]
+    returncode, stderr = ctrl_c_after_an_epoch(flags, out, mnist_home)  # far from the end
+    assert returncode == 130, stderr[-3000:]
     assert f"digitlab train --resume {out}" in stderr
     assert "Traceback" not in stderr and "SignalException" not in stderr, stderr[-3000:]
     assert "torch/distributed/elastic" not in stderr and "terminate called" not in stderr

@@ -318,9 +318,8 @@ class Predictor:
                 }
                 digits.append((i, answer))
             else:
-                char = fixed.get(i, c.char)
                 chance = sequence.chance(c, fixed.get(i))  # counted in the number's confidence
-                marks.append((i, {"char": char, "box": box, "confidence": chance}))
+                marks.append((i, {"char": label, "box": box, "confidence": chance}))
         if not digits:
             return Reading(empty)
         order = sorted([(i, d["label"]) for i, d in digits] + [(i, m["char"]) for i, m in marks])

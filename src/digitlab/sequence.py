@@ -262,7 +262,8 @@ def amend(chars: list[Char]) -> dict[int, str]:
     read as 1s (`forms.date_slashes`; a fifth of MNIST's 1s lean as far as a slash), an
     amount's commas read as dots (`forms.amount_commas`), and slashes between digits where the
     string is no date (`forms.plausible_date`): leaning 1s, read as the digit the network saw
-    next (on held-out rows on paper, 0.25-0.75 points more numbers read exactly, no kind fewer)."""
+    next (on held-out rows on paper, up to 0.75 points more of each kind read exactly, none
+    fewer)."""
     text = "".join(c.char for c in chars)
     slashes = [i for i, c in enumerate(chars) if c.char == "/" or second(c, "1", "/")]
     fixed = {i: "/" for i in forms.date_slashes(text, slashes)}
