@@ -10,8 +10,8 @@ import json
 
 from benchmarks.common import assemble
 
-# `make bench`: about 55 minutes on 2 cores, the peer suite (~16), reading (~15), sweeps (~4),
-# records (~10)
+# `make bench`: about 55 minutes on 2 cores, the peer suite (~20), reading (~15), sweeps (~4),
+# records (~13)
 BENCHMARKS = [
     "data_load",
     "numpy_engine",
@@ -25,8 +25,9 @@ BENCHMARKS = [
 ]
 # run these by name: cnn_best about 20 minutes; training about 6 (its cnn-small and Keras-recipe
 # rows are measured again, against the peers, by `peers`); distributed about 3 (--nproc 1 vs 2);
-# ensembles about 70 (five `reader` networks, reused once trained); cnn_vgg about 50 (five
-# `cnn-vgg` networks, reused once trained: the best single network and its ensembles)
+# ensembles about 70 (five `reader` networks, reused once trained); cnn_vgg about 160 from
+# scratch (fifteen `cnn-vgg` networks, reused once trained: the best single network and its
+# ensembles)
 # reader_choice about 2 (validation fonts fetched by npm once; scores runs/reader-*/)
 # gpu: on a CUDA machine only (about 8 minutes on an H200; benchmarks/gpu.sh adds the CUDA tests)
 SLOW = ["cnn_best", "training", "distributed", "ensembles", "cnn_vgg", "reader_choice", "gpu"]

@@ -13,6 +13,10 @@ Then the final fit, as is usual once validation has chosen: the ensemble of 5 it
 or without test-time augmentation as it chose, trained again on all 60,000 training images
 (`--val-split 0`, runs/bench-cnn-vgg/cnn-vgg[-elastic]-full-S) and scored on test once. These
 members hold nothing out, so no temperature is fitted for them (1.0) and nothing is chosen.
+
+Last, tried after those ensembles missed 99.75%: the same recipe trained twice as long (LONG
+epochs, seeds 0-2, runs/bench-cnn-vgg/cnn-vgg-eLONG-S, about 17 minutes each). Its ensemble of
+3 counts only if it reads at least as many validation digits as the best of the others.
 """
 
 from __future__ import annotations
@@ -40,7 +44,13 @@ SINGLE = 3  # the issue's single-network figure: the mean of the first 3 seeds
 # members that differ: the same layers and recipe with elastic augmentation; the ensemble of 5
 # is either seeds 0-4 or seeds 0-2 with these two, whichever reads more validation digits
 ELASTIC = (5, 6)
-NAMES = {"3": "3: seeds 0-2", "5": "5: seeds 0-4", "mixed": "5: seeds 0-2 and the 2 elastic"}
+LONG = 30  # epochs of the longer members (the preset: 15)
+NAMES = {
+    "3": "3: seeds 0-2",
+    "5": "5: seeds 0-4",
+    "mixed": "5: seeds 0-2 and the 2 elastic",
+    "long": f"3: seeds 0-2, {LONG} epochs",
+}
 
 
 def run() -> dict:
@@ -55,6 +65,9 @@ def run() -> dict:
     mixed = combined(affine[:3] + elastic, WORK / "ensemble-mixed", ds, degraded)
     results["ensembles"]["mixed"] = mixed
     results["full"] = final_fit(results["ensembles"], ds)
+    longer = [member(seed, ds, WORK, "cnn-vgg", epochs=LONG) for seed in SEEDS[:3]]
+    results["long"] = [scores(f, ds, degraded) | {"tta": with_tta(f, ds)} for f in longer]
+    results["ensembles"]["long"] = combined(longer, WORK / f"ensemble-e{LONG}", ds, degraded)
     save("cnn_vgg", results, markdown(results))
     return results
 
@@ -63,6 +76,7 @@ def markdown(r: dict) -> str:
     m, elastic = r["members"], r.get("elastic", [])
     rows = [member_row(str(seed), x) for seed, x in enumerate(m)]
     rows += [member_row(f"{seed}, elastic", x) for seed, x in zip(ELASTIC, elastic, strict=False)]
+    rows += [member_row(f"{seed}, {LONG} epochs", x) for seed, x in enumerate(r.get("long", []))]
     first = m[:SINGLE]
     mean = round(statistics.mean(x["test"] for x in first), 4)  # judged as shown
     slowest = max(x["seconds"] or float("inf") for x in first) / 60
@@ -72,7 +86,7 @@ def markdown(r: dict) -> str:
     chosen = "with `--tta`" if tta_val > val else "without test-time augmentation"
     tta_mean = statistics.mean(x["tta"]["test"] for x in first)
     ensembles = r["ensembles"]
-    members = {"3": m[:3], "5": m[:5], "mixed": m[:3] + elastic}
+    members = {"3": m[:3], "5": m[:5], "mixed": m[:3] + elastic, "long": r.get("long", [])}
     fives = [k for k in ("5", "mixed") if k in ensembles]
     best = chosen_five(ensembles)
     ens = []
@@ -80,6 +94,9 @@ def markdown(r: dict) -> str:
         tests = [x["test"] for x in members[k]]
         verdict = "**yes**" if round(e["test"], 4) >= 0.9975 else "**no**"
         pick = ("chosen" if k == best else "not chosen") if k in fives and len(fives) > 1 else ""
+        if k == "long":  # tried last: it counts only where validation prefers it
+            others = max(x["val"] for j, x in ensembles.items() if j != "long")
+            pick = "chosen" if e["val"] >= others else "not chosen"
         if pick == "not chosen":  # what validation did not choose does not meet the target
             verdict = f"not counted ({'reached' if verdict == '**yes**' else 'missed'})"
         ens.append(
@@ -112,13 +129,16 @@ def markdown(r: dict) -> str:
             "",
             "Ensembles (the mean of their members' calibrated probabilities). Of the two "
             "ensembles of 5, the one that reads more of the validation digits is chosen before "
-            "the test set is scored (a tie goes to seeds 0-4, the plain one):",
+            "the test set is scored (a tie goes to seeds 0-4, the plain one). The members "
+            f"trained for {LONG} epochs were tried after the others missed; their ensemble "
+            "counts only if it reads at least as many validation digits as the best of the "
+            "others:",
             "",
-            "| members | members, MNIST test | ensemble, validation | of the fives | ensemble, "
+            "| members | members, MNIST test | ensemble, validation | chosen | ensemble, "
             "MNIST test | ensemble, degraded | target (test) | met |",
             "|---|---:|---:|---|---:|---:|---|---|",
             *ens,
-            *tta_lines(ensembles),
+            *tta_lines(ensembles, {"long": NAMES["long"]}),
             *full_lines(r.get("full")),
         ]
     )

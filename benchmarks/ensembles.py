@@ -61,19 +61,23 @@ def member(
     name: str = "reader",
     augment: str | None = None,
     whole: bool = False,
+    epochs: int | None = None,
 ) -> Path:
-    """Seed `seed` of the named recipe or preset (with another augmentation, if given; on all
-    of the training images, holding none out, when `whole`) in WORK/NAME[-AUGMENT][-full]-SEED,
-    trained unless a finished one is there."""
+    """Seed `seed` of the named recipe or preset (with another augmentation or number of epochs,
+    if given; on all of the training images, holding none out, when `whole`) in
+    WORK/NAME[-AUGMENT][-eEPOCHS][-full]-SEED, trained unless a finished one is there."""
     if name in RECIPES:
         (spec, base), engine = RECIPES[name], "torch"
     else:
         spec, base, engine = PRESETS[name].spec, PRESETS[name].config, PRESETS[name].engine
     if augment is not None:
         base = dataclasses.replace(base, augment=augment)
+    if epochs is not None:
+        base = dataclasses.replace(base, epochs=epochs)
     if whole:
         base = dataclasses.replace(base, val_split=0.0)
-    parts = [name, *([augment] if augment else []), *(["full"] if whole else []), str(seed)]
+    parts = [name, *([augment] if augment else []), *([f"e{epochs}"] if epochs else [])]
+    parts += [*(["full"] if whole else []), str(seed)]
     folder = work / "-".join(parts)
     config = recipe(seed, base)
     if is_member(folder, config, spec):
@@ -183,7 +187,7 @@ def markdown(r: dict) -> str:
     )
 
 
-def tta_lines(ensembles: dict) -> list[str]:
+def tta_lines(ensembles: dict, names: dict | None = None) -> list[str]:
     """The ensembles with test-time augmentation, chosen or not on validation (older passes
     did not measure it)."""
     measured = {k: e for k, e in ensembles.items() if "tta" in e}
@@ -200,7 +204,7 @@ def tta_lines(ensembles: dict) -> list[str]:
     for k, e in measured.items():
         chosen = "`--tta`" if e["tta"]["val"] > e["val"] else "without"
         lines.append(
-            f"| {k} | {e['val']:.2%} / {e['tta']['val']:.2%} | {chosen} | "
+            f"| {(names or {}).get(k, k)} | {e['val']:.2%} / {e['tta']['val']:.2%} | {chosen} | "
             f"{e['test']:.2%} / {e['tta']['test']:.2%} |"
         )
     return lines

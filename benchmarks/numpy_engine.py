@@ -4,9 +4,9 @@ Measures, in one run on one machine:
 - one training epoch over 60,000 images (median of 5), with the achieved GFLOP/s beside the
   machine's measured float32 matrix-multiply rate;
 - the time digitlab's `numpy-fast` recipe takes to reach ≥ 98% test accuracy (3 seeds), and
-  the time scikit-learn's MLPClassifier and a plain PyTorch loop (Adam, batch 64, as in
-  pytorch/examples) take to get there with the same layers, checked after every epoch with
-  the evaluation time left off their clocks;
+  the time scikit-learn's MLPClassifier and a lean PyTorch loop (tensors indexed directly, no
+  DataLoader; Adam, batch 64, as in pytorch/examples) take to get there with the same layers,
+  checked after every epoch with the evaluation time left off their clocks;
 - inference over the 10,000 test images (from uint8, normalisation included);
 - the seeds' recipe (full-batch gradient descent, 150 iterations) reproduced, beside ours.
 """
@@ -186,7 +186,7 @@ def markdown(r: dict) -> str:
             f"one-cycle to lr {recipe['lr']}, label smoothing 0.1) "
             f"| {fast_s:.2f} s | 1.0× |",
             f"| scikit-learn MLPClassifier (Adam, batch 200) | {peer(r['sklearn'])} |",
-            f"| plain PyTorch loop (Adam 1e-3, batch 64, 2 threads) | {peer(r['torch'])} |",
+            f"| lean PyTorch loop (tensors indexed directly, no DataLoader; Adam 1e-3, batch 64, 2 threads) | {peer(r['torch'])} |",
             "",
             "The seeds' recipe (full-batch gradient descent, lr 0.1, 150 iterations on an 80/20 split), "
             "reproduced on this engine:",
