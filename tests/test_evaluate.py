@@ -134,7 +134,16 @@ def test_the_metrics_refuse_what_they_would_misreport():
         (lambda: ev.metrics(probs, labels + 1, classes), "outside the 3 classes"),
         (lambda: ev.metrics(probs, labels.astype(float), classes), "integer class ids"),
         (lambda: ev.metrics(ev.softmax(logits[:, :2]), labels % 2, classes), "2 columns for 3"),
-        (lambda: ev.confusion_matrix(labels, labels + 1, 3), "predicted class 3 is past"),
+        (lambda: ev.confusion_matrix(labels, labels + 1, 3), "predicted class 3 is outside"),
+        (lambda: ev.confusion_matrix(labels - 1, labels, 3), "label -1 is outside"),
+        (lambda: ev.confusion_matrix(labels[1:], labels, 3), "differ in shape"),
+        (lambda: ev.confusion_matrix(labels, probs, 3), "got probabilities; pass their argmax"),
+        (lambda: ev.log_loss(logits, labels), "rows are not probabilities"),  # gave 0.47
+        (lambda: ev.log_loss(probs, labels[:10]), "expected shape \\(50,\\)"),
+        (lambda: ev.log_loss(probs, labels + 0.7), "integer class ids"),
+        (lambda: ev.softmax(logits, 0), "temperature must be above 0"),  # NaN
+        (lambda: ev.softmax(logits, -1), "temperature must be above 0"),  # upside down
+        (lambda: ev.reliability(probs, labels, bins=0), "bins must be a whole number"),
         (lambda: ev.risk_coverage(logits, labels), "not probabilities"),
         (lambda: ev.fit_temperature(probs, labels), "these rows are probabilities"),
         (lambda: ev.mcnemar(labels, labels[::-1]), "pass predicted == labels"),

@@ -36,15 +36,16 @@ def png(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def drawn_seven(ink_rgba, size=200) -> Image.Image:
+def drawn_seven(ink_rgba, size=200, width=14) -> Image.Image:
     im = Image.new("RGBA", (size, size), (0, 0, 0, 0))  # a transparent canvas
-    ImageDraw.Draw(im).line([(50, 40), (150, 40), (90, 170)], fill=ink_rgba, width=14)
+    ImageDraw.Draw(im).line([(50, 40), (150, 40), (90, 170)], fill=ink_rgba, width=width)
     return im
 
 
 AS_PEOPLE_HAVE_IT = {
     "floats 0..1 (matplotlib's imread)": lambda d: d / 255,
     "floats 0..255": lambda d: d.astype(np.float64),
+    "floats 0..1 a resize left just past 1": lambda d: d / 255 * 1.02,  # was a blank page
     "a bool mask": lambda d: d > 128,
     "a 0/1 mask": lambda d: (d > 128).astype(np.uint8),
     "16-bit": lambda d: d.astype(np.uint16) * 257,
@@ -69,9 +70,10 @@ def test_a_digit_reads_the_same_however_it_is_held(reader, seven, how):
     assert (answer["status"], answer["label"]) == ("ok", "7"), how
 
 
+@pytest.mark.parametrize("width", [14, 4])  # 4: 1.5% of the canvas inked, read as blank before
 @pytest.mark.parametrize("colour", [(0, 0, 0, 255), (255, 255, 255, 255)])
-def test_a_drawing_on_a_transparent_canvas_reads_in_dark_or_light_ink(reader, colour):
-    drawing = drawn_seven(colour)
+def test_a_drawing_on_a_transparent_canvas_reads_in_dark_or_light_ink(reader, colour, width):
+    drawing = drawn_seven(colour, width=width)
     assert reader.read(drawing)["label"] == "7"
     assert reader.read(np.asarray(drawing))["label"] == "7"  # the same, as an array
     assert reader.read(drawing)["image"] == "PIL image (RGBA 200x200)"
@@ -86,6 +88,7 @@ MISREAD_BEFORE = {
     "beyond 16 bits": (lambda d: d.astype(np.int64) * 70000, "values reach"),
     "not pixels": (lambda d: d.astype(object), "is not pixels"),
     "not an image at all": (lambda d: 7, "a int is not an image"),
+    "colour channels first": (lambda d: np.stack([d] * 3), "np.moveaxis\\(x, 0, -1\\)"),
 }
 
 
@@ -105,7 +108,10 @@ def test_in_a_batch_a_bad_item_fails_alone(reader, mnist):
     assert [a["label"] for a in answers] == ["7", None, "2", None, None, "1"]
     assert "no such file" in answers[4]["error"] and "is not an image" in answers[1]["error"]
     assert [a["label"] for a in reader.read_many(x for x in good[:3])] == ["7", "2", "1"]
-    for one in ("seven.png", good[0]):  # one image is not a list of them
+    rgb, encoded = np.dstack([good[0]] * 3), png(255 - good[0])
+    # one image is not a list of them: each row of its pixels, or each line of its file, was
+    # read as an image ('no digit found' 28 times)
+    for one in ("seven.png", good[0], rgb, rgb[..., :1], io.BytesIO(encoded), bytearray(encoded)):
         with pytest.raises(DigitlabError, match="read one image with read"):
             reader.read_many(one)
     with pytest.raises(ink.ImageError, match="no such file"):  # read: one image, so it raises
@@ -132,6 +138,8 @@ def test_the_batch_helpers_refuse_what_they_would_misread(mnist):
         (lambda: model.predict_proba(masks), "every value is 0 or 1, a mask"),
         (lambda: digitlab.logits(model, masks), "every value is 0 or 1, a mask"),
         (lambda: model.predict_proba(images[:, ::2, ::2]), "reads 28x28 images, got shape"),
+        (lambda: model.predict_proba(255 - images), "dark ink on white.*pass 255 - images"),
+        (lambda: digitlab.logits(model, 255 - images), "dark ink on white"),  # read 1% right
     ]:
         with pytest.raises(DigitlabError, match=why):
             call()
@@ -140,6 +148,22 @@ def test_the_batch_helpers_refuse_what_they_would_misread(mnist):
     assert torch_model.predict_proba(images[:0]).shape == (0, 10)
     with pytest.raises(DigitlabError, match="reads 28x28 images"):
         torch_model.predict_proba(images[:, ::2, ::2])
+
+
+def test_arguments_in_the_wrong_place_are_named(reader, seven):
+    """An image where the run goes raised a TypeError about os.PathLike; a run where read's
+    image name goes named the image and was otherwise ignored."""
+    for call, why in [
+        (lambda: digitlab.Predictor(seven), "run: expected a run folder .* got ndarray"),
+        (lambda: digitlab.read(seven, 5), "run: expected a run folder .* got int"),
+        (lambda: reader.read(seven, 5), "name: expected a str"),
+        (lambda: reader.read(seven, top="3"), "top: expected a whole number"),
+        (lambda: reader.read_number(seven, top=0), "top: expected a whole number"),
+    ]:
+        with pytest.raises(DigitlabError, match=why) as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert reader.read(seven, "mine.png", top=np.int64(2))["image"] == "mine.png"
 
 
 def test_subpackages_are_there_after_import_digitlab():

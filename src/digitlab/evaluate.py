@@ -49,6 +49,8 @@ def probabilities(probs, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of logits / temperature, computed stably."""
+    if not 0 < temperature < math.inf:  # 0 gave NaN; -1 the classes upside down
+        raise DigitlabError(f"softmax: temperature must be above 0, got {temperature}")
     z = np.asarray(logits, np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -56,17 +58,27 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy of rows of probabilities against integer labels (clipped at 1e-12)."""
-    rows = np.arange(len(labels))
-    return float(-np.log(np.clip(probs[rows, np.asarray(labels, np.int64)], 1e-12, 1)).mean())
+    """Mean cross-entropy of rows of probabilities against integer labels (clipped at 1e-12);
+    a DigitlabError for logits, labels of another length or labels that are no class ids."""
+    p, y = probabilities(probs, labels)
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
     """(k, k) int64 counts: row = true class, column = predicted class."""
-    labels, predicted = np.asarray(labels, np.int64), np.asarray(predicted, np.int64)
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    if predicted.ndim == 2 and predicted.shape[0] == len(labels):
+        raise DigitlabError("confusion matrix: got probabilities; pass their argmax(1)")
+    if labels.ndim != 1 or labels.shape != predicted.shape:
+        raise DigitlabError(
+            f"confusion matrix: labels {labels.shape} and predicted classes {predicted.shape} "
+            "differ in shape"
+        )
+    labels, predicted = labels.astype(np.int64), predicted.astype(np.int64)
     for what, values in (("label", labels), ("predicted class", predicted)):
-        if values.size and (values.min() < 0 or values.max() >= k):  # folded into another row
-            raise DigitlabError(f"confusion matrix: {what} {values.max()} is past the {k} classes")
+        bad = values[(values < 0) | (values >= k)]  # folded into another row, without a word
+        if bad.size:
+            raise DigitlabError(f"confusion matrix: {what} {bad[0]} is outside the {k} classes")
     flat = labels * k + predicted
     return np.bincount(flat, minlength=k * k).reshape(k, k)
 
@@ -94,6 +106,8 @@ def reliability_of(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) 
     """`reliability` of any answers: each one's confidence, and whether it was right (a whole
     number read, say, whose confidence is that every digit is right)."""
     confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, bool)
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise DigitlabError(f"reliability: bins must be a whole number, 1 or more; got {bins!r}")
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     rows, ece = [], 0.0

@@ -85,6 +85,38 @@ def probabilities_of(z: np.ndarray, info: dict) -> np.ndarray:
     return probs
 
 
+def one_image(sources) -> bool:
+    """Whether what was passed for a list of images is one image: a path, bytes, a PIL image,
+    an open file, or an array of one image, (H, W) or (H, W, channels). Iterated, it gave a
+    reading per row of pixels, or per line of the file, each answered 'no digit found'."""
+    if isinstance(sources, str | bytes | bytearray | memoryview | os.PathLike | Image.Image):
+        return True
+    if hasattr(sources, "read"):  # an open file, io.BytesIO
+        return True
+    if isinstance(sources, np.ndarray):
+        h = sources.shape[0] if sources.ndim else 0
+        channels = sources.ndim == 3 and sources.shape[2] in (1, 2, 3, 4) and h > 4
+        return sources.ndim < 3 or channels
+    return False
+
+
+def check_top(top) -> int:
+    """`top` (how many classes each answer lists) as an int, or a DigitlabError."""
+    if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
+        raise DigitlabError(f"top: expected a whole number of classes, 1 or more; got {top!r}")
+    return int(top)
+
+
+def check_name(name) -> None:
+    """`name` is the image's name in the answer: a str. A run passed there (read's second
+    argument is `run` in digitlab.read) named the image instead, silently."""
+    if not isinstance(name, str):
+        raise DigitlabError(
+            f"name: expected a str, the image's name in the answer; got {type(name).__name__} "
+            "(the run goes to Predictor(run))"
+        )
+
+
 def describe(source) -> str:
     """A name for an image in messages: its path, or what kind of object it is."""
     if isinstance(source, bytes | bytearray):
@@ -197,10 +229,9 @@ class Predictor:
     def read_many(self, sources: list, top: int = 3, deskew: bool = False) -> list[dict]:
         """Each image read as one digit; the prepared digits go through the model as one batch.
         An unreadable image gets status 'error' and its reason; the others are still read."""
-        if isinstance(sources, str | bytes | os.PathLike | Image.Image) or (
-            isinstance(sources, np.ndarray) and sources.ndim < 3
-        ):
+        if one_image(sources):
             raise DigitlabError("read_many takes a list of images; read one image with read()")
+        top = check_top(top)
         sources = list(sources)
         names = [describe(source) for source in sources]
         prepared = [
@@ -226,6 +257,7 @@ class Predictor:
     def read(self, source, name: str = "", top: int = 3, deskew: bool = False) -> dict:
         """One image of one digit; an image that cannot be read raises ink.ImageError (in a
         batch, read_many answers it with status 'error' and reads the others)."""
+        check_name(name)
         result = self.read_many([source], top, deskew)[0]
         if result["status"] == ERROR:
             raise ink.ImageError(result["error"])
@@ -244,7 +276,8 @@ class Predictor:
         probability, separators included (`sequence.reading`); cut into digits, the product of
         the digits' confidences (with a calibrated model: the chance every digit is right).
         """
-        name = name or describe(source)
+        check_name(name)
+        top, name = check_top(top), name or describe(source)
         if self.lines is not None:
             return self.read_row(source, name, top)
         found = ink.segment(source, name, judge=self.trust)

@@ -134,9 +134,10 @@ def load_sized(
 
 def on_backing(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """A transparent image's gray (0..255) laid on paper it shows on: white behind dark ink,
-    black behind light ink (a drawing in white on a transparent canvas)."""
+    black behind light ink (a drawing in white on a transparent canvas, however thin its
+    strokes). An image mostly opaque is paper with ink on it: white behind it."""
     opaque = alpha > 0.5
-    light_ink = opaque.any() and 0.05 < opaque.mean() < 0.95 and gray[opaque].mean() > 127
+    light_ink = opaque.any() and opaque.mean() < 0.95 and gray[opaque].mean() > 127
     return gray * alpha + (0.0 if light_ink else 255.0) * (1 - alpha)
 
 
@@ -153,9 +154,14 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
     if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] not in (1, 2, 3, 4):
         a = a[0]  # (1, H, W): one image, channel first
     if a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4):
+        colour = (
+            f"; or, if it is one image with {a.shape[0]} channels first, np.moveaxis(x, 0, -1)"
+            if a.shape[0] in (2, 3, 4)
+            else ""
+        )
         raise ImageError(
             f"{label}: shape {a.shape} looks like a batch of {a.shape[0]} images; read them "
-            "with read_many, one image each"
+            f"with read_many, one image each{colour}"
         )
     if a.ndim == 2 and 784 in a.shape and min(a.shape) < 28:
         raise ImageError(
@@ -173,7 +179,7 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
     scale = pixel_scale(a.dtype.kind, hi)
     if scale is None:
         raise ImageError(f"{label}: {a.dtype} values reach {hi:.6g}; pixels are 0..255")
-    a = a.astype(np.float32) * np.float32(scale)
+    a = np.minimum(a.astype(np.float32) * np.float32(scale), 255)
     if a.ndim == 3:  # gray, gray and alpha, colour, colour and alpha
         alpha = a[..., -1] / 255 if a.shape[2] in (2, 4) else None
         a = a[..., : 3 if a.shape[2] > 2 else 1].mean(axis=2)
@@ -183,6 +189,9 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
 
 
 BIT_DEPTHS = (1023, 4095, 16383, 65535)  # what 10-, 12-, 14- and 16-bit sensors give
+# floats 0..1 a cubic resize or a sharpening left a little past 1 (a 0..255 image that dark
+# has no ink to read): 1.0000001 read as 0..255 was a blank page
+FLOAT_OVERSHOOT = 1.5
 
 
 def pixel_scale(kind: str, hi: float) -> float | None:
@@ -191,7 +200,7 @@ def pixel_scale(kind: str, hi: float) -> float | None:
     intensities 0..1 are scaled up, 0..255 is kept, deeper integers are scaled by the smallest
     depth that holds them. The same rule for arrays, PIL images and image files: a 16-bit file
     holding 0..255, or 0..1 floats in a TIFF, read as blank by a fixed 65535 or 255."""
-    if kind == "b" or hi <= 1:
+    if kind == "b" or hi <= 1 or (kind == "f" and hi <= FLOAT_OVERSHOOT):
         return 255.0
     if hi <= 255:
         return 1.0

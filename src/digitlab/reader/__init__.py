@@ -12,15 +12,23 @@ accuracy, its calibration and the SHA-256 of its weights.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from digitlab.errors import DigitlabError
 
 FOLDER = Path(__file__).parent  # model.json and model.safetensors, like any run directory
 NAME = "reader"  # where a command takes a RUN, this name means the built-in one
 
 
 def run_folder(run) -> Path:
-    """The run directory `run` names: the built-in reader for None or "reader"."""
-    return FOLDER if run is None or str(run) == NAME else Path(run)
+    """The run directory `run` names: the built-in reader for None or "reader"; a DigitlabError
+    for anything that names no folder (an image passed where the run goes, say)."""
+    if run is None:
+        return FOLDER
+    if not isinstance(run, str | os.PathLike):
+        raise DigitlabError(f"run: expected a run folder (a str or path), got {type(run).__name__}")
+    return FOLDER if str(run) == NAME else Path(run)
 
 
 def is_built_in(run) -> bool:
