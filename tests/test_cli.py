@@ -345,3 +345,12 @@ def test_a_file_name_with_a_newline_stays_one_line_in_every_message(mnist, tmp_p
     assert done.stdout.count("\n") == 1 and "seven\\nagain.png: 7" in done.stdout
     assert done.stderr.count("\n") == 1 and "broken\\nname.png" in done.stderr
     assert done.stderr.startswith("error: ")
+
+
+def test_a_confidence_short_of_1_is_never_printed_100_percent():
+    """0.99989 under --unsure 0.9999 printed "100.0%, unsure"."""
+    from digitlab.cli.read import percent
+
+    assert [percent(0.99989), percent(0.1235), percent(1.0), percent(0.996, 0)] == [
+        "99.9%", "12.3%", "100.0%", "99%"
+    ]  # fmt: skip

@@ -81,8 +81,14 @@ def test_bad_ensembles_are_refused_in_one_line(members, mnist, tmp_path):
     with pytest.raises(DigitlabError, match="the same run is given twice"):
         jobs.make_ensemble([members[0], members[0]], tmp_path / "e2", data=mnist)
     jobs.make_ensemble(members[:2], tmp_path / "e3", data=mnist)
-    with pytest.raises(DigitlabError, match="already holds a run"):
+    with pytest.raises(DigitlabError, match="already holds a finished run"):
         jobs.make_ensemble(members[:2], tmp_path / "e3", data=mnist)
+    mine = tmp_path / "mine"  # the user's own files: writing the ensemble there cleared them
+    (mine / "figures").mkdir(parents=True)
+    (mine / "report.html").write_text("my report")
+    with pytest.raises(DigitlabError, match="holds files that are not a digitlab run"):
+        jobs.make_ensemble(members[:2], mine, data=mnist)
+    assert (mine / "report.html").read_text() == "my report"
     with pytest.raises(DigitlabError, match="is an ensemble; give its members"):
         jobs.make_ensemble([tmp_path / "e3", members[2]], tmp_path / "e4", data=mnist)
     info = json.loads((tmp_path / "e3" / "model.json").read_text())

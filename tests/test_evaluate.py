@@ -171,7 +171,9 @@ def test_a_run_trained_on_a_dataset_of_its_own_is_not_validated_on_the_whole(mni
     part = Split(mnist.train.images[20_000:21_500], mnist.train.labels[20_000:21_500])
     mine = dataclasses.replace(mnist, train=part)
     jobs.start(tmp_path / "r", S.mlp([16]), "numpy", TrainConfig(epochs=1), mine)
-    with pytest.raises(DigitlabError, match="trained on 1,500 training images, this mnist has"):
+    with pytest.raises(
+        DigitlabError, match="trained on 1,500 training images of mnist, the data given has"
+    ):
         jobs.evaluate_run(tmp_path / "r", split="val")
     held_out = runs.read_info(tmp_path / "r")["calibration"]["images"]  # training's own split
     assert jobs.evaluate_run(tmp_path / "r", split="val", data=mine)["n"] == held_out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from digitlab import explore as ex
+from digitlab.errors import DigitlabError
 
 
 def blank(n=1):
@@ -106,6 +107,20 @@ def test_nearest_neighbours_match_brute_force():
     np.fill_diagonal(full, np.inf)
     np.testing.assert_array_equal(idx, np.argsort(full, axis=1)[:, :4])
     np.testing.assert_allclose(dist, np.sort(full, axis=1)[:, :4], rtol=1e-4, atol=1e-4)
+
+
+def test_explore_leaves_a_run_and_other_files_alone(mnist, tmp_path):
+    """An --out holding a run or someone's report.html had them replaced by the exploration."""
+    from digitlab.jobs.explore import explore_dataset
+
+    (tmp_path / "run" / "model.json").parent.mkdir()
+    (tmp_path / "run" / "model.json").write_text("{}")
+    (tmp_path / "mine" / "report.html").parent.mkdir()
+    (tmp_path / "mine" / "report.html").write_text("my report")
+    for out, why in [("run", "is a run; choose another folder"), ("mine", "not an exploration")]:
+        with pytest.raises(DigitlabError, match=why):
+            explore_dataset(mnist, tmp_path / out, sample=300)
+    assert (tmp_path / "mine" / "report.html").read_text() == "my report"
 
 
 def test_explore_job_on_imported_data(mnist, tmp_path):

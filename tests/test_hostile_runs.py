@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from digitlab import jobs, runs
 from digitlab.cli import app
 from digitlab.errors import DigitlabError
-from digitlab.jobs.train import plan_training
+from digitlab.jobs.plan import plan_training
 from digitlab.run_schema import RunError, digest
 from digitlab.spec import mlp
 from digitlab.train import TrainConfig
@@ -105,6 +105,10 @@ def test_the_main_job_keeps_an_earlier_comparison(mnist, tmp_path):
     with pytest.raises(DigitlabError, match=r"earlier job \(compare\).*--overwrite"):
         jobs.main_job(tmp_path / "main", "mnist", limit=500)
     assert (tmp_path / "main" / "compare" / "comparison.json").read_text() == "{}"
+    twice = [("mlp-32", "numpy")] * 2  # trained both into one folder, then refused at compare
+    with pytest.raises(DigitlabError, match="mlp-32:numpy is given twice"):
+        jobs.main_job(tmp_path / "twice", "mnist", limit=500, models=twice)
+    assert not (tmp_path / "twice").exists()
 
 
 def test_export_keeps_an_existing_file_unless_told(run, tmp_path):
@@ -304,6 +308,7 @@ CONFIGS = {
     "std inf": (b"std = inf\n", "finite"),
     "lr nan": (b"[train]\nlr = nan\n", "lr"),
     "huge seed": (b"seed = 99999999999999999999\n", "seed"),
+    "settings beside [train]": (b"epochs = 1\nfoo = 2\n[train]\nlr = 0.1\n", "epochs, foo outside"),
 }
 
 

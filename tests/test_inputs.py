@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -148,6 +149,15 @@ def test_the_batch_helpers_refuse_what_they_would_misread(mnist):
     assert torch_model.predict_proba(images[:0]).shape == (0, 10)
     with pytest.raises(DigitlabError, match="reads 28x28 images"):
         torch_model.predict_proba(images[:, ::2, ::2])
+
+
+def test_a_device_or_a_pipe_is_refused_before_it_is_read(reader, tmp_path):
+    """/dev/zero was read until memory ran out; a named pipe waited for a writer forever."""
+    os.mkfifo(tmp_path / "pipe.png")
+    answers = reader.read_many(["/dev/zero", tmp_path / "pipe.png"])
+    assert [a["status"] for a in answers] == ["error", "error"]
+    assert "is a character device, not a regular file" in answers[0]["error"]
+    assert "is a named pipe (FIFO)" in answers[1]["error"]
 
 
 def test_arguments_in_the_wrong_place_are_named(reader, seven):

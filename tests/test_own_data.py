@@ -194,9 +194,13 @@ def test_a_folder_named_like_a_built_in_dataset_is_known_by_its_images(mnist, tm
         limit=500,
     )
     impostor = folder_of(mnist, tmp_path / "x" / "mnist", {"seven": 7, "three": 3}, 20)
-    with pytest.raises(DigitlabError, match="trained on 500 training images, this mnist has 40"):
+    with pytest.raises(
+        DigitlabError, match="trained on 500 training images of mnist, the data given has 40"
+    ):
         jobs.evaluate_run(tmp_path / "run", data=str(impostor))
-    with pytest.raises(DigitlabError, match="trained on 500 training images, this mnist has 40"):
+    with pytest.raises(
+        DigitlabError, match="trained on 500 training images of mnist, the data given has 40"
+    ):
         jobs.export_onnx(tmp_path / "run", tmp_path / "m.onnx", data=str(impostor))
     from digitlab.data import load_files
     from digitlab.data.export import export

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from digitlab.engines import get_engine
-from digitlab.jobs.train import resolve_model
+from digitlab.jobs.plan import resolve_model
 from digitlab.presets import PRESETS
 from digitlab.spec import SpecError
 from digitlab.train import fit

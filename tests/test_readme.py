@@ -30,7 +30,7 @@ def test_readme_python_blocks_run(mnist, tmp_path, monkeypatch):
 
 
 def test_readme_spec_and_settings_files_train(tmp_path):
-    from digitlab.jobs.train import plan_training
+    from digitlab.jobs.plan import plan_training
 
     blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
     (tmp_path / "my_model.toml").write_text(blocks[0])

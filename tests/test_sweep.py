@@ -99,6 +99,8 @@ def test_a_space_file_is_checked_field_by_field(tmp_path):
         # a typo, or log = "false", searched on another scale than asked without a word
         'model = "mlp:8"\n[search.lr]\nfloat = [0.01, 0.5]\nlgo = true\n': "unknown key 'lgo'",
         'model = "mlp:8"\n[search.lr]\nfloat = [0.01, 0.5]\nlog = "false"\n': "log must be",
+        # in both: the search won, without a word
+        'model = "mlp:8"\n[fixed]\nlr = 0.1\n[search.lr]\nfloat = [0.01, 0.5]\n': "also in [fixed]",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.toml"

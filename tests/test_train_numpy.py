@@ -207,7 +207,7 @@ def test_the_library_refuses_settings_of_another_kind(mnist, tmp_path):
     ]:
         with pytest.raises(DigitlabError, match=re.escape(why)):
             S.ModelSpec.from_dict(d)
-    from digitlab.jobs.train import plan_training
+    from digitlab.jobs.plan import plan_training
 
     with pytest.raises(DigitlabError, match="--engine 'jax': numpy or torch"):
         plan_training(model="mlp:32", engine="jax")  # returned a Plan; training failed later

@@ -271,6 +271,9 @@ def read_info(run: str | os.PathLike[str] | None) -> dict:
             f"{run}: is a line reader (lines.json), not a run; read numbers with it: "
             f"digitlab predict --number --lines {run} IMAGE"
         )
+    if not os.path.lexists(where):  # "model.json: missing" named the file, not the folder
+        sweep = " (a sweep: its runs are in trials/)" if (run / "trials").is_dir() else ""
+        raise RunError(f"{run}: not a digitlab run, no model.json in it{sweep}")
     return check_model_json(_read_json(where), str(where))
 
 

@@ -107,6 +107,9 @@ def explore_cmd(
         Path | None, typer.Option(help="Folder for report.html, figures/, summary.json.")
     ] = None,
     sample: Annotated[int, typer.Option(help="Images in the t-SNE embedding (stratified).")] = 2000,
+    overwrite: Annotated[
+        bool, typer.Option(help="Write into an --out that holds other files than an exploration.")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Explore a dataset: balance, class means, pixels, ink, PCA/t-SNE, duplicates, label suspects.
@@ -118,7 +121,7 @@ def explore_cmd(
     if sample < 50:
         raise DigitlabError(f"--sample {sample}: use at least 50 images for the embedding")
     folder = out or Path("runs") / f"explore-{Path(name).name or 'data'}"
-    summary = explore_dataset(name, folder, sample, on_event=progress)
+    summary = explore_dataset(name, folder, sample, on_event=progress, overwrite=overwrite)
     if json_out:
         from digitlab.atomic import json_safe
 

@@ -134,18 +134,25 @@ def predict(
 CHUNK = 64  # images read at once: one batch for the model, and all that is held in memory
 
 
+def percent(p: float, places: int = 1) -> str:
+    """p as a percentage, short of 100% unless it is 1: 0.99989 under a 0.9999 threshold
+    printed "100.0%, unsure"."""
+    text = f"{p:.{places}%}"
+    return f"{1 - 10 ** -(places + 2):.{places}%}" if p < 1 and text.startswith("100") else text
+
+
 def answer_line(r: dict) -> str:
     """One reading as the line `predict` prints."""
     if r["status"] == "no digit found":
         return f"{r['image']}: no digit found"
-    others = ", ".join(f"{t['label']} {t['p']:.1%}" for t in r["top"][1:])
+    others = ", ".join(f"{t['label']} {percent(t['p'])}" for t in r["top"][1:])
     note = ", unsure" if r["status"] == "unsure" else ""
     then = f"; then {others}" if others else ""
     from digitlab.predict import WIDE_NOTE  # loaded by then: the answer came from it
 
     advice = ": add --number" if r.get("note") == WIDE_NOTE else ""
     why = f" [{r['note']}{advice}]" if r.get("note") else ""
-    return f"{r['image']}: {r['label']} ({r['confidence']:.1%}{note}){then}{why}"
+    return f"{r['image']}: {r['label']} ({percent(r['confidence'])}{note}){then}{why}"
 
 
 def split_run(paths: list[Path]) -> tuple[Path | None, list[Path]]:
@@ -183,7 +190,8 @@ def error_of(image, error) -> str:
     """The one-line error for an image that could not be read; a folder left in the list by
     expand_folders holds no images."""
     if Path(str(image)).is_dir():
-        return f"{image}: a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+        return f"{image}: a folder with no images ({kinds}) in it; its subfolders are not read"
     return one_line(str(error))
 
 
@@ -282,8 +290,10 @@ def read_numbers(
             typer.echo(one_line(f"{r['image']}: no digit found"))
             continue
         note = ", unsure" if r["status"] == "unsure" else ""
-        each = " ".join(f"{d['label']}:{d['confidence']:.0%}" for d in r["digits"])
-        typer.echo(one_line(f"{r['image']}: {r['number']} ({r['confidence']:.1%}{note}; {each})"))
+        each = " ".join(f"{d['label']}:{percent(d['confidence'], 0)}" for d in r["digits"])
+        typer.echo(
+            one_line(f"{r['image']}: {r['number']} ({percent(r['confidence'])}{note}; {each})")
+        )
     for path in paths:
         typer.echo(f"wrote {path}")
     return failed

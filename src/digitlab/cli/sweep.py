@@ -59,7 +59,7 @@ def run_sweep(space: Path, out: Path, trials, workers: int, storage, join: bool,
     plan = sw.load_space(space)
     if limit is not None and limit < 100:  # as the space file's limit: 10% held out to choose on
         raise DigitlabError(f"--limit {limit}: a sweep needs at least 100 images")
-    if limit is not None:
+    if limit is not None and limit != plan.limit:  # the space's own limit again changes nothing
         # kept with the space, so a sweep is never continued on other data
         plan = sw.dataclasses.replace(plan, limit=limit, text=f"{plan.text}{LIMIT_MARK}{limit}\n")
     if workers > 1:

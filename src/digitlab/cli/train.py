@@ -238,9 +238,9 @@ def train(
       digitlab train --model runs/cnn/model.json --init-from runs/cnn --lr 0.01 --out runs/tuned
       digitlab train --model mlp:256-128 --engine torch --nproc 2 --out runs/ddp
     """
+    from digitlab import jobs
     from digitlab.data import open_dataset
-    from digitlab.jobs.train import check_out, plan_training, resumable, start
-    from digitlab.jobs.train import resume as resume_run
+    from digitlab.jobs.train import check_out, resumable
 
     if recipe == LINES_RECIPE:  # not a model spec: a line reader, trained on synthetic rows
         given = {"--model": model, "--engine": engine, "--config": config, "--resume": resume}
@@ -279,7 +279,7 @@ def train(
             torchrun.check(info["engine"], batch_size, nproc, device)
             raise typer.Exit(launch(nproc))
     else:
-        plan = plan_training(model, recipe, engine, config, **settings)
+        plan = jobs.plan_training(model, recipe, engine, config, **settings)
         run_dir = out or Path("runs") / plan.name
         if nproc > 1:  # what would stop every process is refused here, in one line
             torchrun.check(plan.engine, plan.config.batch_size, nproc, device)
@@ -295,7 +295,7 @@ def train(
         report = progress if main else None
         if resume is not None:
             ds = open_dataset(dataset, on_event=report) if dataset != "mnist" else None
-            model_obj, history, test = resume_run(
+            model_obj, history, test = jobs.resume(
                 resume,
                 ds,
                 device=device,
@@ -304,7 +304,7 @@ def train(
                 world=world,
             )
         else:
-            model_obj, history, test = start(
+            model_obj, history, test = jobs.start(
                 run_dir,
                 plan.spec,
                 plan.engine,

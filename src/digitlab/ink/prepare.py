@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
+import stat
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 from scipy import ndimage
 
-from digitlab.errors import DigitlabError
+from digitlab.data import safe_io
+from digitlab.errors import DataError, DigitlabError
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 WORK_SIDE = 160  # images are reduced to at most this side before any processing
@@ -90,7 +91,7 @@ def load_sized(
         if isinstance(source, Image.Image):
             im = source
         else:
-            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            data = source if isinstance(source, bytes) else file_bytes(source)
             if not data:
                 raise ImageError(f"{label}: file is empty")
             im = Image.open(io.BytesIO(data))
@@ -130,6 +131,17 @@ def load_sized(
     if gray.size == 0:
         raise ImageError(f"{label}: the image has no pixels")
     return gray, size
+
+
+def file_bytes(path) -> bytes:
+    """An image file's bytes: a regular file of at most limits.MAX_IMAGE_BYTES. /dev/zero was
+    read until memory ran out, and a named pipe waited for a writer forever."""
+    if stat.S_ISDIR(os.stat(path).st_mode):  # missing: FileNotFoundError, said by the caller
+        raise IsADirectoryError(path)
+    try:
+        return safe_io.read_limited(path, "an image", "MAX_IMAGE_BYTES")
+    except DataError as e:
+        raise ImageError(str(e)) from None
 
 
 def on_backing(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # imported on first use: `digitlab train` need not import the
     from digitlab.jobs.explore import explore_dataset
     from digitlab.jobs.export import export_onnx
     from digitlab.jobs.main import main_job
-    from digitlab.jobs.train import Plan, plan_training, resume, start
+    from digitlab.jobs.plan import Plan, plan_training
+    from digitlab.jobs.train import resume, start
 
 _EXPORTS = lazy.type_checking_imports(__file__)
 

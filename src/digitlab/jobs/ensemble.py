@@ -20,7 +20,7 @@ from digitlab.ensemble import KIND, Ensemble
 from digitlab.errors import DigitlabError
 from digitlab.jobs import calibrate
 from digitlab.jobs.evaluate import split_data
-from digitlab.jobs.train import run_dataset
+from digitlab.jobs.train import check_out, run_dataset
 from digitlab.spec import ModelSpec
 from digitlab.train import TrainConfig
 from digitlab.version import __version__
@@ -96,8 +96,7 @@ def make_ensemble(
     if len({p.resolve() for p in paths}) != len(paths):
         raise DigitlabError("the same run is given twice")
     out = Path(out)
-    if (out / "model.json").exists() and not overwrite:
-        raise DigitlabError(f"{out}: already holds a run; pass --overwrite to replace it")
+    check_out(out, overwrite)  # a folder of the user's own files: writing it cleared them
     infos, models = [], []
     for path in paths:
         info = runs.read_info(path)
@@ -108,13 +107,15 @@ def make_ensemble(
         models.append(runs.load_model(path, engine="numpy"))
     first = infos[0]
     for path, info in zip(paths[1:], infos[1:], strict=True):
-        if (
-            info["classes"] != first["classes"]
-            or info["data"]["dataset"] != first["data"]["dataset"]
-        ):
+        if info["data"]["dataset"] != first["data"]["dataset"]:
             raise DigitlabError(
-                f"{path}: trained on {info['data']['dataset']} with other classes than "
-                f"{paths[0]}; an ensemble's members read the same classes"
+                f"{path}: trained on {info['data']['dataset']}, {paths[0]} on "
+                f"{first['data']['dataset']}; an ensemble's members share their dataset"
+            )
+        if info["classes"] != first["classes"]:
+            raise DigitlabError(
+                f"{path}: reads other classes than {paths[0]}; an ensemble's members read the "
+                "same classes"
             )
         if info["preprocessing"] != first["preprocessing"]:
             raise DigitlabError(f"{path}: normalises its input unlike {paths[0]}")

@@ -28,10 +28,15 @@ NEIGHBOURS = 10  # of each training image: its near duplicates and label suspect
 
 
 def explore_dataset(
-    data: Dataset | str, out: str | Path, sample: int = 2000, on_event=None
+    data: Dataset | str,
+    out: str | Path,
+    sample: int = 2000,
+    on_event=None,
+    overwrite: bool = False,
 ) -> dict:
     """Compute, draw and write the exploration of a dataset (a Dataset, or a name or path to
-    open); returns summary.json's content."""
+    open); returns summary.json's content. An earlier exploration in `out` is replaced; a
+    folder holding anything else only with `overwrite` (a run's report was replaced)."""
     from sklearn.manifold import TSNE
 
     say = on_event or (lambda message: None)
@@ -49,8 +54,7 @@ def explore_dataset(
         )
     has_test = test.labels is not None and len(test) > 0
     out = Path(out)
-    if out.exists() and not out.is_dir():  # found before the statistics, PCA and t-SNE
-        raise DigitlabError(f"--out {out}: exists and is not a folder")
+    check_out(out, overwrite)  # before the statistics, PCA and t-SNE
     figures: dict[str, bytes] = {}
 
     def draw(name: str, fig) -> None:
@@ -164,6 +168,22 @@ def explore_dataset(
     write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     write_text(out / "report.html", _report(summary, figures, name_or_path, out, sample))
     return summary
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, a run, or a folder of other files than an exploration's
+    (unless `overwrite`): writing there replaced their report.html and mixed figures in."""
+    if out.exists() and not out.is_dir():
+        raise DigitlabError(f"--out {out}: exists and is not a folder")
+    if (out / "model.json").exists():
+        raise DigitlabError(f"--out {out}: is a run; choose another folder for the exploration")
+    theirs = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if theirs and not (out / "summary.json").is_file() and not overwrite:
+        raise DigitlabError(
+            f"--out {out}: holds files that are not an exploration ({', '.join(theirs[:3])}"
+            f"{', ...' if len(theirs) > 3 else ''}); choose an empty or new --out, or pass "
+            "--overwrite"
+        )
 
 
 def _report(s: dict, figures: dict[str, bytes], ref: str, out: Path, sample: int) -> str:

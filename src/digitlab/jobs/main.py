@@ -40,6 +40,10 @@ def main_job(
     are two or more), and write one report.html. The dataset is opened once, here or by the
     caller; an earlier job's folder is replaced only with `overwrite`."""
     out = Path(out)
+    models = [tuple(m) for m in models]
+    if twice := next((m for i, m in enumerate(models) if m in models[:i]), None):
+        # found after training both into one folder, when the comparison refused them
+        raise DigitlabError(f"--models: {twice[0]}:{twice[1]} is given twice")
     if out.exists() and not out.is_dir():
         raise DigitlabError(f"--out {out}: exists and is not a folder")
     if (out / "model.json").exists():

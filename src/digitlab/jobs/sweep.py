@@ -29,8 +29,9 @@ import numpy as np
 
 from digitlab.data import Dataset, Split
 from digitlab.errors import DigitlabError
+from digitlab.jobs.plan import plan_training, read_text
 from digitlab.jobs.sweep_report import split_limit, summarise
-from digitlab.jobs.train import plan_training, read_text, start
+from digitlab.jobs.train import start
 from digitlab.train import TRAIN_FIELDS, Callback, TrainConfig
 
 JOURNAL = "journal.log"  # the default storage, inside the sweep folder
@@ -105,7 +106,7 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         raise DigitlabError(f"{path}: fixed.val_split must be > 0: a sweep chooses on validation")
     base = TrainConfig().to_dict() | fixed
     for name, rule in search.items():
-        check_rule(path, name, rule, placeholders)
+        check_rule(path, name, rule, placeholders, fixed)
         if name in TRAIN_FIELDS:  # each choice, and each end of a range, must be a setting
             ends = rule.get("choices") or rule.get("float") or rule.get("int")
             for value in ends:
@@ -142,23 +143,15 @@ def load_space(path: str | os.PathLike[str]) -> Space:
         raise DigitlabError(f"{path}: sampler must be tpe or grid, and prune true or false")
     if sampler == "grid" and not all("choices" in rule for rule in search.values()):
         raise DigitlabError(f"{path}: a grid searches choices only; give every [search.X] choices")
-    return Space(
-        path,
-        str(raw.get("name") or path.stem),
-        models,
-        engine,
-        dict(fixed),
-        dict(search),
-        trials,
-        limit,
-        text,
-        sampler,
-        prune,
-    )
+    name = str(raw.get("name") or path.stem)
+    return Space(path, name, models, engine, dict(fixed), dict(search), trials, limit, text,
+                 sampler, prune)  # fmt: skip
 
 
-def check_rule(path: Path, name: str, rule, placeholders: set[str]) -> None:
+def check_rule(path: Path, name: str, rule, placeholders: set[str], fixed: dict) -> None:
     where = f"{path}: search.{name}"
+    if name in fixed:  # the search won, without a word
+        raise DigitlabError(f"{where}: also in [fixed]; keep it in one of them")
     if name not in TRAIN_FIELDS and name not in placeholders:
         raise DigitlabError(f"{where}: not a training setting nor a {{{name}}} in model")
     if name in ("split_seed", "val_split"):  # the score would reward the easiest held-out images
