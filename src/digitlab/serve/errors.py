@@ -52,10 +52,11 @@ async def refused(request: Request, exc: BadRequest) -> JSONResponse:
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-    if exc.status_code == 404:
-        message = f"{request.url.path}: not found (the API is under /api, its docs at /docs)"
+    path = request.url.path if len(request.url.path) <= 200 else f"{request.url.path[:200]}..."
+    if exc.status_code == 404:  # a 20,000-character path was echoed whole
+        message = f"{path}: not found (the API is under /api, its docs at /docs)"
     elif exc.status_code == 405:
-        message = f"{request.method} {request.url.path}: method not allowed"
+        message = f"{request.method} {path}: method not allowed"
     return error_response(exc.status_code, message, exc.headers)
 
 

@@ -28,6 +28,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+from digitlab.ink.prepare import FLOAT_OVERSHOOT
 from digitlab.serve.errors import BadRequest
 
 IMAGE_TYPES = ("image/png", "image/jpeg")  # documented; any image/* Pillow reads is accepted
@@ -94,11 +95,16 @@ async def parse_multipart(headers: Headers, body: bytes) -> bytes:
     try:
         form = await MultiPartParser(headers, stream(), max_files=1, max_fields=8).parse()
     except MultiPartException as e:
-        raise BadRequest(400, f"malformed multipart body: {e.message}") from None
+        message = e.message
+        if message.startswith("Too many files"):  # well formed: more than the one image read
+            message = "more than one file; send one image, in a field named 'file'"
+        raise BadRequest(400, f"malformed multipart body: {message}") from None
     try:
         files = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files and not form:  # a part cut short (its closing boundary missing) is no part
+            raise BadRequest(400, "multipart body has no complete part: was it cut short?")
         if not files:
-            fields = ", ".join(repr(k) for k in form) or "none"
+            fields = ", ".join(repr(k) for k in form)
             raise BadRequest(
                 422,
                 f"multipart body has no file; send the image in a field named 'file' "
@@ -183,9 +189,9 @@ def pixel_array(rows, shape: tuple[int, int] | None) -> np.ndarray:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise BadRequest(422, f"pixels[{i}][{j}]: {rows[i][j]} is not a number in 0..255")
-    if 0 < a.max() <= 1:  # pixels / 255, or a 0/1 mask: read as digitlab.read reads them, not
-        a = a * 255  # as a blank page ("no digit found") of ink too faint to see
-    return np.rint(a).astype(np.uint8)
+    if 0 < a.max() <= FLOAT_OVERSHOOT:  # pixels / 255 (a resize may leave some just past 1),
+        a = np.minimum(a * 255, 255)  # or a 0/1 mask: read as digitlab.read reads them, not as
+    return np.rint(a).astype(np.uint8)  # a blank page ("no digit found") of ink too faint to see
 
 
 def shown(number: int) -> str:

@@ -121,6 +121,12 @@ def healthz(state: ServedState) -> dict:
     return {"status": "ok", "model": state.about["name"]}
 
 
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    """Health checkers that send HEAD saw 405."""
+    return Response()
+
+
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
