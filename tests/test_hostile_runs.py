@@ -321,6 +321,13 @@ def test_a_bad_settings_file_is_one_line(tmp_path, name):
     one_line(e)
 
 
+def test_a_train_that_fails_before_writing_leaves_no_folder(mnist_home, tmp_path):
+    """A folder holding only .lock was left behind by every failed start."""
+    result = cli("train", "--model", "mlp:8", "--limit", "5", "--out", str(tmp_path / "x5"))
+    assert result.exit_code == 1 and "holds out no image" in result.stderr
+    assert not (tmp_path / "x5").exists()
+
+
 def test_predict_refuses_a_nan_threshold_and_reads_non_utf8_names(run, mnist, tmp_path):
     from PIL import Image
 

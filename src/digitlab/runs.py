@@ -63,7 +63,9 @@ def _read_json(path: Path) -> dict:
 def writing(run: Path) -> Iterator[None]:
     """Hold the run folder's lock while writing it: a second process that tries to write the
     same folder is refused at once, instead of mixing its files with ours. Temporary files a
-    killed writer left behind are removed once the lock is ours."""
+    killed writer left behind are removed once the lock is ours. A folder made here for a
+    writer that failed before writing anything is removed again (it held only the lock)."""
+    created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     lock = FileLock(run / ".lock", timeout=0)
     try:
@@ -73,12 +75,18 @@ def writing(run: Path) -> Iterator[None]:
             f"{run}: another digitlab process is writing this run; wait for it to finish, "
             "or choose another --out"
         ) from None
+    failed = True
     try:
         for leftover in stale_temporaries(run):
             leftover.unlink(missing_ok=True)
         yield
+        failed = False
     finally:
         lock.release()
+        if failed and created and [p.name for p in run.iterdir()] == [".lock"]:
+            with contextlib.suppress(OSError):
+                (run / ".lock").unlink()
+                run.rmdir()
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
