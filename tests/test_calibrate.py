@@ -73,6 +73,7 @@ def test_training_for_photos_fits_its_threshold_on_paper(mnist, tmp_path):
     # the same digits on paper again: the same record (seeded), from evaluate --calibrate too
     refit = CliRunner().invoke(app, ["evaluate", str(out), "--calibrate", "--split", "val"])
     assert refit.exit_code == 0, refit.output
+    assert "calibrated on the validation split: temperature" in refit.output  # said nothing
     again = json.loads((out / "model.json").read_text())
     fit, refit = record.pop("risk_coverage"), again["calibration"]["paper"].pop("risk_coverage")
     assert refit == pytest.approx(fit) and again["calibration"]["paper"] == record

@@ -132,8 +132,12 @@ def explore_cmd(
     typer.echo(
         f"{summary['dataset']}: {summary['sizes']['train']:,} train, "
         f"{summary['sizes']['test']:,} test; "
-        f"most/least frequent class {b['most']}/{b['least']} "
-        + (f"({b['ratio']:.2f}x)" if b["ratio"] else "(no images of it)")
+        + (
+            "every class as frequent"  # was "most/least frequent class 0/0 (1.00x)"
+            if b["ratio"] == 1
+            else f"most/least frequent class {b['most']}/{b['least']} "
+            + (f"({b['ratio']:.2f}x)" if b["ratio"] else "(no images of it)")
+        )
     )
     typer.echo(
         f"PCA: {summary['pca']['for_90']} components keep 90%, {summary['pca']['for_95']} keep 95%"
@@ -189,6 +193,11 @@ def evaluate(
         + (f" (temperature {m['temperature']:.3f})" if m["temperature"] != 1 else "")
         + (", with test-time augmentation" if tta else "")
     )
+    if calibrate:  # the output was the same as without it: say what it did
+        typer.echo(
+            f"calibrated on the validation split: temperature {m['temperature']:.3f}, "
+            f"written to {Path(run) / 'model.json'}"
+        )
     worst = min(m["per_class"], key=lambda c: c["recall"])
     typer.echo(f"hardest class: {worst['class']} ({worst['recall']:.2%} recall)")
     end = file_suffix(split, tta)
