@@ -135,6 +135,9 @@ def test_two_local_workers_share_the_journal_file(mnist, tmp_path):
     again = digitlab("sweep", space, "--out", out, "--trials", "5", "--limit", "900")
     assert again.returncode == 1
     assert "--limit 900 here: sweep 'tiny' was started with no --limit" in again.stderr
+    same = digitlab("sweep", space, "--out", out, "--trials", "5", "--limit", "800")
+    assert same.returncode == 0, same.stderr  # the space's own limit: called another one
+    assert "nothing to run" in same.stderr
     assert "optimisation history" in html and "data:image/png;base64," in html
     assert 'src="http' not in html  # self-contained
 
