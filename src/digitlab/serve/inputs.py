@@ -28,7 +28,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from digitlab.ink.prepare import FLOAT_OVERSHOOT
+from digitlab.ink.prepare import pixel_scale
 from digitlab.serve.errors import BadRequest
 
 IMAGE_TYPES = ("image/png", "image/jpeg")  # documented; any image/* Pillow reads is accepted
@@ -189,9 +189,10 @@ def pixel_array(rows, shape: tuple[int, int] | None) -> np.ndarray:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise BadRequest(422, f"pixels[{i}][{j}]: {rows[i][j]} is not a number in 0..255")
-    if 0 < a.max() <= FLOAT_OVERSHOOT:  # pixels / 255 (a resize may leave some just past 1),
-        a = np.minimum(a * 255, 255)  # or a 0/1 mask: read as digitlab.read reads them, not as
-    return np.rint(a).astype(np.uint8)  # a blank page ("no digit found") of ink too faint to see
+    # pixels / 255 (a resize may leave some just past 1) or a 0/1 mask scaled as digitlab.read
+    # scales them, not read as a blank page ("no digit found") of ink too faint to see
+    scale = pixel_scale("f", float(a.max()))  # 0..255 here: never None
+    return np.rint(np.minimum(a * scale, 255)).astype(np.uint8)
 
 
 def shown(number: int) -> str:
