@@ -208,3 +208,30 @@ def test_a_digits_strokes_fill_mnists_box_whatever_margin_the_crop_has(mnist, mo
         sizes.append(size), resize(im, size, *a, **k))[1])  # fmt: skip
     assert ink.to_mnist(speck).shape == (28, 28)
     assert sizes and max(max(size) for size in sizes) <= 56  # not 8,000 px for one bright pixel
+
+
+def test_an_mnist_digit_is_read_as_evaluate_reads_it(mlp_run, mnist, tmp_path):
+    """A 28x28 digit that already sits as MNIST's do (a test image saved as PNG, or its
+    negative) is read as it is, not blurred and refitted: predict agrees with the model's own
+    answer on the array. A drawing scaled to fill the square is still prepared."""
+    n = 200
+    images, labels = mnist.test.images[:n], mnist.test.labels[:n]
+    files = []
+    for i, image in enumerate(images):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(255 - image if i % 2 else image).save(path)
+        files.append(path)
+    info, model = runs.read_info(mlp_run), runs.load_model(mlp_run, engine="numpy")
+    plain = classify(model, info, images).argmax(1)
+    results = read_images(mlp_run, files)
+    assert [r["label"] for r in results] == [str(k) for k in plain]
+    assert all(np.array_equal(r["digit"], image) for r, image in zip(results, images, strict=True))
+    assert np.mean([r["label"] == str(y) for r, y in zip(results, labels, strict=True)]) > 0.95
+
+    rows, cols = np.flatnonzero(images[0].any(axis=1)), np.flatnonzero(images[0].any(axis=0))
+    big = Image.fromarray(images[0][rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    filled = np.asarray(big.resize((28, 28), Image.Resampling.LANCZOS))
+    digit, _ = ink.prepare(filled)
+    assert digit is not None and not np.array_equal(digit, filled)
+    as_placed = importlib.import_module("digitlab.ink.prepare").as_placed
+    assert as_placed(filled.astype(np.float32)) is None

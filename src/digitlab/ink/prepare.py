@@ -323,6 +323,31 @@ def to_mnist(ink: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
     return np.clip(np.rint(canvas[top : top + size, left : left + size]), 0, 255).astype(np.uint8)
 
 
+PLACED_OFF_CENTRE = 1.5  # pixels; every MNIST digit's centre of mass is within 1 of the middle
+
+
+def as_placed(gray: np.ndarray) -> np.ndarray | None:
+    """A 28x28 gray image as uint8 light ink on black when its digit already sits as MNIST's do
+    (its strokes' longer side 19-21 pixels, its centre of mass within PLACED_OFF_CENTRE of the
+    middle; dark ink on light is turned over first), else None. Prepared again, an MNIST test
+    digit is blurred and refitted: the built-in reader read 99.3% of 2,000 of them so, against
+    99.5% as they are, and a weak model disagreed with `evaluate` on more. 9,984 of MNIST's
+    10,000 test digits pass (3 of 2,000 Fashion-MNIST pictures); a drawing scaled to fill the
+    square, or off the middle, does not."""
+    if gray.shape != (28, 28) or float(gray.min()) < 0 or float(gray.max()) > 255:
+        return None
+    digit = 255 - gray if float(np.median(gray)) >= 128 else gray
+    if float(np.median(digit)) > 16 or float(digit.max()) < 128:
+        return None  # no clean black background, or faint ink: prepared as a photo is
+    strong = digit >= 0.5 * float(digit.max())
+    rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
+    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    centre = np.array(ndimage.center_of_mass(digit.astype(np.float64)))
+    if not 19 <= extent <= 21 or np.hypot(*(centre - 13.5)) > PLACED_OFF_CENTRE:
+        return None
+    return np.rint(digit).astype(np.uint8)
+
+
 def deskew(digit: np.ndarray) -> np.ndarray:
     """Undo slant with a shear from the second moments (rows stay, columns shift)."""
     x = digit.astype(np.float32)
@@ -375,6 +400,13 @@ def prepare(
     steps: dict[str, np.ndarray] = {}
     gray = shrink(load(source, name, WORK_SIDE), WORK_SIDE)
     steps["input (gray)"] = gray
+    placed = as_placed(gray)
+    if placed is not None:  # an MNIST digit already: read as evaluate reads it, not re-prepared
+        rows, cols = np.flatnonzero(placed.any(axis=1)), np.flatnonzero(placed.any(axis=0))
+        steps[CROPPED] = placed[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+        digit = deskew(placed) if deskew_digit else placed
+        steps["MNIST style (20x20 in 28x28, centred)"] = digit.astype(np.float32)
+        return digit, steps
     ink, background = ink_of(gray)
     steps["background (estimated paper)"] = background
     steps["ink (paper removed)"] = ink
