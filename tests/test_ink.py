@@ -233,5 +233,5 @@ def test_an_mnist_digit_is_read_as_evaluate_reads_it(mlp_run, mnist, tmp_path):
     filled = np.asarray(big.resize((28, 28), Image.Resampling.LANCZOS))
     digit, _ = ink.prepare(filled)
     assert digit is not None and not np.array_equal(digit, filled)
-    as_placed = importlib.import_module("digitlab.ink.prepare").as_placed
+    as_placed = importlib.import_module("digitlab.ink.place").as_placed
     assert as_placed(filled.astype(np.float32)) is None

@@ -5,16 +5,15 @@
 >>> row = ink.row_ink("amount.jpg"); ink.strip(row.ink, row.mask)   # a line reader's input
 """
 
+from digitlab.ink.place import crop_digit, to_mnist
 from digitlab.ink.prepare import (
     CROPPED,
     MAX_PIXELS,
     ImageError,
-    crop_digit,
     load,
     load_sized,
     prepare,
     shrink,
-    to_mnist,
 )
 from digitlab.ink.row import RowInk, narrow_gaps, row_ink, strip
 from digitlab.ink.segment import Found, Judge, segment

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from digitlab.ink import forms
-from digitlab.ink.prepare import crop_digit, deskew, to_mnist
+from digitlab.ink.place import crop_digit, deskew, to_mnist
 from digitlab.ink.row import row_ink
 
 DIGIT_WIDTH = 0.8  # a digit is at most this wide for its height; wider ink is several digits
