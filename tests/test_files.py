@@ -409,6 +409,21 @@ def test_image_folder_named_with_a_digit_that_is_not_0_to_9(tmp_path):
     short_error(lambda: load_files(tmp_path), r"²: a class folder named by a number must use")
 
 
+def test_a_stray_label_past_9_is_refused_not_made_into_empty_classes(tmp_path):
+    labels = LABELS.copy()
+    labels[5] = 11  # one typo among digits made 12 classes, 10 of them with images
+    (tmp_path / "typo.csv").write_text(csv_text(IMAGES, labels))
+    with pytest.raises(
+        DataError,
+        match=r"typo\.csv: label 11 is given to 1 image\(s\) but no "
+        r"image has label 10: labels past 9 must follow on without a gap",
+    ):
+        load_files(tmp_path / "typo.csv")
+    labels[6] = 10  # twelve classes in turn are a dataset of twelve classes
+    (tmp_path / "twelve.csv").write_text(csv_text(IMAGES, labels))
+    assert len(load_files(tmp_path / "twelve.csv").classes) == 12
+
+
 def test_an_absurd_class_id_is_refused_at_once(tmp_path):
     (tmp_path / "99999999999").mkdir()
     Image.fromarray(stroke()).save(tmp_path / "99999999999" / "a.png")

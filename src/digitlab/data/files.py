@@ -366,6 +366,19 @@ def _as_test(read: tuple[dict[str, np.ndarray], Names], names: Names, where: Pat
     return out
 
 
+def stray_labels(path, labels: list[np.ndarray], classes: int) -> None:
+    """Refuse numbered labels past 9 with a gap below them: one stray 11 among digits made
+    12 classes, two of them empty, without a word (the model had outputs no image taught)."""
+    counts = sum(np.bincount(y, minlength=classes) for y in labels)
+    gaps = [k for k in range(10, classes) if counts[k] == 0]
+    if gaps:
+        top = classes - 1
+        raise DataError(
+            f"{path}: label {top} is given to {int(counts[top])} image(s) but no image has label "
+            f"{gaps[0]}: labels past 9 must follow on without a gap (a stray label?)"
+        )
+
+
 def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None = None) -> Dataset:
     """Import a user's data as a Dataset; `test` optionally names a separate test source.
 
@@ -378,6 +391,7 @@ def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None
     if names is None:
         top = max((int(y.max()) for y in labels if y is not None and y.size), default=9)
         names = [str(i) for i in range(max(top + 1, 10))]
+        stray_labels(path, [y for y in labels if y is not None], len(names))
     for y in labels:
         if y is not None and y.size and int(y.max()) >= len(names):
             raise DataError(f"{path}: label {int(y.max())} but only {len(names)} classes")
