@@ -225,6 +225,12 @@ def test_top_k(url, mnist):
     for bad in ("0", "11", "three"):
         response = post(url, body, "application/json", params={"top": bad})
         assert response.status_code == 422 and response.json()["error"].startswith("top: ")
+    for route in ("", "/number"):  # the last of two answered without a word
+        response = post(
+            url, body, "application/json", "/api/predict" + route, params=[("top", 1), ("top", 5)]
+        )
+        assert response.status_code == 422
+        assert response.json()["error"] == "top: given more than once; give it once"
 
 
 def test_page_and_docs_load_nothing_from_elsewhere(url):

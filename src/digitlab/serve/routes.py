@@ -69,7 +69,10 @@ def top_k(
     request: Request,
     top: Annotated[int, Query(ge=1, description="how many classes to list, most likely first")] = 3,
 ) -> int:
-    """The `top` query parameter: 1 up to the model's number of classes."""
+    """The `top` query parameter: 1 up to the model's number of classes, given at most once
+    (`?top=1&top=5` answered 5 classes, the last one winning without a word)."""
+    if len(request.query_params.getlist("top")) > 1:
+        raise BadRequest(422, "top: given more than once; give it once")
     n_classes = len(served(request).reader.classes)
     if top > n_classes:
         raise BadRequest(422, f"top: Input should be less than or equal to {n_classes}")
