@@ -19,7 +19,7 @@ import numpy as np
 
 from digitlab.data import limits
 from digitlab.data.contract import as_images, as_labels
-from digitlab.data.dataset import Dataset, Split
+from digitlab.data.dataset import Dataset, Split, stray_labels
 from digitlab.data.idx import read_idx
 from digitlab.data.limits import check_declared, echo, short
 from digitlab.data.npz import read_npz
@@ -364,19 +364,6 @@ def _as_test(read: tuple[dict[str, np.ndarray], Names], names: Names, where: Pat
     if labels is not None:
         out["test_labels"] = labels
     return out
-
-
-def stray_labels(path, labels: list[np.ndarray], classes: int) -> None:
-    """Refuse numbered labels past 9 with a gap below them: one stray 11 among digits made
-    12 classes, two of them empty, without a word (the model had outputs no image taught)."""
-    counts = sum(np.bincount(y, minlength=classes) for y in labels)
-    gaps = [k for k in range(10, classes) if counts[k] == 0]
-    if gaps:
-        top = classes - 1
-        raise DataError(
-            f"{path}: label {top} is given to {int(counts[top])} image(s) but no image has label "
-            f"{gaps[0]}: labels past 9 must follow on without a gap (a stray label?)"
-        )
 
 
 def load_files(path: str | os.PathLike[str], test: str | os.PathLike[str] | None = None) -> Dataset:
