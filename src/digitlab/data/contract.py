@@ -60,3 +60,16 @@ def as_labels(array: np.ndarray, n: int, name: str) -> np.ndarray:
     if y.size and (y.min() < 0 or y.max() > 255):
         raise DataError(f"{name}: labels span {y.min()}..{y.max()}, expected 0..255")
     return y.astype(np.uint8)
+
+
+def stray_labels(path, labels: list[np.ndarray], classes: int) -> None:
+    """Refuse numbered labels past 9 with a gap below them: one stray 11 among digits made
+    12 classes, two of them empty, without a word (the model had outputs no image taught)."""
+    counts = sum(np.bincount(y, minlength=classes) for y in labels)
+    gaps = [k for k in range(10, classes) if counts[k] == 0]
+    if gaps:
+        top = classes - 1
+        raise DataError(
+            f"{path}: label {top} is given to {int(counts[top])} image(s) but no image has label "
+            f"{gaps[0]}: labels past 9 must follow on without a gap (a stray label?)"
+        )

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.errors import DataError
-
 SPLITS = ("train", "test")
 
 
@@ -88,16 +86,3 @@ class Dataset:
             "verified": self.verified,
             "failed_sources": [{"source": s, "reason": r} for s, r in self.attempts],
         }
-
-
-def stray_labels(path, labels: list[np.ndarray], classes: int) -> None:
-    """Refuse numbered labels past 9 with a gap below them: one stray 11 among digits made
-    12 classes, two of them empty, without a word (the model had outputs no image taught)."""
-    counts = sum(np.bincount(y, minlength=classes) for y in labels)
-    gaps = [k for k in range(10, classes) if counts[k] == 0]
-    if gaps:
-        top = classes - 1
-        raise DataError(
-            f"{path}: label {top} is given to {int(counts[top])} image(s) but no image has label "
-            f"{gaps[0]}: labels past 9 must follow on without a gap (a stray label?)"
-        )

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.data import limits
-from digitlab.data.contract import as_images, as_labels
-from digitlab.data.dataset import Dataset, Split, stray_labels
+from digitlab.data.contract import as_images, as_labels, stray_labels
+from digitlab.data.dataset import Dataset, Split
 from digitlab.data.idx import read_idx
 from digitlab.data.limits import check_declared, echo, short
 from digitlab.data.npz import read_npz

@@ -11,6 +11,14 @@ from PIL import Image
 from scipy import ndimage
 
 
+def stroke_extent(ink: np.ndarray) -> int:
+    """The longer side of the strokes' box (pixels at least half as strong as the ink), in
+    pixels; 0 for no ink. MNIST's digits measure 20."""
+    strong = ink >= 0.5 * max(float(ink.max()), 1e-6)
+    rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
+    return int(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1) if rows.size else 0
+
+
 def to_mnist(ink: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
     """Fit ink (light on black, cropped, 255 = the ink's strength) into size x size as MNIST did:
     the strokes (pixels at least half as strong as the ink) scaled to fill a box x box square,
@@ -18,9 +26,7 @@ def to_mnist(ink: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
     crop: a crop's margin of anti-aliasing fitted in the box left digits 5-10% smaller than
     MNIST's, which cost a point on blurred and low-resolution photos."""
     h, w = ink.shape
-    strong = ink >= 0.5 * max(float(ink.max()), 1e-6)
-    rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
-    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 if rows.size else max(h, w)
+    extent = stroke_extent(ink) or max(h, w)
     scale = min(box / extent, 2 * size / max(h, w))  # faint ink around a speck: at most 56 px
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = np.asarray(
@@ -45,18 +51,16 @@ def as_placed(gray: np.ndarray) -> np.ndarray | None:
     """A 28x28 gray image as uint8 light ink on black when its digit already sits as MNIST's do
     (its strokes' longer side 19-21 pixels, its centre of mass within PLACED_OFF_CENTRE of the
     middle; dark ink on light is turned over first), else None. Prepared again, an MNIST test
-    digit is blurred and refitted: the built-in reader read 99.3% of 2,000 of them so, against
-    99.5% as they are, and a weak model disagreed with `evaluate` on more. 9,984 of MNIST's
-    10,000 test digits pass (3 of 2,000 Fashion-MNIST pictures); a drawing scaled to fill the
-    square, or off the middle, does not."""
+    digit is blurred and refitted: the built-in reader read 99.3% of 2,000 test digits through
+    that preparation against 99.5% as they are, and a weak model disagreed with `evaluate`.
+    9,984 of MNIST's 10,000 test digits pass (3 of 2,000 Fashion-MNIST pictures); a drawing
+    scaled to fill the square, or off the middle, does not."""
     if gray.shape != (28, 28) or float(gray.min()) < 0 or float(gray.max()) > 255:
         return None
     digit = 255 - gray if float(np.median(gray)) >= 128 else gray
     if float(np.median(digit)) > 16 or float(digit.max()) < 128:
         return None  # no clean black background, or faint ink: prepared as a photo is
-    strong = digit >= 0.5 * float(digit.max())
-    rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
-    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    extent = stroke_extent(digit)
     centre = np.array(ndimage.center_of_mass(digit.astype(np.float64)))
     if not 19 <= extent <= 21 or np.hypot(*(centre - 13.5)) > PLACED_OFF_CENTRE:
         return None
