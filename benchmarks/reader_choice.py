@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import reading_sets as sets
-from benchmarks.common import save
+from benchmarks.common import RESULTS, save
 from benchmarks.reading_peers import Digitlab
 from digitlab import data, reader, runs
 
@@ -190,11 +190,27 @@ def score(run, collections_: dict[str, list]) -> dict:
     return row
 
 
+def earlier(key: str, scored: list[dict]) -> list[dict]:
+    """Rows of the last pass whose runs are no longer on this machine (a fresh clone has no
+    runs/): kept, marked with the day they were measured, so a choice stays on record."""
+    path = RESULTS / "reader_choice.json"
+    if not path.exists():
+        return []
+    last = json.loads(path.read_text())
+    here = {row["run"] for row in scored}
+    return [
+        row | {"measured": row.get("measured", last["date"])}
+        for row in last.get(key, [])
+        if row["run"] not in here and row["run"] != "reader" and not Path(row["run"]).exists()
+    ]
+
+
 def run() -> dict:
     where = fonts_folder()
     collections_ = validation_sets(where)
     candidates = sorted(p for p in Path("runs").glob("reader-*") if (p / "model.json").exists())
     rows = [score(c, collections_) for c in [*candidates, "reader"]]
+    rows = sorted(earlier("rows", rows) + rows[:-1], key=lambda r: r["run"]) + rows[-1:]
     numbers = font_numbers(where)
     lines = sorted(p for p in Path("runs").glob("lines-*") if (p / "lines.json").exists())
     results = {
@@ -204,8 +220,16 @@ def run() -> dict:
         "font_versions": versions(where),
         "lines": [score_lines(folder, numbers) for folder in [*lines, "reader"]],
     }
+    scored = results["lines"]
+    results["lines"] = sorted(earlier("lines", scored) + scored[:-1], key=lambda r: r["run"])
+    results["lines"] += scored[-1:]
     save("reader_choice", results, markdown(results))
     return results
+
+
+def when(row: dict) -> str:
+    """A carried-over row's mark: the day it was measured, its run no longer here."""
+    return f", measured {row['measured']}" if "measured" in row else ""
 
 
 def markdown(results: dict) -> str:
@@ -228,7 +252,9 @@ def markdown(results: dict) -> str:
         "`reader-flag-sN`: `digitlab train --recipe reader --seed N` (augmentation `real` gives "
         "40% of the 1s a flag); `reader-noflag-sN`: the same before 1s had flags "
         "(`real` with flag 0, the recipe of the reader shipped until 2026-12-01); `reader`: "
-        "the reader shipped now.",
+        'the reader shipped now. A row marked "measured" with a day is kept from an earlier '
+        "pass whose run is no longer on the machine (the same seeded sets, the reader shipped "
+        "then).",
         "",
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 2) + "---|",
@@ -238,7 +264,7 @@ def markdown(results: dict) -> str:
             n.split(" ")[1] + ": " + ", ".join(f"{m} ×{k}" for m, k in row[f"{n}: mistakes"][:2])
             for n in names
         )
-        cells = [f"`{row['run']}` (seed {row['seed']})"]
+        cells = [f"`{row['run']}` (seed {row['seed']}){when(row)}"]
         cells += [f"{row[k]:.2%}" for k in head[1:-1]]
         lines.append("| " + " | ".join([*cells, mistakes]) + " |")
     lines += [
@@ -261,7 +287,7 @@ def markdown(results: dict) -> str:
         seeds = (
             f"seeds {', '.join(map(str, seeds))}" if isinstance(seeds, list) else f"seed {seeds}"
         )
-        cells = [f"`{row['run']}` ({seeds})"]
+        cells = [f"`{row['run']}` ({seeds}){when(row)}"]
         figures = ("held-out rows on paper", "font numbers", "with a 1", "without a 1")
         cells += [f"{row[k]:.1%}" for k in figures]
         lines.append("| " + " | ".join(cells) + " |")

@@ -7,6 +7,7 @@ come from PyPI: the benchmark itself fetches them)."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -84,3 +85,28 @@ def test_the_validation_fonts_are_none_of_the_fonts_the_test_sets_use(fonts):
     assert len(chosen_on) == len(set(chosen_on)) == 58
     assert not installed & {squashed(name) for name in chosen_on}
     assert all(p.suffix in (".ttf", ".otf") for p in printed + hand)  # never npm's .woff
+
+
+def test_the_recipe_choice_keeps_earlier_rows_whose_runs_are_gone(tmp_path, monkeypatch):
+    """A fresh clone has no runs/: rows of the last pass stay on record, marked with their day;
+    a run still here is scored again, and the shipped reader's row is always the new one."""
+    from benchmarks import reader_choice
+
+    monkeypatch.setattr(reader_choice, "RESULTS", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "lines-here").mkdir(parents=True)
+    last = {"date": "2026-11-30", "lines": [
+        {"run": "runs/lines-gone", "seed": 0},
+        {"run": "runs/lines-older", "seed": 1, "measured": "2026-11-20"},
+        {"run": "runs/lines-here", "seed": 2},
+        {"run": "reader", "seed": [0, 1]},
+    ]}  # fmt: skip
+    assert reader_choice.earlier("lines", []) == []  # no earlier pass
+    (tmp_path / "reader_choice.json").write_text(json.dumps(last))
+    kept = reader_choice.earlier("lines", [{"run": "runs/lines-new"}])
+    assert [(r["run"], r["measured"]) for r in kept] == [
+        ("runs/lines-gone", "2026-11-30"),
+        ("runs/lines-older", "2026-11-20"),
+    ]
+    assert reader_choice.when(kept[0]) == ", measured 2026-11-30"
+    assert reader_choice.when({"run": "reader"}) == ""
