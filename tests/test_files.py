@@ -424,6 +424,14 @@ def test_a_stray_label_past_9_is_refused_not_made_into_empty_classes(tmp_path):
     assert len(load_files(tmp_path / "twelve.csv").classes) == 12
 
 
+def test_labels_1_to_10_as_svhn_gives_them_are_refused_not_made_into_11_classes(tmp_path):
+    labels = np.where(LABELS == 0, 10, LABELS)  # SVHN's 10 means 0: class 0 left empty
+    np.savez(tmp_path / "svhn.npz", x_train=IMAGES, y_train=labels)
+    with pytest.raises(DataError, match=r"svhn\.npz: labels reach 10 but no image has label 0: "
+                       r"labels must start at 0 \(labels 1-10 as SVHN"):  # fmt: skip
+        load_files(tmp_path / "svhn.npz")
+
+
 def test_an_absurd_class_id_is_refused_at_once(tmp_path):
     (tmp_path / "99999999999").mkdir()
     Image.fromarray(stroke()).save(tmp_path / "99999999999" / "a.png")

@@ -64,12 +64,18 @@ def as_labels(array: np.ndarray, n: int, name: str) -> np.ndarray:
 
 def stray_labels(path, labels: list[np.ndarray], classes: int) -> None:
     """Refuse numbered labels past 9 with a gap below them: one stray 11 among digits made
-    12 classes, two of them empty, without a word (the model had outputs no image taught)."""
-    counts = sum(np.bincount(y, minlength=classes) for y in labels)
+    12 classes, two of them empty, without a word (the model had outputs no image taught).
+    Labels 1-10 (SVHN's, whose 10 means 0) made 11 classes, class 0 empty: refused alike."""
+    counts = sum((np.bincount(y, minlength=classes) for y in labels), np.zeros(classes, int))
     gaps = [k for k in range(10, classes) if counts[k] == 0]
     if gaps:
         top = classes - 1
         raise DataError(
             f"{path}: label {top} is given to {int(counts[top])} image(s) but no image has label "
             f"{gaps[0]}: labels past 9 must follow on without a gap (a stray label?)"
+        )
+    if classes == 11 and counts[0] == 0:  # SVHN's labels run 1-10, its 10 meaning 0
+        raise DataError(
+            f"{path}: labels reach 10 but no image has label 0: labels must start at 0 "
+            "(labels 1-10 as SVHN gives them? relabel 10 as 0)"
         )
