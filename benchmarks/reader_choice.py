@@ -205,12 +205,16 @@ def earlier(key: str, scored: list[dict]) -> list[dict]:
     ]
 
 
+def with_earlier(key: str, scored: list[dict]) -> list[dict]:
+    """`scored` (the shipped reader's row last) with `earlier` rows among the others, by run."""
+    return sorted(earlier(key, scored) + scored[:-1], key=lambda r: r["run"]) + scored[-1:]
+
+
 def run() -> dict:
     where = fonts_folder()
     collections_ = validation_sets(where)
     candidates = sorted(p for p in Path("runs").glob("reader-*") if (p / "model.json").exists())
-    rows = [score(c, collections_) for c in [*candidates, "reader"]]
-    rows = sorted(earlier("rows", rows) + rows[:-1], key=lambda r: r["run"]) + rows[-1:]
+    rows = with_earlier("rows", [score(c, collections_) for c in [*candidates, "reader"]])
     numbers = font_numbers(where)
     lines = sorted(p for p in Path("runs").glob("lines-*") if (p / "lines.json").exists())
     results = {
@@ -218,11 +222,8 @@ def run() -> dict:
         "rows": rows,
         "numbers": len(numbers),
         "font_versions": versions(where),
-        "lines": [score_lines(folder, numbers) for folder in [*lines, "reader"]],
+        "lines": with_earlier("lines", [score_lines(f, numbers) for f in [*lines, "reader"]]),
     }
-    scored = results["lines"]
-    results["lines"] = sorted(earlier("lines", scored) + scored[:-1], key=lambda r: r["run"])
-    results["lines"] += scored[-1:]
     save("reader_choice", results, markdown(results))
     return results
 
