@@ -54,6 +54,46 @@ def test_a_row_of_boxes_is_read_box_by_box(mnist):
         assert 30 + i * 120 <= f.box[0] and f.box[2] <= 30 + (i + 1) * 120 + 4
 
 
+def boxed(digits: list[np.ndarray], cell: int = 110, gap: int = 40, line: int = 4) -> np.ndarray:
+    """Each digit in a box of its own, the boxes `gap` pixels apart (one box: a form's field)."""
+    height = round(cell * 1.2)
+    page = np.full((height + 60, (cell + gap) * len(digits) + 60), WHITE, np.uint8)
+    for i, digit in enumerate(digits):
+        left = 30 + i * (cell + gap)
+        page[30 : 30 + line, left : left + cell + line] = 20
+        page[30 + height : 30 + height + line, left : left + cell + line] = 20
+        page[30 : 30 + height + line, left : left + line] = 20
+        page[30 : 30 + height + line, left + cell : left + cell + line] = 20
+        big = np.asarray(Image.fromarray(digit).resize((cell - 20, cell - 20)), np.uint8)
+        region = page[45 : 45 + cell - 20, left + 10 : left + cell - 10]
+        np.minimum(region, 255 - big, out=region)
+    return page
+
+
+def test_one_box_or_boxes_apart_are_taken_away_not_read_as_ones(mnist, mlp_run):
+    """A boxed 8 read as a number was 18: only lines longer than the ink is high were removed,
+    and a box's top is as long as the digit in it is high."""
+    seven, two, eight = (mnist.test.images[i] for i in (0, 1, 61))
+    assert mnist.test.labels[61] == 8
+    for reader in (Predictor(), Predictor(mlp_run)):  # the line reader; digits cut apart
+        assert reader.read_number(boxed([eight]))["number"] == "8"
+        assert reader.read_number(boxed([seven, two, eight]))["number"] == "728"
+    assert Predictor().read(boxed([eight]))["label"] == "8"  # one digit, in its box
+    page = boxed([seven, two])
+    assert len(ink.row_ink(page).cells) == 2  # one cell in each box, none between them
+
+
+def test_printed_digits_straight_strokes_are_no_box():
+    """A printed 0 has straight sides and a 2 a straight foot; they never make a box's four."""
+    from PIL import ImageFont
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 60)
+    for text in ("03/2026", "1020", "7407"):
+        image = Image.new("L", (60 * len(text), 110), 255)
+        ImageDraw.Draw(image).text((30, 20), text, font=font, fill=0)
+        assert ink.row_ink(image).cells == [], text
+
+
 def test_lines_are_removed_and_a_digit_crossing_one_is_kept_whole(mnist):
     digit = mnist.test.images[0]  # a 7: its bar is a long stroke, but not a line
     page = on_paper(np.concatenate([cropped(mnist.test.images[i]) for i in (0, 1, 3)], 1))
@@ -123,6 +163,10 @@ def test_slanted_strokes_are_a_dates_slashes_only_where_the_string_is_a_date():
     assert forms.plausible_date("12/31/2026") and forms.plausible_date("31/12/26")  # m/d, d/m
     assert not forms.plausible_date("13/13/2026") and not forms.plausible_date("12/00/26")
     assert not forms.plausible_date("12-03-26") and not forms.plausible_date("1/2/3/04")
+    for part in ("03/2026", "03/26", "12/03", "1/2", "31/12"):  # month/year, day/month
+        assert forms.part_date(part), part
+    for other in ("50/50", "13/2026", "0/12", "13/13", "1/234", "12/03/26", "3/", "12"):
+        assert not forms.part_date(other), other
 
 
 def test_long_runs_is_a_morphological_opening_with_a_line():

@@ -236,3 +236,34 @@ def test_a_numbers_digits_show_one_confidence_and_its_separators_theirs(reader, 
     product = np.prod([d["confidence"] for d in result["digits"]])
     product *= np.prod([s["confidence"] for s in result["separators"]])
     assert result["confidence"] == pytest.approx(product)
+
+
+def test_a_colour_image_is_the_same_gray_as_an_array_and_as_a_pil_image(reader):
+    """A green 7 on red: PIL made it gray by luma and read 7; the array was averaged plainly,
+    green and red came out the same gray, and it read 'no digit found'."""
+    drawing = Image.new("RGB", (120, 140), (200, 0, 0))
+    ImageDraw.Draw(drawing).line([(25, 30), (95, 30), (50, 120)], fill=(0, 160, 0), width=12)
+    as_pil, as_array = reader.read(drawing), reader.read(np.asarray(drawing))
+    assert as_pil["label"] == as_array["label"] == "7"
+    assert as_pil["confidence"] == pytest.approx(as_array["confidence"], abs=1e-3)
+
+
+def test_floats_a_resize_left_a_little_outside_0_1_are_read_and_normalised_ones_refused(
+    reader, seven
+):
+    """A bicubic resize of 0..1 floats dips below 0 as it overshoots past 1: the overshoot was
+    read, the dip refused. A normalised image (mean 0) is still refused, saying so."""
+    big = Image.fromarray((seven / 255).astype(np.float32)).resize((84, 84), Image.BICUBIC)
+    floats = np.asarray(big)
+    assert floats.min() < -0.01 and floats.max() > 1.0  # both ends overshot
+    assert reader.read(floats)["label"] == "7"
+    for normalised in ((seven / 255 - 0.1307) / 0.3081, seven / 127.5 - 1):
+        with pytest.raises(ink.ImageError, match="undo the normalisation"):
+            reader.read(normalised)
+
+
+def test_read_many_names_flattened_digits(reader, seven):
+    """(N, 784) given to read_many was told to use read(), which refused it too."""
+    for flat in (np.stack([seven] * 3).reshape(3, 784), seven.reshape(1, 784)):
+        with pytest.raises(DigitlabError, match=r"flattened 28x28 digits; pass x.reshape"):
+            reader.read_many(flat)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from digitlab import reader, sequence_train
+from digitlab import reader, sequence, sequence_train
 from digitlab.cli import app
 from digitlab.errors import DigitlabError
 from digitlab.ink import row as rows
@@ -150,14 +150,28 @@ def test_a_symbol_the_strings_form_amends_is_as_sure_as_every_reading_that_leads
     amount = [sure[0], comma, *sure[:3], char(".", 0.99, [(".", 0.99)]), sure[3], sure[2]]
     assert reading(amount)[:2] == ("1,120.30", pytest.approx(0.99))
     assert reading([]) == ("", 0.0, {})  # nothing read is sure of nothing
-    # a slash the network read where the string is no date: a leaning 1, as sure as both readings
+    # a slash the network read where the string is no date: a leaning 1, only as sure as the 1
+    # (its chance was the slash's and the 1's together: 60% for a reading 20% likely)
     leaning = char("/", 0.6, [("/", 0.6), ("1", 0.2), ("7", 0.2)])
-    text, p, fixed = reading([sure[0], leaning, *sure[1:], sure[0]])
-    assert (text, fixed) == ("112031", {1: "1"}) and p == pytest.approx(0.6 * 0.8 / 0.6)
+    text, p, fixed = reading([sure[0], leaning, *sure[1:], *sure[:2]])
+    assert (text, fixed) == ("1120312", {1: "1"}) and p == pytest.approx(0.2)
+    # a date without its year or day keeps the slash it was read with: 1/2031, 12/03, 3/1
+    for part in ([sure[0], leaning, *sure[1:], sure[0]], [*sure[:2], leaning, *sure[2:]]):
+        assert "/" in reading(part)[0] and reading(part)[2] == {}
+    assert reading([sure[3], leaning, sure[0]])[0] == "3/1"
+    assert reading([sure[2], sure[2], leaning, *sure[2:]])[0] == "00103"  # no day 0
     day = char("/", 0.8, [("/", 0.6), ("1", 0.3)])  # 1/2/03 is a date: its slashes stay
     assert reading([sure[0], day, sure[1], day, *sure[2:]])[0] == "1/2/03"
     month_0 = [sure[0], day, sure[2], day, *sure[2:]]  # 1/0/03 is not: month 0
     assert reading(month_0)[0] == "11010" + "3"
+
+
+def test_a_decimal_point_before_the_digits_stays_and_stray_marks_go():
+    """.75 was read as 75 (every mark before the first digit was taken for a speck)."""
+    assert sequence.trimmed(".75") == ".75" and sequence.trimmed(".05") == ".05"
+    assert sequence.trimmed(",75") == "75" and sequence.trimmed("/.5") == ".5"
+    assert sequence.trimmed("-12.") == "-12" and sequence.trimmed("12,/") == "12"
+    assert sequence.trimmed(".") == "" and sequence.trimmed("..") == ""
 
 
 def test_a_damaged_line_reader_is_refused_in_one_line(tmp_path):

@@ -229,6 +229,11 @@ class Predictor:
     def read_many(self, sources: list, top: int = 3, deskew: bool = False) -> list[dict]:
         """Each image read as one digit; the prepared digits go through the model as one batch.
         An unreadable image gets status 'error' and its reason; the others are still read."""
+        if isinstance(sources, np.ndarray) and sources.ndim == 2 and sources.shape[-1] == 784:
+            raise DigitlabError(
+                f"read_many: shape {sources.shape} looks like flattened 28x28 digits; pass "
+                "x.reshape(-1, 28, 28)"
+            )
         if one_image(sources):
             raise DigitlabError("read_many takes a list of images; read one image with read()")
         top = check_top(top)
@@ -271,10 +276,11 @@ class Predictor:
         The number keeps the separators written between digits (`1,234.56`, `12/03/2026`, `-`);
         they are listed under `separators` with their boxes. A form's printed lines and boxes
         are removed first (a row of boxes is read box by box). `status` is 'no digit found'
-        when there is no ink, 'unsure' when any digit is unsure. `confidence` is the chance that
-        the whole number is right: with a line reader, the product of every symbol's calibrated
-        probability, separators included (`sequence.reading`); cut into digits, the product of
-        the digits' confidences (with a calibrated model: the chance every digit is right).
+        when there is no ink, 'unsure' when any digit is unsure or when `confidence` is below
+        the unsure threshold. `confidence` is the chance that the whole number is right: with a
+        line reader, the product of every symbol's calibrated probability, separators included
+        (`sequence.reading`); cut into digits, the product of the digits' confidences (with a
+        calibrated model: the chance every digit is right).
         """
         check_name(name)
         top, name = check_top(top), name or describe(source)
@@ -299,18 +305,24 @@ class Predictor:
         for i in forms.date_slashes(text, slashes):  # 12/03/2026, not 12103112026
             tokens[i][:2] = ["/", None]
         digits = [a for _, a, _ in tokens if a is not None]
-        unsure = any(d["status"] == "unsure" for d in digits)
+        sure = float(np.prod([d["confidence"] for d in digits]))
         return Reading(
             {
                 "image": name,
                 "boxes": [d["box"] for d in digits],
-                "status": "unsure" if unsure else "ok",
-                "number": "".join(c for c, _, _ in tokens).lstrip(",./").rstrip(",.-/"),
-                "confidence": float(np.prod([d["confidence"] for d in digits])),
+                "status": self.number_status(sure, digits),
+                "number": sequence.trimmed("".join(c for c, _, _ in tokens)),
+                "confidence": sure,
                 "digits": digits,
                 "separators": [{"char": c, "box": f.box} for c, a, f in tokens if a is None],
             }
         )
+
+    def number_status(self, sure: float, digits: list[dict]) -> str:
+        """'ok' when the chance that the whole number is right reaches the unsure threshold and
+        no digit is unsure, else 'unsure' (a digit read ok can sit beside an unsure mark)."""
+        unsure = sure < self.unsure_below or any(d["status"] == "unsure" for d in digits)
+        return "unsure" if unsure else "ok"
 
     def read_row(self, source, name: str, top: int = 3) -> dict:
         """`read_number` with the line reader: the row read whole (no cutting into digits); each
@@ -328,7 +340,7 @@ class Predictor:
         digits, marks = [], []
         for i, c in enumerate(chars):
             x0, x1 = place.columns(edges[i], edges[i + 1])
-            keep, lo = symbol_ink(row, max(0, round(x0)), max(0, round(x1)))
+            keep, lo = row.symbol(max(0, round(x0)), max(0, round(x1)))
             rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
             if cols.size == 0:
                 continue
@@ -360,28 +372,13 @@ class Predictor:
             {
                 "image": name,
                 "boxes": [d["box"] for _, d in digits],
-                "status": "unsure" if any(d["status"] == "unsure" for _, d in digits) else "ok",
-                "number": "".join(ch for _, ch in order).lstrip(",./").rstrip(",.-/"),
+                "status": self.number_status(sure, [d for _, d in digits]),
+                "number": sequence.trimmed("".join(ch for _, ch in order)),
                 "confidence": sure,
                 "digits": [d for _, d in digits],
                 "separators": [m for _, m in marks],
             }
         )
-
-
-def symbol_ink(row: ink.RowInk, left: int, right: int) -> tuple:
-    """The strokes of one symbol read from columns left..right: the strokes at least half of
-    which lie there (a neighbour's sliver is left out), cut at those columns; all the ink there
-    when no stroke is (two digits written as one stroke). As (mask, first column): the mask
-    covers the row's columns from that one to two past `right` (the margin a crop pads by)."""
-    lo, hi = max(0, left - 2), min(row.labels.shape[1], right + 2)
-    labels = row.labels[:, left:right]
-    counts = np.bincount(labels.ravel(), minlength=len(row.sizes))
-    mostly = np.flatnonzero((counts > 0) & (counts >= 0.5 * row.sizes))
-    mostly = mostly[mostly > 0]
-    keep = np.zeros((row.labels.shape[0], hi - lo), bool)
-    keep[:, left - lo : right - lo] = np.isin(labels, mostly) if mostly.size else labels > 0
-    return keep, lo
 
 
 def read_images(

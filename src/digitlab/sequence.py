@@ -261,16 +261,18 @@ def amend(chars: list[Char]) -> dict[int, str]:
     """Symbols that the string's form says were misread, {position: symbol}: a date's slashes
     read as 1s (`forms.date_slashes`; a fifth of MNIST's 1s lean as far as a slash), an
     amount's commas read as dots (`forms.amount_commas`), and slashes between digits where the
-    string is no date (`forms.plausible_date`): leaning 1s, read as the digit the network saw
-    next (on held-out rows on paper, up to 0.75 points more of each kind read exactly, none
-    fewer)."""
+    string is no date, nor a date without its day or year (`forms.plausible_date`,
+    `forms.part_date`: 03/2026 keeps its slash): leaning 1s, read as the digit the network saw
+    next, whose chance is then that digit's alone (`chance`). On held-out rows on paper, up to
+    0.75 points more of each kind were read exactly, none fewer."""
     text = "".join(c.char for c in chars)
     slashes = [i for i, c in enumerate(chars) if c.char == "/" or second(c, "1", "/")]
     fixed = {i: "/" for i in forms.date_slashes(text, slashes)}
     fixed |= {i: "," for i in forms.amount_commas(text)}
     read = [fixed.get(i, c.char) for i, c in enumerate(chars)]
     digits = [i for i, s in enumerate(read) if s.isdigit()]
-    if digits and not forms.plausible_date("".join(read[digits[0] : digits[-1] + 1])):
+    written = "".join(read[digits[0] : digits[-1] + 1]) if digits else ""
+    if digits and not (forms.plausible_date(written) or forms.part_date(written)):
         for i in range(digits[0], digits[-1] + 1):
             if read[i] == "/":
                 digit = next((a for a, _ in chars[i].top if a.isdigit()), None)
@@ -279,7 +281,8 @@ def amend(chars: list[Char]) -> dict[int, str]:
     return fixed
 
 
-# the readings `amend` turns into each symbol (a digit is amended from a slash)
+# the readings `amend` turns into each symbol and that still count for it: a date's slash read
+# as a 1 is still its slash; a slash amended to a digit is as likely as that digit alone
 AMENDED_FROM = {"/": "/1", ",": ",."}
 ALTERNATIVES = 4  # how many of a symbol's readings `amend` and `chance` look at (decode's top)
 
@@ -294,7 +297,7 @@ def chance(char: Char, amended: str | None = None) -> float:
     won = share.get(char.char, 0.0)
     if won <= 0:
         return char.p
-    readings = AMENDED_FROM.get(amended, amended + "/")
+    readings = AMENDED_FROM.get(amended, amended)
     return min(1.0, char.p * sum(share.get(s, 0.0) for s in readings) / won)
 
 
@@ -305,4 +308,16 @@ def reading(chars: list[Char]) -> tuple[str, float, dict[int, str]]:
     fixed = amend(chars)
     text = "".join(fixed.get(i, c.char) for i, c in enumerate(chars))
     sure = float(np.prod([chance(c, fixed.get(i)) for i, c in enumerate(chars)])) if chars else 0.0
-    return text.lstrip(",./").rstrip(",.-/"), sure, fixed
+    return trimmed(text), sure, fixed
+
+
+def trimmed(text: str) -> str:
+    """A number without the stray marks at its ends: separators before its first digit but a
+    decimal point (.75 stays .75), and any after its last."""
+    text = text.rstrip(",.-/")
+    start = 0
+    while start < len(text) and text[start] in ",./":
+        if text[start] == "." and text[start + 1 : start + 2].isdigit():
+            break
+        start += 1
+    return text[start:]

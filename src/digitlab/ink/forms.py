@@ -28,6 +28,8 @@ LINE_SHARE = 0.25  # a horizontal line is at least this share of the ink's width
 LINE_HEIGHTS = 1.5  # ... and at least this many times the ink's height
 TILT = 1  # pixels a line may drift across over that length
 BOX_SHARE = 0.85  # a box's side spans at least this share of the distance between its lines
+SHORTEST = 25  # pixels: no shorter straight run is taken for a line
+THIN = 0.15  # a box's edges are at most this share of its width and height thick
 EDGE = 2  # pixels either side of a found line that go with it (its anti-aliased edge)
 SLASH_SLANT = 10.0  # degrees from vertical past which a long straight stroke may be a slash
 SLASH_SPREAD = 0.2  # ... when its width across is under this share of its length
@@ -59,13 +61,7 @@ def long_runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
 
 def line_rows(lines: np.ndarray) -> list[tuple[int, int]]:
     """The (first, last) rows of each horizontal band of line pixels, top to bottom."""
-    rows = np.flatnonzero(lines.any(axis=1))
-    if rows.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(rows) > 1)
-    starts = np.r_[rows[0], rows[breaks + 1]]
-    ends = np.r_[rows[breaks], rows[-1]]
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+    return runs_of(lines.any(axis=1))
 
 
 def repair(kept: np.ndarray, removed: np.ndarray, reach: int) -> np.ndarray:
@@ -78,34 +74,30 @@ def repair(kept: np.ndarray, removed: np.ndarray, reach: int) -> np.ndarray:
     return removed & above & below
 
 
-def remove_rules(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def remove_rules(
+    ink: np.ndarray, mask: np.ndarray, ruled: bool = True
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """(ink without ruled lines and box edges, the boxes' column ranges left to right or []).
 
     `mask` is the ink's stroke mask (Otsu); the ink is returned unchanged when no line is found.
+    `ruled=False`: boxes only (`frames`), for an image of one digit, where a wide 2's foot can
+    be longer than the digit is high.
     """
     cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
     if cols.size == 0:
         return ink, []
     width, height = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
     # longer than any stroke of a digit: a share of the row, and more than the ink is high
-    length = max(25, round(LINE_SHARE * width), round(LINE_HEIGHTS * height))
-    horizontal = long_runs(mask, length, axis=1)
+    length = max(SHORTEST, round(LINE_SHARE * width), round(LINE_HEIGHTS * height))
+    horizontal = long_runs(mask, length, axis=1) if ruled else np.zeros_like(mask)
     bands = line_rows(horizontal)
-    if not bands:
-        return ink, []
-    vertical = np.zeros_like(mask)
-    cells: list[tuple[int, int]] = []
-    if len(bands) >= 2:  # a row of boxes: the sides are straight and join the two lines
-        (t0, t1), (b0, b1) = bands[0], bands[-1]
-        span = b0 - t1
-        if span > 10:
-            found = long_runs(mask, max(5, round(BOX_SHARE * span)), axis=0)
-            found[: max(t0 - EDGE, 0)] = False
-            found[b1 + EDGE + 1 :] = False
-            sides = sides_of(found)
-            if len(sides) >= 2:
-                vertical = found
-                cells = [(a[1] + 1, b[0]) for a, b in itertools.pairwise(sides)]
+    if bands:
+        vertical, cells = box_sides(mask, bands)
+    else:  # no ruled line: perhaps boxes alone, each as short as a digit is wide
+        horizontal, vertical, cells = frames(mask)
+        bands = line_rows(horizontal)
+        if not cells:
+            return ink, []
     square = np.ones((2 * EDGE + 1, 2 * EDGE + 1), bool)
     flat = ndimage.binary_dilation(horizontal, structure=square)
     upright = ndimage.binary_dilation(vertical, structure=square) if cells else vertical
@@ -115,16 +107,83 @@ def remove_rules(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[tu
     return np.where((flat | upright) & ~back, 0, ink).astype(ink.dtype, copy=False), cells
 
 
+def box_sides(
+    mask: np.ndarray, bands: list[tuple[int, int]]
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(the boxes' sides as a mask, the column ranges between them) when the first and last of
+    the horizontal `bands` are the top and bottom of a row of boxes: straight verticals
+    spanning most of the way between them; (empty, []) when they are not."""
+    none: tuple[np.ndarray, list[tuple[int, int]]] = (np.zeros_like(mask), [])
+    if len(bands) < 2:
+        return none
+    (t0, t1), (b0, b1) = bands[0], bands[-1]
+    span = b0 - t1
+    if span <= 10:
+        return none
+    found = long_runs(mask, max(5, round(BOX_SHARE * span)), axis=0)
+    found[: max(t0 - EDGE, 0)] = False
+    found[b1 + EDGE + 1 :] = False
+    sides = sides_of(found)
+    if len(sides) < 2:
+        return none
+    return found, [(a[1] + 1, b[0]) for a, b in itertools.pairwise(sides)]
+
+
+def frames(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """(top and bottom edges, sides, the column ranges inside) of boxes drawn around digits
+    where no line is long enough to be a ruled one (one box, or boxes spaced apart): a straight
+    top and bottom of the same columns, joined at both ends by straight sides. A printed digit's
+    straight strokes are never all four, thin, and holding ink between them (the hole of a big 0
+    can look like an empty box)."""
+    empty = np.zeros_like(mask)
+    horizontal = long_runs(mask, SHORTEST, axis=1)
+    bands = line_rows(horizontal)
+    if len(bands) < 2:
+        return empty, empty, []
+    (t0, t1), (b0, b1) = bands[0], bands[-1]
+    vertical, _ = box_sides(mask, [bands[0], bands[-1]])
+    sides = [(a, b) for a, b in sides_of(vertical) if meets(vertical[:, a : b + 1], t1, b0)]
+    edges, keep = np.zeros_like(mask), np.zeros_like(mask)
+    found = []
+    for x0, x1 in runs_of(horizontal[t0 : t1 + 1].any(axis=0)):
+        near = 2 * EDGE + 1
+        below = [r for r in runs_of(horizontal[b0 : b1 + 1].any(axis=0)) if abs(r[0] - x0) <= near]
+        inside = [s for s in sides if x0 - near <= s[0] and s[1] <= x1 + near]
+        if not below or abs(below[0][1] - x1) > near or len(inside) < 2:
+            continue
+        if inside[0][0] > x0 + near or inside[-1][1] < x1 - near:  # open at an end: no box
+            continue
+        thick = max(t1 - t0, b1 - b0, *(b - a for a, b in inside)) + 1
+        held = mask[t1 + EDGE + 1 : b0 - EDGE, inside[0][1] + EDGE + 1 : inside[-1][0] - EDGE]
+        if thick > THIN * min(x1 - x0, b0 - t1) or not held.any():  # a thick stroke; empty
+            continue
+        edges[t0 : t1 + 1, x0 : x1 + 1] = horizontal[t0 : t1 + 1, x0 : x1 + 1]
+        edges[b0 : b1 + 1, x0 : x1 + 1] = horizontal[b0 : b1 + 1, x0 : x1 + 1]
+        keep[:, inside[0][0] : inside[-1][1] + 1] = vertical[:, inside[0][0] : inside[-1][1] + 1]
+        found += [(a[1] + 1, b[0]) for a, b in itertools.pairwise(inside)]
+    return edges, keep, found
+
+
+def meets(side: np.ndarray, top: int, bottom: int) -> bool:
+    """Whether a vertical line's pixels reach from the line ending at row `top` to the one
+    starting at row `bottom` (within EDGE): a box's side, where a straight 1 inside need not."""
+    rows = np.flatnonzero(side.any(axis=1))
+    return rows.size > 0 and rows[0] <= top + EDGE + 1 and rows[-1] >= bottom - EDGE - 1
+
+
+def runs_of(on: np.ndarray) -> list[tuple[int, int]]:
+    """The (first, last) indices of each run of True in a 1-D array."""
+    at = np.flatnonzero(on)
+    if at.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(at) > 1)
+    return list(zip(np.r_[at[0], at[breaks + 1]].tolist(), np.r_[at[breaks], at[-1]].tolist(),
+                    strict=True))  # fmt: skip
+
+
 def sides_of(vertical: np.ndarray) -> list[tuple[int, int]]:
     """The (first, last) columns of each vertical line, left to right."""
-    cols = np.flatnonzero(vertical.any(axis=0))
-    if cols.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(cols) > 1)
-    return list(
-        zip(np.r_[cols[0], cols[breaks + 1]].tolist(), np.r_[cols[breaks], cols[-1]].tolist(),
-            strict=True)
-    )  # fmt: skip
+    return runs_of(vertical.any(axis=0))
 
 
 def row_of(bodies: list[tuple[int, int, int, int]]) -> Row:
@@ -188,6 +247,18 @@ def plausible_date(text: str) -> bool:
         return False
     a, b = int(day), int(month)
     return 1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12
+
+
+def part_date(text: str) -> bool:
+    """Whether `text` is a date without its year or its day, as forms ask for them: day/month
+    (12/03, 1/2) or month/year (03/26, 03/2026, a card's expiry)."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(part.isdigit() and len(part) <= 4 for part in parts):
+        return False
+    a, b = parts
+    if len(a) <= 2 and len(b) in (2, 4) and 1 <= int(a) <= 12:
+        return True  # month/year
+    return len(a) <= 2 and len(b) <= 2 and 1 <= int(a) <= 31 and 1 <= int(b) <= 12
 
 
 def date_slashes(text: str, candidates: list[int]) -> list[int]:

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from digitlab.data import safe_io
 from digitlab.errors import DataError, DigitlabError
+from digitlab.ink import forms
 from digitlab.ink.place import as_placed, crop_digit, deskew, to_mnist
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
@@ -160,9 +161,11 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
     Accepted: (H, W), (H, W, 1), (H, W, 2) and (H, W, 4) (with alpha, as PIL's LA and RGBA
     give), (H, W, 3) and (1, H, W);
     uint8 and other integers 0..255, 10- to 16-bit integers (scaled by the smallest of those
-    depths that holds them), floats 0..255 or 0..1 (as matplotlib's
-    imread gives), and masks (bool, or integers 0 and 1). Refused rather than misread: negative
-    or non-finite values, batches (N, H, W) and flattened digits (N, 784)."""
+    depths that holds them), floats 0..255 or 0..1 (as matplotlib's imread gives; a resize's
+    overshoot a little past either end is clipped), and masks (bool, or integers 0 and 1).
+    Colour is made gray by luma, as PIL does. Refused rather than misread: negative values
+    (but 0..1 floats' overshoot), non-finite values, batches (N, H, W) and flattened digits
+    (N, 784)."""
     a = np.asarray(source)
     if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] not in (1, 2, 3, 4):
         a = a[0]  # (1, H, W): one image, channel first
@@ -187,20 +190,27 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise ImageError(f"{label}: has NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
-    if lo < 0:
-        raise ImageError(f"{label}: {a.dtype} values reach {lo:.3g}; pixels are 0..255")
+    if lo < 0 and not (a.dtype.kind == "f" and hi <= FLOAT_OVERSHOOT and lo >= 1 - FLOAT_OVERSHOOT):
+        raise ImageError(
+            f"{label}: {a.dtype} values reach {lo:.3g}; pixels are 0..255 or 0..1 (a normalised "
+            "image? undo the normalisation first)"
+        )
+    a = np.maximum(a, 0)  # 0..1 floats a cubic resize left a little below 0
     scale = pixel_scale(a.dtype.kind, hi)
     if scale is None:
         raise ImageError(f"{label}: {a.dtype} values reach {hi:.6g}; pixels are 0..255")
     a = np.minimum(a.astype(np.float32) * np.float32(scale), 255)
     if a.ndim == 3:  # gray, gray and alpha, colour, colour and alpha
         alpha = a[..., -1] / 255 if a.shape[2] in (2, 4) else None
-        a = a[..., : 3 if a.shape[2] > 2 else 1].mean(axis=2)
+        a = a[..., 0] if a.shape[2] < 3 else a[..., :3] @ LUMA  # as PIL's convert("L")
         if alpha is not None:
             a = on_backing(a, alpha)
     return a
 
 
+# red, green and blue's shares of gray (ITU-R 601-2 luma), as PIL converts: one image read as
+# an array and as a PIL image is the same gray (a plain mean lost a green digit on red)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 BIT_DEPTHS = (1023, 4095, 16383, 65535)  # what 10-, 12-, 14- and 16-bit sensors give
 # floats 0..1 a cubic resize or a sharpening left a little past 1 (a 0..255 image that dark
 # has no ink to read): 1.0000001 read as 0..255 was a blank page
@@ -335,6 +345,12 @@ def prepare(
     found = strokes(ink, min_share=SPECK_SHARE)
     if found is None:
         return None, steps
+    unruled, _ = forms.remove_rules(ink, found[0] > 0, ruled=False)  # a digit in a form's box
+    if unruled is not ink:
+        steps["box removed"] = ink = unruled
+        found = strokes(ink, min_share=SPECK_SHARE)
+        if found is None:
+            return None, steps
     keep = found[0] > 0
     steps["mask (Otsu, specks removed)"] = keep.astype(np.float32) * 255
     sizes = found[2]

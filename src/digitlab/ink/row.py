@@ -53,6 +53,20 @@ class RowInk:
     def mask(self) -> np.ndarray:
         return self.labels > 0
 
+    def symbol(self, left: int, right: int) -> tuple[np.ndarray, int]:
+        """The strokes of one symbol read from columns left..right: the strokes at least half of
+        which lie there (a neighbour's sliver is left out), cut at those columns; all the ink
+        there when no stroke is (two digits written as one stroke). As (mask, first column): the
+        mask covers the columns from that one to two past `right` (the margin a crop pads by)."""
+        lo, hi = max(0, left - 2), min(self.labels.shape[1], right + 2)
+        labels = self.labels[:, left:right]
+        counts = np.bincount(labels.ravel(), minlength=len(self.sizes))
+        mostly = np.flatnonzero((counts > 0) & (counts >= 0.5 * self.sizes))
+        mostly = mostly[mostly > 0]
+        keep = np.zeros((self.labels.shape[0], hi - lo), bool)
+        keep[:, left - lo : right - lo] = np.isin(labels, mostly) if mostly.size else labels > 0
+        return keep, lo
+
     def line(self) -> tuple[np.ndarray, Placement]:
         """The strip a line reader reads (wide gaps narrowed) and where its columns come from."""
         return narrow_gaps(*strip(self.ink, self.mask))

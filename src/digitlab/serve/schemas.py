@@ -68,7 +68,9 @@ class Separator(BaseModel):
 
 
 class NumberAnswer(BaseModel):
-    status: Status = Field(description="'unsure' when any digit is unsure")
+    status: Status = Field(
+        description="'unsure' when any digit is unsure or the confidence is below the threshold"
+    )
     number: str | None = Field(
         description="what is written, left to right, separators included (1,234.56; "
         "12/03/2026); null when no digit is found"
