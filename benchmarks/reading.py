@@ -44,8 +44,8 @@ SINGLE, NUMBER = "single", "number"
 
 
 def read_set(reader, kind: str, items: list, chars: str = "") -> dict:
-    if kind == SINGLE and not getattr(reader, "single", True):
-        return {}
+    if not items or (kind == SINGLE and not getattr(reader, "single", True)):
+        return {}  # a set with no items: fonts not installed (see the README)
     status = []  # the built-in reader's 'ok' or 'unsure'
     if kind == SINGLE and isinstance(reader, Digitlab):
         answers = reader.answers([i.image for i in items])
@@ -270,7 +270,8 @@ def markdown(results: dict, names: list[str]) -> str:
             'What the built-in reader answers "ok" (the rest "unsure"): its threshold, '
             f"{results['unsure_below']:.2f}, is the lowest top probability at which its own "
             "held-out digits on paper (as they are, photographed, with random faults) are read "
-            '99.5% right. A number is "ok" when every digit is. A single digit is also '
+            '99.5% right. A number is "ok" when its confidence (the chance that all of it '
+            "is right) reaches that threshold and no digit is unsure. A single digit is also "
             '"unsure" when its novelty check finds it unlike every digit it learned (below); '
             "the last column is what it answers without that check.",
             "",

@@ -21,6 +21,7 @@ from digitlab import novelty as novelty_check
 from digitlab.engines import logits
 from digitlab.errors import DigitlabError
 from digitlab.ink import forms
+from digitlab.ink.synth import OTHER
 from digitlab.preprocess import check_images
 
 UNSURE_BELOW = 0.6  # default: below this top probability the answer is "unsure"
@@ -318,11 +319,12 @@ class Predictor:
             }
         )
 
-    def number_status(self, sure: float, digits: list[dict]) -> str:
-        """'ok' when the chance that the whole number is right reaches the unsure threshold and
-        no digit is unsure, else 'unsure' (a digit read ok can sit beside an unsure mark)."""
+    def number_status(self, sure: float, digits: list[dict], marks: list[dict] = ()) -> str:
+        """'ok' when the chance that the whole number is right reaches the unsure threshold, no
+        digit is unsure and no mark is one the line reader cannot read (synth.OTHER: $12 is
+        ?12), else 'unsure' (a digit read ok can sit beside an unsure mark)."""
         unsure = sure < self.unsure_below or any(d["status"] == "unsure" for d in digits)
-        return "unsure" if unsure else "ok"
+        return "unsure" if unsure or any(m["char"] == OTHER for m in marks) else "ok"
 
     def read_row(self, source, name: str, top: int = 3) -> dict:
         """`read_number` with the line reader: the row read whole (no cutting into digits); each
@@ -372,7 +374,7 @@ class Predictor:
             {
                 "image": name,
                 "boxes": [d["box"] for _, d in digits],
-                "status": self.number_status(sure, [d for _, d in digits]),
+                "status": self.number_status(sure, [d for _, d in digits], [m for _, m in marks]),
                 "number": sequence.trimmed("".join(ch for _, ch in order)),
                 "confidence": sure,
                 "digits": [d for _, d in digits],

@@ -24,13 +24,36 @@ from digitlab.ink.flags import flag_ones
 from digitlab.ink.prepare import otsu
 from digitlab.ink.row import strip
 
-ALPHABET = "0123456789,./-"  # what a line reader writes; index + 1 is its class (0: blank)
+OTHER = "?"  # what a line reader writes for a mark that is no digit and no separator ($12: ?12)
+ALPHABET = "0123456789,./-" + OTHER  # what a line reader writes; index + 1 is its class (0: blank)
+OTHER_SHARE = 0.08  # rows with such a mark: before, after or among the digits
+# the marks drawn for OTHER: symbols written beside numbers, and scribbles
+# ("s": a scribble; no [ ] or !, which many 1s are written like)
+OTHER_MARKS = ("(", ")", "$", "+", "x", ":", "=", "*", "#", "%", "<", ">", "~", "s")
 LENGTHS = (1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 8, 9)  # plain digit strings: mostly 4-6 long
 DRAW_SCALE = 4  # separators are drawn this much larger, then reduced (anti-aliased like MNIST)
 
 
 def text(rng: np.random.Generator) -> str:
-    """A random string of the kinds people write on forms."""
+    """A random string of the kinds people write on forms; one in OTHER_SHARE has a mark that
+    is no digit nor separator (a currency sign, a bracket, a colon, a scribble) at one end or
+    among its symbols, written OTHER."""
+    written = number_text(rng)
+    if rng.random() < OTHER_SHARE:
+        where = rng.random()
+        at = (
+            0
+            if where < 0.4
+            else len(written)
+            if where < 0.7
+            else int(rng.integers(1, len(written) + 1))
+        )
+        written = written[:at] + OTHER + written[at:]
+    return written
+
+
+def number_text(rng: np.random.Generator) -> str:
+    """A number, amount, date, code or decimal, as `text` writes them."""
 
     def digits(n: int) -> str:
         return "".join(str(d) for d in rng.integers(0, 10, n))
@@ -85,6 +108,72 @@ def separator(char: str, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(image.resize((width, 28), Image.Resampling.BOX), np.uint8)
 
 
+def curve(f, n: int = 12) -> list[tuple[float, float]]:
+    return [f(t) for t in np.linspace(0, 1, n)]
+
+
+def ring(cx: float, cy: float) -> list[tuple[float, float]]:
+    return curve(lambda t: (cx + 0.15 * np.cos(2 * np.pi * t), cy + 0.12 * np.sin(2 * np.pi * t)))
+
+
+def strokes_of(mark: str, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """The pen strokes of one of OTHER_MARKS in a unit box (x right, y down)."""
+    pi = np.pi
+    if mark in "()":
+        side = 1 if mark == "(" else -1
+        return [curve(lambda t: (0.5 + side * (0.35 - 0.7 * np.sin(pi * t)), t))]
+    if mark == "$":
+        s = [(0.85, 0.18), (0.6, 0.08), (0.3, 0.1), (0.15, 0.28), (0.3, 0.45), (0.7, 0.55)]
+        s += [(0.85, 0.72), (0.7, 0.9), (0.4, 0.93), (0.15, 0.82)]
+        return [s, [(0.5, 0.0), (0.5, 1.0)]]
+    if mark == "%":
+        return [[(0.9, 0.05), (0.1, 0.95)], ring(0.25, 0.2), ring(0.75, 0.8)]
+    lines = {
+        "+": [[(0, 0.55), (1, 0.55)], [(0.5, 0.25), (0.5, 0.85)]],
+        "x": [[(0, 0.35), (1, 1)], [(1, 0.35), (0, 1)]],
+        "=": [[(0, 0.45), (1, 0.45)], [(0, 0.72), (1, 0.72)]],
+        "*": [[(0.5, 0.2), (0.5, 0.8)], [(0.1, 0.3), (0.9, 0.7)], [(0.9, 0.3), (0.1, 0.7)]],
+        "#": [
+            [(0.4, 0), (0.25, 1)],
+            [(0.8, 0), (0.65, 1)],
+            [(0, 0.33), (1, 0.33)],
+            [(0, 0.67), (1, 0.67)],
+        ],
+        "<": [[(1, 0.3), (0, 0.6), (1, 0.95)]],
+        ">": [[(0, 0.3), (1, 0.6), (0, 0.95)]],
+        "!": [[(0.5, 0), (0.5, 0.7)], [(0.5, 0.93), (0.5, 0.97)]],
+        ":": [[(0.5, 0.4), (0.5, 0.44)], [(0.5, 0.9), (0.5, 0.94)]],
+        "~": [curve(lambda t: (t, 0.55 - 0.15 * np.sin(2 * pi * t)))],
+    }
+    if mark in lines:
+        return lines[mark]
+    return [[tuple(p) for p in rng.uniform(0, 1, (int(rng.integers(4, 8)), 2))]]  # a scribble
+
+
+def other(rng: np.random.Generator) -> np.ndarray:
+    """A hand-drawn mark that is no digit nor separator (OTHER_MARKS), light on black, 28 high:
+    each stroke's points jittered, with a pen of random width."""
+    mark = str(rng.choice(OTHER_MARKS))
+    s = DRAW_SCALE
+    pen = float(rng.uniform(1.6, 3.2)) * s
+    narrow = mark in "():"
+    width = int(rng.integers(4, 9) if narrow else rng.integers(10, 22))
+    top, base = float(rng.uniform(2, 8)), float(rng.uniform(20, 26))
+    image = Image.new("L", (width * s, 28 * s), 0)
+    draw = ImageDraw.Draw(image)
+    margin = pen / 2
+    for stroke in strokes_of(mark, rng):
+        points = np.asarray(stroke) + rng.normal(0, 0.03, (len(stroke), 2))
+        xy = [
+            (margin + x * (width * s - 2 * margin), (top + y * (base - top)) * s) for x, y in points
+        ]
+        draw.line(xy, fill=255, width=int(pen), joint="curve")
+        if len(stroke) == 2 and np.allclose(stroke[0], stroke[1], atol=0.05):  # a dot
+            (x, y), r = xy[0], pen * 0.7
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    return np.asarray(image.resize((width, 28), Image.Resampling.BOX), np.uint8)
+
+
 class RowMaker:
     """Synthetic rows from a set of digit images (uint8 (N, 28, 28), light on black)."""
 
@@ -96,6 +185,8 @@ class RowMaker:
             raise ValueError("synthetic rows need images of every digit 0-9")
 
     def piece(self, char: str, rng: np.random.Generator) -> np.ndarray:
+        if char == OTHER:
+            return other(rng).astype(np.float32)
         if not char.isdigit():
             return separator(char, rng).astype(np.float32)
         digit = self.images[rng.choice(self.by_label[int(char)])]

@@ -63,7 +63,7 @@ class NumberDigit(BaseModel):
 
 
 class Separator(BaseModel):
-    char: Literal[",", ".", "-", "/"]
+    char: Literal[",", ".", "-", "/", "?"]  # ?: a mark that is no digit nor separator ($, ()
     box: list[int] = Field(description="where the mark is in the image")
 
 
