@@ -87,6 +87,11 @@ def remove_rules(
     if cols.size == 0:
         return ink, []
     width, height = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+    # the ink's box and the reach of a line's edge (EDGE) around it: the work is done there (on
+    # a photo of one digit, a third of the time over the whole page), with the same answer
+    top, left = max(rows[0] - EDGE - 1, 0), max(cols[0] - EDGE - 1, 0)
+    window = np.s_[top : rows[-1] + EDGE + 2, left : cols[-1] + EDGE + 2]
+    mask = mask[window]
     # longer than any stroke of a digit: a share of the row, and more than the ink is high
     length = max(SHORTEST, round(LINE_SHARE * width), round(LINE_HEIGHTS * height))
     horizontal = long_runs(mask, length, axis=1) if ruled else np.zeros_like(mask)
@@ -104,7 +109,9 @@ def remove_rules(
     thickness = max(last - first + 1 for first, last in bands) + 2 * EDGE
     kept = mask & ~flat & ~upright
     back = repair(kept, flat & ~upright, thickness + 1)
-    return np.where((flat | upright) & ~back, 0, ink).astype(ink.dtype, copy=False), cells
+    out = ink.copy()
+    out[window] = np.where((flat | upright) & ~back, 0, ink[window])
+    return out, [(a + left, b + left) for a, b in cells]
 
 
 def box_sides(
@@ -145,9 +152,10 @@ def frames(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, in
     sides = [(a, b) for a, b in sides_of(vertical) if meets(vertical[:, a : b + 1], t1, b0)]
     edges, keep = np.zeros_like(mask), np.zeros_like(mask)
     found = []
+    near = 2 * EDGE + 1
+    bottoms = runs_of(horizontal[b0 : b1 + 1].any(axis=0))
     for x0, x1 in runs_of(horizontal[t0 : t1 + 1].any(axis=0)):
-        near = 2 * EDGE + 1
-        below = [r for r in runs_of(horizontal[b0 : b1 + 1].any(axis=0)) if abs(r[0] - x0) <= near]
+        below = [r for r in bottoms if abs(r[0] - x0) <= near]
         inside = [s for s in sides if x0 - near <= s[0] and s[1] <= x1 + near]
         if not below or abs(below[0][1] - x1) > near or len(inside) < 2:
             continue
@@ -159,7 +167,8 @@ def frames(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, in
             continue
         edges[t0 : t1 + 1, x0 : x1 + 1] = horizontal[t0 : t1 + 1, x0 : x1 + 1]
         edges[b0 : b1 + 1, x0 : x1 + 1] = horizontal[b0 : b1 + 1, x0 : x1 + 1]
-        keep[:, inside[0][0] : inside[-1][1] + 1] = vertical[:, inside[0][0] : inside[-1][1] + 1]
+        for a, b in inside:  # the sides that meet both edges: a straight 1 between them stays
+            keep[:, a : b + 1] = vertical[:, a : b + 1]
         found += [(a[1] + 1, b[0]) for a, b in itertools.pairwise(inside)]
     return edges, keep, found
 

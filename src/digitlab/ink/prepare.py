@@ -195,7 +195,8 @@ def array_gray(source: np.ndarray, label: str) -> np.ndarray:
             f"{label}: {a.dtype} values reach {lo:.3g}; pixels are 0..255 or 0..1 (a normalised "
             "image? undo the normalisation first)"
         )
-    a = np.maximum(a, 0)  # 0..1 floats a cubic resize left a little below 0
+    if lo < 0:
+        a = np.maximum(a, 0)  # 0..1 floats a cubic resize left a little below 0
     scale = pixel_scale(a.dtype.kind, hi)
     if scale is None:
         raise ImageError(f"{label}: {a.dtype} values reach {hi:.6g}; pixels are 0..255")

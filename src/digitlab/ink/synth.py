@@ -40,14 +40,13 @@ def text(rng: np.random.Generator) -> str:
     among its symbols, written OTHER."""
     written = number_text(rng)
     if rng.random() < OTHER_SHARE:
-        where = rng.random()
-        at = (
-            0
-            if where < 0.4
-            else len(written)
-            if where < 0.7
-            else int(rng.integers(1, len(written) + 1))
-        )
+        where = rng.random()  # before the number, after it, or among its symbols
+        if where < 0.4:
+            at = 0
+        elif where < 0.7:
+            at = len(written)
+        else:
+            at = int(rng.integers(1, len(written) + 1))
         written = written[:at] + OTHER + written[at:]
     return written
 
@@ -141,7 +140,6 @@ def strokes_of(mark: str, rng: np.random.Generator) -> list[list[tuple[float, fl
         ],
         "<": [[(1, 0.3), (0, 0.6), (1, 0.95)]],
         ">": [[(0, 0.3), (1, 0.6), (0, 0.95)]],
-        "!": [[(0.5, 0), (0.5, 0.7)], [(0.5, 0.93), (0.5, 0.97)]],
         ":": [[(0.5, 0.4), (0.5, 0.44)], [(0.5, 0.9), (0.5, 0.94)]],
         "~": [curve(lambda t: (t, 0.55 - 0.15 * np.sin(2 * pi * t)))],
     }
